@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title Perp-EX public interfaces
+/// @notice The stable surface the off-chain services (indexer, keeper, funding updater) depend on.
+/// Units: every price, amount, leverage, ratio and rate is an 18-decimal fixed-point number (WAD)
+/// unless stated otherwise. A market is identified by `marketId = keccak256(bytes(pair))`,
+/// e.g. keccak256("ETH/USDT").
+
+interface IPositionManagerEvents {
+    /// Emitted when a position is opened (after PositionNFT.PositionMinted in the same tx).
+    event PositionOpened(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        bool isLong,
+        uint256 collateral,
+        uint256 leverage,
+        uint256 size,
+        uint256 notional,
+        uint256 entryPrice,
+        uint256 fee
+    );
+
+    /// Emitted when the owner closes a position. `realizedPnl` excludes funding and fees;
+    /// `payout` is what returned to the owner's free collateral.
+    event PositionClosed(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        uint256 exitPrice,
+        int256 realizedPnl,
+        int256 fundingPayment,
+        uint256 payout
+    );
+
+    /// Emitted when a keeper liquidates a position.
+    event PositionLiquidated(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        address liquidator,
+        uint256 price,
+        int256 realizedPnl,
+        uint256 liquidatorReward,
+        uint256 ownerRefund,
+        uint256 badDebt
+    );
+
+    /// Emitted on addMargin / removeMargin (and when pending funding is settled into collateral).
+    event MarginChanged(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        int256 delta,
+        uint256 newCollateral
+    );
+
+    /// Emitted by updateFundingRate. `fundingRate` is the rate for the interval just ended
+    /// (positive: longs pay shorts). `cumulativeFundingIndex` is quote per unit of base.
+    event FundingRateUpdated(
+        bytes32 indexed marketId,
+        int256 fundingRate,
+        int256 cumulativeFundingIndex,
+        uint256 markTwap,
+        uint256 indexTwap,
+        uint256 timestamp
+    );
+
+    event MarketAdded(bytes32 indexed marketId, string pair, address vamm, address oracleFeed);
+    event MarketPaused(bytes32 indexed marketId, bool paused);
+}
+
+interface IPositionManager is IPositionManagerEvents {
+    struct Position {
+        bytes32 marketId;
+        bool isLong;
+        uint256 collateral; // margin locked in the vault for this position
+        uint256 leverage;
+        uint256 size; // base amount (WAD)
+        uint256 notional; // quote amount at entry (WAD)
+        uint256 entryPrice; // notional * 1e18 / size
+        int256 entryFundingIndex; // cumulative funding index at open / last settlement
+        uint64 openedAt; // block timestamp
+        uint64 openedBlock;
+    }
+
+    struct PositionHealth {
+        uint256 tokenId;
+        bool exists;
+        bool liquidatable;
+        int256 margin; // collateral + unrealized PnL at index price - pending funding
+        uint256 maintenanceMargin; // size * indexPrice * maintenanceMarginRatio
+        uint256 indexPrice;
+    }
+
+    struct MarketConfig {
+        address vamm;
+        address oracleFeed;
+        uint256 maxLeverage;
+        uint256 maintenanceMarginRatio;
+        uint256 liquidationFeeRatio; // keeper reward, fraction of notional at index price
+        uint256 fundingInterval; // seconds, default 8 hours
+        uint256 maxFundingRate; // absolute clamp per interval
+        bool paused;
+    }
+
+    // ---- trading ----
+    function openPosition(bytes32 marketId, bool isLong, uint256 collateral, uint256 leverage, uint256 priceLimit)
+        external
+        returns (uint256 tokenId);
+    function addMargin(uint256 tokenId, uint256 amount) external;
+    function removeMargin(uint256 tokenId, uint256 amount) external;
+    function closePosition(uint256 tokenId, uint256 priceLimit) external;
+
+    // ---- liquidation ----
+    function liquidatePosition(uint256 tokenId) external;
+    function isPositionLiquidatable(uint256 tokenId) external view returns (bool);
+    function getPositionsHealth(uint256[] calldata tokenIds) external view returns (PositionHealth[] memory);
+
+    // ---- funding ----
+    function lastFundingTime(bytes32 marketId) external view returns (uint256);
+    function nextFundingTime(bytes32 marketId) external view returns (uint256);
+    function fundingRate(bytes32 marketId) external view returns (int256);
+    function cumulativeFundingIndex(bytes32 marketId) external view returns (int256);
+    function updateFundingRate(bytes32 marketId) external;
+
+    // ---- views ----
+    function getPosition(uint256 tokenId) external view returns (Position memory);
+    function getMarket(bytes32 marketId) external view returns (MarketConfig memory);
+    function marketIds() external view returns (bytes32[] memory);
+    function indexPrice(bytes32 marketId) external view returns (uint256);
+    function markPrice(bytes32 marketId) external view returns (uint256);
+}
+
+interface IPositionNFTEvents {
+    event PositionMinted(uint256 indexed tokenId, address indexed owner, bytes32 indexed marketId);
+    event PositionBurned(uint256 indexed tokenId, address indexed owner, bytes32 indexed marketId);
+}

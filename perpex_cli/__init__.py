@@ -1,0 +1,1 @@
+"""The `perpex` command line."""

@@ -1,0 +1,42 @@
+"""`perpex` entry point: every service and tool is a subcommand."""
+
+from __future__ import annotations
+
+import click
+
+from perpex_cli.lazy import LazyGroup
+
+BENCH_COMMANDS = {
+    "gas": "perpex_cli.bench_gas:gas",
+    "indexer": "services.indexer.bench:bench",
+    "keeper": "services.keeper.bench:bench",
+}
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=BENCH_COMMANDS)
+def bench() -> None:
+    """Benchmarks; each prints one JSON object on its last line."""
+
+
+COMMANDS = {
+    "dev": "shared.devstack.cli:dev",
+    "deploy": "shared.chain.deploy_cli:deploy",
+    "indexer": "services.indexer.cli:indexer",
+    "keeper": "services.keeper.cli:keeper",
+    "funding": "services.funding.cli:funding",
+    "operator": "services.operator.cli:operator",
+    "dashboard": "services.dashboard.cli:dashboard",
+    "demo": "perpex_cli.demo:demo",
+}
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=COMMANDS)
+@click.version_option(package_name="perpex")
+def cli() -> None:
+    """Perp-EX: vAMM perpetual futures, keeper, indexer and funding updater."""
+
+
+cli.add_command(bench)
+
+if __name__ == "__main__":
+    cli()
