@@ -20,6 +20,7 @@ def bench() -> None:
 
 COMMANDS = {
     "dev": "shared.devstack.cli:dev",
+    "config": "shared.config_cli:config",
     "deploy": "shared.chain.deploy_cli:deploy",
     "indexer": "services.indexer.cli:indexer",
     "keeper": "services.keeper.cli:keeper",

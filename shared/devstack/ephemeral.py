@@ -1,0 +1,43 @@
+"""A throw-away local stack on free ports in a temporary folder: for tests and benchmarks."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from shared.devstack.components import StackConfig
+from shared.devstack.ports import free_ports
+from shared.devstack.stack import LocalStack
+
+
+@contextmanager
+def ephemeral_stack(
+    components: tuple[str, ...] = ("anvil", "postgres", "kafka"),
+    block_time: float | None = None,
+    data_dir: Path | None = None,
+) -> Iterator[LocalStack]:
+    owned = data_dir is None
+    root = data_dir or Path(tempfile.mkdtemp(prefix="perpex-stack-"))
+    anvil_port, pg_port, kafka_port = free_ports(3)
+    config = StackConfig(
+        data_dir=root,
+        anvil_port=anvil_port,
+        postgres_port=pg_port,
+        kafka_port=kafka_port,
+        block_time=block_time,
+        durable=False,
+    )
+    stack = LocalStack(config)
+    wanted = [c for c in stack.components if c.name in components]
+    try:
+        for comp in wanted:
+            comp.start()
+        yield stack
+    finally:
+        for comp in reversed(wanted):
+            comp.stop()
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,106 @@
+"""The versioned JSON schema of decoded chain events on Kafka.
+
+One message per chain log. `event_id` = "<chain id>:<tx hash>:<log index>" is stable across
+re-deliveries, so consumers deduplicate on it. When a reorg removes a log from the canonical
+chain, the indexer publishes the same envelope again with `reverted: true` (a compensating
+event); consumers undo its effect.
+
+Integers in `args` are decimal strings (uint256 does not fit a JSON double); addresses and
+bytes32 values are 0x-hex strings; bools stay bools.
+
+Message key: the token id for position events (so one position's events stay in order on one
+partition), the market id for market-wide events such as FundingRateUpdated.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+EVENT_NAMES = frozenset(
+    {
+        "PositionMinted",
+        "PositionOpened",
+        "PositionClosed",
+        "PositionLiquidated",
+        "MarginChanged",
+        "FundingRateUpdated",
+        "PositionBurned",
+        "MarketAdded",
+        "MarketPaused",
+    }
+)
+
+
+class MalformedEventError(ValueError):
+    """A message that is not a valid Perp-EX event envelope; the reason names the problem."""
+
+
+def make_event_id(chain_id: int, tx_hash: str, log_index: int) -> str:
+    return f"{chain_id}:{tx_hash.lower()}:{log_index}"
+
+
+class EventEnvelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = Field(default=SCHEMA_VERSION, description="schema version")
+    event_id: str
+    name: str
+    chain_id: int
+    contract: str
+    block_number: int = Field(ge=0)
+    block_hash: str
+    block_timestamp: int = Field(ge=0)
+    tx_hash: str
+    log_index: int = Field(ge=0)
+    market_id: str | None = None
+    market: str | None = None  # pair, e.g. "ETH/USDT", when the indexer knows it
+    token_id: int | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    reverted: bool = False
+    trace: dict[str, str] | None = None  # W3C trace context of the producing span, if any
+
+    @property
+    def key(self) -> bytes:
+        if self.token_id is not None:
+            return f"token:{self.token_id}".encode()
+        if self.market_id is not None:
+            return f"market:{self.market_id}".encode()
+        return self.event_id.encode()
+
+    def int_arg(self, name: str) -> int:
+        return int(self.args[name])
+
+    def as_reverted(self) -> EventEnvelope:
+        return self.model_copy(update={"reverted": True})
+
+
+def encode_event(event: EventEnvelope) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode_event(raw: bytes | str) -> EventEnvelope:
+    """Parse one message. Raises MalformedEventError naming what is wrong."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedEventError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedEventError(f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("v")
+    if version != SCHEMA_VERSION:
+        raise MalformedEventError(f"unsupported schema version {version!r} (expected {SCHEMA_VERSION})")
+    try:
+        event = EventEnvelope.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise MalformedEventError(problems) from None
+    if event.name not in EVENT_NAMES:
+        raise MalformedEventError(f"unknown event name {event.name!r}")
+    return event

@@ -1,0 +1,84 @@
+"""Session fixtures: a real anvil, a real PostgreSQL and a real Kafka-protocol broker on free
+127.0.0.1 ports, started by the project's own devstack code and stopped after the session.
+
+Per-test isolation: `fresh_db` is a new empty database, `topic` a new topic, `chain` reverts
+anvil to a snapshot after the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from web3 import Web3
+
+from shared.devstack.ephemeral import ephemeral_stack
+from shared.devstack.stack import LocalStack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    with ephemeral_stack() as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def rpc_url(stack: LocalStack) -> str:
+    return stack.anvil.url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: LocalStack) -> str:
+    return stack.broker.url
+
+
+@pytest.fixture(scope="session")
+def w3(rpc_url: str) -> Web3:
+    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+
+
+@pytest.fixture
+def chain(w3: Web3) -> Iterator[Web3]:
+    """anvil, reverted to its state before the test when the test ends."""
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    try:
+        yield w3
+    finally:
+        w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def fresh_db(stack: LocalStack) -> AsyncIterator[str]:
+    """DSN of a new, empty database, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(stack.postgres.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    cfg = stack.config
+    yield f"postgresql://{cfg.db_user}@{cfg.host}:{cfg.postgres_port}/{name}"
+    admin = await asyncpg.connect(stack.postgres.admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def topic(kafka_bootstrap: str) -> str:
+    """A new topic with 3 partitions, unique to the test."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    await asyncio.sleep(0)
+    return name
