@@ -67,7 +67,9 @@ class BaseServiceSettings(BaseSettings):
     )
 
     rpc_url: str = Field(description="JSON-RPC endpoint of the chain (http:// or https://)")
-    chain_id: int = Field(default=31337, gt=0, description="expected chain id; checked against the node")
+    chain_id: int = Field(
+        default=31337, gt=0, description="expected chain id; checked against the node"
+    )
     private_key: SecretStr | None = Field(default=None, description="fallback wallet key")
     keeper_private_key: SecretStr | None = Field(default=None)
     funding_private_key: SecretStr | None = Field(default=None)
@@ -184,7 +186,9 @@ def check_chain_id(settings: BaseServiceSettings, reported_chain_id: int) -> Non
     """Raise ConfigError when the node's chain id differs from CHAIN_ID."""
     if reported_chain_id != settings.chain_id:
         raise ConfigError(
-            {"CHAIN_ID": f"is {settings.chain_id} but the node at RPC_URL reports {reported_chain_id}"}
+            {
+                "CHAIN_ID": f"is {settings.chain_id} but the node at RPC_URL reports {reported_chain_id}"
+            }
         )
 
 

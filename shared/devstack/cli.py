@@ -18,19 +18,44 @@ def _stack(ctx: click.Context) -> LocalStack:
 
 
 @click.group()
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="PERPEX_DATA_DIR",
-              help="state folder (default .perpex/devstack in the checkout)")
-@click.option("--anvil-port", type=int, envvar="PERPEX_ANVIL_PORT", default=58545, show_default=True)
-@click.option("--postgres-port", type=int, envvar="PERPEX_PG_PORT", default=55432, show_default=True)
-@click.option("--kafka-port", type=int, envvar="PERPEX_KAFKA_PORT", default=59092, show_default=True)
-@click.option("--block-time", type=float, envvar="PERPEX_BLOCK_TIME", default=None,
-              help="seconds per block; default automine")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="PERPEX_DATA_DIR",
+    help="state folder (default .perpex/devstack in the checkout)",
+)
+@click.option(
+    "--anvil-port", type=int, envvar="PERPEX_ANVIL_PORT", default=58545, show_default=True
+)
+@click.option(
+    "--postgres-port", type=int, envvar="PERPEX_PG_PORT", default=55432, show_default=True
+)
+@click.option(
+    "--kafka-port", type=int, envvar="PERPEX_KAFKA_PORT", default=59092, show_default=True
+)
+@click.option(
+    "--block-time",
+    type=float,
+    envvar="PERPEX_BLOCK_TIME",
+    default=None,
+    help="seconds per block; default automine",
+)
 @click.pass_context
-def dev(ctx: click.Context, data_dir: Path | None, anvil_port: int, postgres_port: int,
-        kafka_port: int, block_time: float | None) -> None:
+def dev(
+    ctx: click.Context,
+    data_dir: Path | None,
+    anvil_port: int,
+    postgres_port: int,
+    kafka_port: int,
+    block_time: float | None,
+) -> None:
     """The embedded local stack: anvil, PostgreSQL and a Kafka-protocol broker on 127.0.0.1."""
-    config = StackConfig(anvil_port=anvil_port, postgres_port=postgres_port,
-                         kafka_port=kafka_port, block_time=block_time)
+    config = StackConfig(
+        anvil_port=anvil_port,
+        postgres_port=postgres_port,
+        kafka_port=kafka_port,
+        block_time=block_time,
+    )
     if data_dir is not None:
         config = replace(config, data_dir=data_dir.absolute())
     ctx.obj = config
@@ -81,11 +106,20 @@ def env(ctx: click.Context) -> None:
 def _print_status(stack: LocalStack, as_json: bool) -> bool:
     rows = stack.status()
     if as_json:
-        click.echo(json.dumps([
-            {"component": c.name, "url": c.url, "healthy": h.ok, "detail": h.detail,
-             "pid": (c.record().pid if c.record() else None)}
-            for c, h in rows
-        ]))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "component": c.name,
+                        "url": c.url,
+                        "healthy": h.ok,
+                        "detail": h.detail,
+                        "pid": getattr(c.record(), "pid", None),
+                    }
+                    for c, h in rows
+                ]
+            )
+        )
     else:
         for comp, health in rows:
             mark = "healthy" if health.ok else "DOWN"

@@ -212,12 +212,15 @@ class Postgres(Component):
         subprocess.run(
             [
                 str(bindir / "initdb"),
-                "-D", str(self.cluster_dir / "data"),
-                "-U", self.config.db_user,
+                "-D",
+                str(self.cluster_dir / "data"),
+                "-U",
+                self.config.db_user,
                 "--auth=trust",
-                "-E", "UTF8",
+                "-E",
+                "UTF8",
                 "--no-sync",
-            ],  # fmt: skip
+            ],
             check=True,
             capture_output=True,
             user=self.user(),
@@ -243,7 +246,14 @@ class Postgres(Component):
             "-c", "max_connections=200",
         ]  # fmt: skip
         if not self.config.durable:
-            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            argv += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         return argv
 
     def check(self) -> Health:

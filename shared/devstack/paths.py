@@ -39,7 +39,9 @@ def _node_tool(tool: str) -> Path:
 
 def postgres_bindir() -> Path:
     override = os.environ.get("PERPEX_PG_BINDIR")
-    candidates = [override] if override else sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    candidates = (
+        [override] if override else sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    )
     for cand in candidates:
         if cand and (Path(cand) / "initdb").exists() and (Path(cand) / "postgres").exists():
             return Path(cand)

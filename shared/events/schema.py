@@ -92,7 +92,9 @@ def decode_event(raw: bytes | str) -> EventEnvelope:
         raise MalformedEventError(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("v")
     if version != SCHEMA_VERSION:
-        raise MalformedEventError(f"unsupported schema version {version!r} (expected {SCHEMA_VERSION})")
+        raise MalformedEventError(
+            f"unsupported schema version {version!r} (expected {SCHEMA_VERSION})"
+        )
     try:
         event = EventEnvelope.model_validate(data)
     except ValidationError as exc:

@@ -13,7 +13,11 @@ def test_chain_id_mismatch_against_real_anvil(rpc_url: str) -> None:
     env = {**os.environ, "RPC_URL": rpc_url, "CHAIN_ID": "1", "PRIVATE_KEY": KEY}
     proc = subprocess.run(
         [sys.executable, "-m", "perpex_cli.main", "config"],
-        env=env, capture_output=True, text=True, timeout=60, cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
     )
     assert proc.returncode == 2, proc.stderr
     assert "CHAIN_ID: is 1 but the node at RPC_URL reports 31337" in proc.stderr
@@ -24,7 +28,11 @@ def test_matching_chain_id_prints_masked_config(rpc_url: str) -> None:
     env = {**os.environ, "RPC_URL": rpc_url, "CHAIN_ID": "31337", "PRIVATE_KEY": KEY}
     proc = subprocess.run(
         [sys.executable, "-m", "perpex_cli.main", "config"],
-        env=env, capture_output=True, text=True, timeout=60, cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
     )
     assert proc.returncode == 0, proc.stderr
     assert '"private_key": "***"' in proc.stdout

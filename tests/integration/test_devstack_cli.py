@@ -21,7 +21,10 @@ def _dev(data_dir: Path, ports: list[int], *args: str) -> subprocess.CompletedPr
     ]  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "perpex_cli.main", "dev", *opts, *args],
-        capture_output=True, text=True, timeout=180, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ.copy(),
     )
 
 

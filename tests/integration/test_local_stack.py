@@ -65,6 +65,7 @@ async def test_kafka_consumer_group_resumes_from_committed_offset(
     await second.start()
     rest: list[str] = []
     try:
+
         async def drain() -> None:
             while len(rest) < 6:
                 batch = await second.getmany(timeout_ms=1000)

@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in list(os.environ):
-        if key in BaseServiceSettings.model_fields or key.lower() in BaseServiceSettings.model_fields:
+        if (
+            key in BaseServiceSettings.model_fields
+            or key.lower() in BaseServiceSettings.model_fields
+        ):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
@@ -81,7 +84,9 @@ def test_chain_id_mismatch_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run_config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k.lower() not in BaseServiceSettings.model_fields}
+    base = {
+        k: v for k, v in os.environ.items() if k.lower() not in BaseServiceSettings.model_fields
+    }
     return subprocess.run(
         [sys.executable, "-m", "perpex_cli.main", "config", *args],
         env={**base, **env},
