@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -46,6 +46,14 @@ class HealthState:
         )
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a service: the service, not uvicorn, owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve_health(state: HealthState, port: int | None = None) -> None:
     """Serve the probes until cancelled. Port 0 or HEALTH_PORT=0 disables the server."""
     port = int(os.environ.get("HEALTH_PORT", "8080")) if port is None else port
@@ -53,8 +61,7 @@ async def serve_health(state: HealthState, port: int | None = None) -> None:
         await asyncio.Event().wait()
         return
     config = uvicorn.Config(state.app(), host="0.0.0.0", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _EmbeddedServer(config)
     try:
         await server.serve()
     finally:
