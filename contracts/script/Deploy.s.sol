@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {HevmUser} from "../test/base/Hevm.sol";
+import {PerpExDeployer} from "./PerpExDeployer.sol";
+
+/// @notice Deploys Perp-EX (vUSDT, Vault, PriceOracle, PositionNFT, PositionManager, one vAMM and
+/// one oracle feed per market for ETH/USDT and BTC/USDT) and writes the deployment file.
+///
+///   PRIVATE_KEY=0x.. scripts/forge.sh script script/Deploy.s.sol:Deploy --rpc-url <RPC> --broadcast
+///
+/// Environment (all optional except PRIVATE_KEY):
+///   DEPLOYMENT_OUT        file to write, relative to contracts/ (default deployments/<chainid>.json;
+///                         must be under contracts/deployments/)
+///   ETH_PRICE, BTC_PRICE  initial prices in whole USDT (default 2000, 60000)
+///   ETH_FEED, BTC_FEED    existing Chainlink AggregatorV3 feed addresses (default: deploy SettableFeed)
+///   VAMM_QUOTE_DEPTH      virtual quote reserve per market in whole USDT (default 200,000,000)
+///   VAULT_LIQUIDITY       counterparty liquidity seed in whole vUSDT (default 100,000,000)
+///   INSURANCE_FUND        insurance fund seed in whole vUSDT (default 1,000,000)
+///   FUNDING_INTERVAL      seconds (default 28800 = 8 h)
+///   ORACLE_MAX_STALENESS  seconds (default 31536000 = 365 days, for local chains; use the feed's
+///                         heartbeat on real networks)
+contract Deploy is HevmUser, PerpExDeployer {
+    function run() external returns (Deployed memory d) {
+        uint256 pk = vm.envUint("PRIVATE_KEY");
+        address deployer = vm.addr(pk);
+        uint256 startBlock = block.number;
+
+        Config memory c = _defaultConfig();
+        c.liquidity = vm.envOr("VAULT_LIQUIDITY", uint256(100_000_000)) * 1e18;
+        c.insurance = vm.envOr("INSURANCE_FUND", uint256(1_000_000)) * 1e18;
+        c.fundingInterval = vm.envOr("FUNDING_INTERVAL", uint256(8 hours));
+        c.maxStaleness = uint32(vm.envOr("ORACLE_MAX_STALENESS", uint256(365 days)));
+        uint256 depth = vm.envOr("VAMM_QUOTE_DEPTH", uint256(200_000_000)) * 1e18;
+
+        MarketSpec[] memory specs = new MarketSpec[](2);
+        specs[0] = MarketSpec("ETH/USDT", vm.envOr("ETH_PRICE", uint256(2000)) * 1e18, depth, vm.envOr("ETH_FEED", address(0)), 8);
+        specs[1] = MarketSpec("BTC/USDT", vm.envOr("BTC_PRICE", uint256(60000)) * 1e18, depth, vm.envOr("BTC_FEED", address(0)), 8);
+
+        vm.startBroadcast(pk);
+        d = _deploySystem(deployer, c, specs);
+        vm.stopBroadcast();
+
+        string memory path =
+            vm.envOr("DEPLOYMENT_OUT", string.concat("deployments/", vm.toString(block.chainid), ".json"));
+        vm.writeFile(path, _json(d, specs, deployer, startBlock, c));
+    }
+
+    function _json(Deployed memory d, MarketSpec[] memory specs, address deployer, uint256 startBlock, Config memory c)
+        internal
+        view
+        returns (string memory)
+    {
+        string memory markets;
+        for (uint256 i; i < specs.length; ++i) {
+            markets = string.concat(
+                markets,
+                i == 0 ? "" : ",",
+                '"',
+                specs[i].pair,
+                '": {"market_id": "',
+                vm.toString(d.marketIds[i]),
+                '", "vamm": "',
+                vm.toString(address(d.vamms[i])),
+                '", "oracle_feed": "',
+                vm.toString(d.feeds[i]),
+                '", "initial_price": "',
+                vm.toString(specs[i].price / 1e18),
+                '", "feed_decimals": ',
+                vm.toString(uint256(specs[i].feedDecimals)),
+                "}"
+            );
+        }
+        string memory head = string.concat(
+            '{"chain_id": ',
+            vm.toString(_chainId()),
+            ', "start_block": ',
+            vm.toString(startBlock),
+            ', "deployer": "',
+            vm.toString(deployer),
+            '", "funding_interval": ',
+            vm.toString(c.fundingInterval),
+            ', "collateral_decimals": 18'
+        );
+        string memory contracts_ = string.concat(
+            ', "contracts": {"PositionManager": "',
+            vm.toString(address(d.pm)),
+            '", "PositionNFT": "',
+            vm.toString(address(d.nft)),
+            '", "Vault": "',
+            vm.toString(address(d.vault)),
+            '", "CollateralToken": "',
+            vm.toString(address(d.token)),
+            '", "PriceOracle": "',
+            vm.toString(address(d.oracle)),
+            '"}'
+        );
+        return string.concat(head, contracts_, ', "markets": {', markets, "}}\n");
+    }
+
+    function _chainId() private view returns (uint256) {
+        return block.chainid;
+    }
+}
