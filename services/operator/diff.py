@@ -1,0 +1,86 @@
+"""Diff decisions between desired manifests and live objects (no I/O).
+
+The API server adds defaults to what it stores (imagePullPolicy, terminationMessagePath,
+protocol, status, ...), so "in sync" means: every field the operator sets has the value it
+wants; extra fields on the live object are left alone. Lists are compared element by element
+and must have the same length, since a JSON merge patch replaces a list whole.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.operator.manifests import Owner
+
+
+class Action(enum.Enum):
+    NOOP = "noop"
+    CREATE = "create"
+    PATCH = "patch"
+    DELETE = "delete"
+    CONFLICT = "conflict"  # an object of that name exists but another owner controls it
+
+
+def contains(actual: Any, desired: Any) -> bool:
+    """True when `actual` holds every field and value of `desired` (recursively)."""
+    if isinstance(desired, Mapping):
+        if not isinstance(actual, Mapping):
+            return False
+        return all(key in actual and contains(actual[key], value) for key, value in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(actual) != len(desired):
+            return False
+        return all(contains(a, d) for a, d in zip(actual, desired, strict=True))
+    if isinstance(desired, bool) or isinstance(actual, bool):
+        return actual is desired
+    if isinstance(desired, int | float) and isinstance(actual, int | float):
+        return float(actual) == float(desired)
+    return bool(actual == desired)
+
+
+def owned_by(actual: Mapping[str, Any], owner: Owner) -> bool:
+    """True when `owner` is the live object's controller (matched by uid, else by name)."""
+    for ref in actual.get("metadata", {}).get("ownerReferences", []) or []:
+        if ref.get("kind") != "PerpMarket" or not ref.get("controller"):
+            continue
+        if owner.uid and ref.get("uid"):
+            return bool(ref["uid"] == owner.uid)
+        return bool(ref.get("name") == owner.name)
+    return False
+
+
+def merge_patch(desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that brings a live object to `desired` (its managed fields)."""
+    body = {key: value for key, value in desired.items() if key not in ("apiVersion", "kind")}
+    meta = dict(body.get("metadata", {}))
+    meta.pop("name", None)
+    meta.pop("namespace", None)
+    body["metadata"] = meta
+    return body
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    desired: dict[str, Any] | None = None
+    reason: str = ""
+
+
+def decide(
+    desired: dict[str, Any] | None, actual: Mapping[str, Any] | None, owner: Owner
+) -> Decision:
+    """What to do with one object: create, patch, delete, nothing, or refuse (conflict)."""
+    if actual is not None and not owned_by(actual, owner):
+        if desired is None:
+            return Decision(Action.NOOP, reason="exists but is not ours; left alone")
+        return Decision(Action.CONFLICT, desired, reason="exists and is not owned by this market")
+    if desired is None:
+        return Decision(Action.DELETE if actual is not None else Action.NOOP)
+    if actual is None:
+        return Decision(Action.CREATE, desired)
+    if contains(actual, desired):
+        return Decision(Action.NOOP, desired)
+    return Decision(Action.PATCH, desired)

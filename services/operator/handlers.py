@@ -1,0 +1,101 @@
+"""kopf handlers for PerpMarket: a thin I/O edge over `reconcile` and `status`.
+
+`register(registry, config)` adds the handlers to a kopf registry; `perpex operator` uses a
+registry with kopf's default login handlers, tests use a bare one with their own login.
+The Kubernetes client lives in `memo.kube` (made at startup unless given in the memo).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from services.operator.config import OperatorConfig
+from services.operator.kube import KubeApi
+from services.operator.manifests import GROUP, PLURAL, VERSION
+from services.operator.reconcile import ReconcileResult, cleanup, reconcile
+from services.operator.status import status_changed
+
+RETRY_DELAY = 15.0
+ANNOTATION_PREFIX = "operator.perpex.io"
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    """kopf settings the operator needs, whatever runs it (CLI or tests)."""
+    # The CRD is installed by the chart before the operator; no need to watch CRDs at runtime,
+    # which also keeps the ClusterRole free of customresourcedefinitions permissions.
+    settings.scanning.disabled = True
+    # Keep kopf's bookkeeping in annotations; .status belongs to the PerpMarket API.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/cleanup"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+def _apply_status(
+    patch: kopf.Patch, body: Mapping[str, Any], result: ReconcileResult
+) -> None:
+    if status_changed(body.get("status"), result.status):
+        for key, value in result.status.items():
+            patch.status[key] = value
+
+
+def _log(logger: Any, result: ReconcileResult) -> None:
+    for change in result.changes:
+        logger.info(change)
+    for cond in result.status.get("conditions", []):
+        if cond["type"] == "Degraded" and cond["status"] == "True":
+            logger.warning("degraded (%s): %s", cond["reason"], cond["message"])
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure_settings(settings)
+        if memo.get("kube") is None:
+            memo["kube"] = await KubeApi.from_environment()
+            memo["owns_kube"] = True
+
+    @kopf.on.cleanup(registry=registry)
+    async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+        if memo.get("owns_kube"):
+            await memo["kube"].close()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    async def reconcile_market(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Any, **_: Any
+    ) -> None:
+        result = await reconcile(memo["kube"], body, config)
+        _apply_status(patch, body, result)
+        _log(logger, result)
+        if result.error is not None:
+            raise kopf.TemporaryError(result.error, delay=RETRY_DELAY)
+
+    @kopf.timer(
+        GROUP, VERSION, PLURAL, registry=registry, id="refresh",
+        interval=config.status_interval, initial_delay=config.status_interval,
+    )
+    async def refresh_market(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Any, **_: Any
+    ) -> None:
+        # Re-reconciling is read-only when nothing drifted; it repairs drift when it did
+        # (a deleted or hand-edited Deployment), and refreshes ready replica counts.
+        result = await reconcile(memo["kube"], body, config)
+        _apply_status(patch, body, result)
+        _log(logger, result)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cleanup")
+    async def delete_market(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+        for deleted in await cleanup(memo["kube"], body, config):
+            logger.info("deleted %s", deleted)

@@ -1,0 +1,44 @@
+"""HTTP health endpoints on HEALTH_PORT (8080): GET /healthz (liveness) and /readyz (readiness).
+
+/healthz answers 200 while the event loop runs. /readyz answers 200 once kopf has finished its
+startup (the ready flag) and 503 before that or after shutdown began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+
+class HealthServer:
+    def __init__(self, ready: asyncio.Event, host: str = "0.0.0.0", port: int = 8080):
+        self.ready = ready
+        self.stopping = False
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if self.ready.is_set() and not self.stopping:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "starting" if not self.stopping else "stopping"},
+                                 status=503)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
