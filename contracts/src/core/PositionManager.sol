@@ -66,9 +66,12 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         int128 cumulativeFundingIndex;
         int64 fundingRate;
         uint64 lastFundingTime;
-        // slot 3, 4: accumulator readings at lastFundingTime
-        uint256 markCumulativeSnapshot;
-        uint256 indexCumulativeSnapshot;
+        // slot 3, 4: accumulator readings at lastFundingTime (packed with non-zero companions so
+        // that the first funding update does not pay for zero -> non-zero writes)
+        uint192 markCumulativeSnapshot;
+        uint64 snapshotTime;
+        uint192 indexCumulativeSnapshot;
+        uint64 snapshotBlock;
     }
 
     struct PositionData {
@@ -142,8 +145,10 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
                 cumulativeFundingIndex: 0,
                 fundingRate: 0,
                 lastFundingTime: uint64(block.timestamp),
-                markCumulativeSnapshot: markCum,
-                indexCumulativeSnapshot: indexCum
+                markCumulativeSnapshot: uint192(markCum),
+                snapshotTime: uint64(block.timestamp),
+                indexCumulativeSnapshot: uint192(indexCum),
+                snapshotBlock: uint64(block.number)
             })
         );
         _marketIds.push(marketId);
@@ -391,8 +396,10 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         m.cumulativeFundingIndex = cum.toInt128();
         m.fundingRate = int64(rate);
         m.lastFundingTime = uint64(block.timestamp);
-        m.markCumulativeSnapshot = markCum;
-        m.indexCumulativeSnapshot = indexCum;
+        m.markCumulativeSnapshot = uint192(markCum);
+        m.snapshotTime = uint64(block.timestamp);
+        m.indexCumulativeSnapshot = uint192(indexCum);
+        m.snapshotBlock = uint64(block.number);
         emit FundingRateUpdated(marketId, rate, cum, markTwap, indexTwap, block.timestamp);
     }
 
