@@ -13,7 +13,7 @@ import os
 import subprocess
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def _find(name: str, source: str | None) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str, source: str | None = None, build_if_missing: bool = True) -> Artifact:
     """Load the artifact of contract `name`; builds the contracts first if it is missing."""
     path = _find(name, source)

@@ -44,7 +44,7 @@ def _scrub(text: str, secret: str) -> str:
 def _rpc(rpc_url: str, method: str, params: list[object], timeout: float = 10.0) -> object:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     req = urllib.request.Request(rpc_url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (local RPC URL)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         reply = json.loads(resp.read())
     if "error" in reply:
         raise DeployError(f"{method} failed: {reply['error']}")

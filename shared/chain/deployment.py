@@ -146,7 +146,9 @@ class Deployment(BaseModel):
         try:
             return self.markets[pair]
         except KeyError:
-            raise KeyError(f"market {pair!r} not in deployment ({', '.join(self.markets)})") from None
+            raise KeyError(
+                f"market {pair!r} not in deployment ({', '.join(self.markets)})"
+            ) from None
 
     def market_ids(self) -> dict[str, bytes]:
         """pair -> marketId bytes."""
