@@ -117,15 +117,18 @@ class _Checker:
     def fail(self, path: str, reason: str) -> None:
         self.problems.append(f"{path}: {reason}")
 
-    def obj(self, data: Mapping[str, Any], key: str, path: str, required: bool) -> dict[str, Any]:
+    def obj(
+        self, data: Mapping[str, Any], key: str, path: str, required: bool
+    ) -> dict[str, Any] | None:
+        """The object at `key`; None when absent (a problem if required) or not an object."""
         value = data.get(key)
         if value is None:
             if required:
                 self.fail(path, "is required")
-            return {}
+            return None
         if not isinstance(value, Mapping):
             self.fail(path, "must be an object")
-            return {}
+            return None
         return dict(value)
 
     def string(
@@ -202,7 +205,7 @@ class _Checker:
                 self.fail(path, "is required")
             return None
         ref = self.obj(data, key, path, required=True)
-        if not ref:
+        if ref is None:
             return None
         name = self.string(
             ref, "name", f"{path}.name", DNS_SUBDOMAIN_RE, required=True,
@@ -221,11 +224,11 @@ class _Checker:
 
 def _resources(check: _Checker, spec: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     raw = check.obj(spec, "resources", "spec.resources", required=False)
-    if not raw:
+    if raw is None:
         return {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
     result: dict[str, dict[str, str]] = {}
     for section in ("requests", "limits"):
-        values = check.obj(raw, section, f"spec.resources.{section}", required=False)
+        values = check.obj(raw, section, f"spec.resources.{section}", required=False) or {}
         clean: dict[str, str] = {}
         for res_name in sorted(values):
             path = f"spec.resources.{section}.{res_name}"
@@ -284,7 +287,7 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
 
     rpc = check.obj(spec, "rpc", "spec.rpc", required=True)
     rpc_url = rpc_secret = None
-    if rpc:
+    if rpc is not None:
         has_url, has_secret = rpc.get("url") is not None, rpc.get("secretRef") is not None
         if has_url == has_secret:
             check.fail("spec.rpc", "set exactly one of url or secretRef")
@@ -298,7 +301,7 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
     contracts = check.obj(spec, "contracts", "spec.contracts", required=True)
     position_manager = position_nft = None
     deployment_cm = None
-    if contracts:
+    if contracts is not None:
         position_manager = check.string(
             contracts, "positionManager", "spec.contracts.positionManager", ADDRESS_RE,
             reason="must be a 0x-prefixed 20-byte hex address",
@@ -328,7 +331,7 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
                 "set both positionManager and positionNFT, or deploymentConfigMapRef",
             )
 
-    k = check.obj(spec, "keeper", "spec.keeper", required=False)
+    k = check.obj(spec, "keeper", "spec.keeper", required=False) or {}
     keeper = KeeperSpec(
         enabled=check.boolean(k, "enabled", "spec.keeper.enabled", KEEPER_DEFAULTS["enabled"]),
         replicas=check.integer(
@@ -355,7 +358,7 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
     if keeper.enabled and k.get("walletSecretRef") is None:
         check.fail("spec.keeper.walletSecretRef", "is required when the keeper is enabled")
 
-    f = check.obj(spec, "funding", "spec.funding", required=False)
+    f = check.obj(spec, "funding", "spec.funding", required=False) or {}
     funding = FundingSpec(
         enabled=check.boolean(f, "enabled", "spec.funding.enabled", FUNDING_DEFAULTS["enabled"]),
         replicas=check.integer(
