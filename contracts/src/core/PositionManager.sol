@@ -66,12 +66,12 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         int128 cumulativeFundingIndex;
         int64 fundingRate;
         uint64 lastFundingTime;
-        // slot 3, 4: accumulator readings at lastFundingTime (packed with non-zero companions so
-        // that the first funding update does not pay for zero -> non-zero writes)
-        uint192 markCumulativeSnapshot;
-        uint64 snapshotTime;
-        uint192 indexCumulativeSnapshot;
-        uint64 snapshotBlock;
+        // slot 3: mark and index accumulator readings at lastFundingTime, kept modulo 2^112
+        // (TWAPs use wrapping differences, like Uniswap v2), packed with a non-zero timestamp
+        // so that the first funding update does not pay for a zero -> non-zero write.
+        uint112 markCumulativeSnapshot;
+        uint112 indexCumulativeSnapshot;
+        uint32 snapshotTime;
     }
 
     struct PositionData {
@@ -93,7 +93,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
     PriceOracle public immutable oracle;
     PositionNFT public immutable nft;
 
-    MarketData[] internal _markets;
+    mapping(uint256 => MarketData) internal _markets;
     bytes32[] internal _marketIds;
     mapping(bytes32 => uint256) internal _marketIndexPlusOne;
     mapping(uint256 => PositionData) internal _positions;
@@ -122,7 +122,8 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
     ) external onlyOwner returns (bytes32 marketId) {
         marketId = keccak256(bytes(pair));
         if (_marketIndexPlusOne[marketId] != 0) revert MarketExists(marketId);
-        if (_markets.length >= MAX_MARKETS) revert TooManyMarkets();
+        uint256 idx = _marketIds.length;
+        if (idx >= MAX_MARKETS) revert TooManyMarkets();
         if (address(vamm) == address(0) || vamm.positionManager() != address(this) || vamm.marketId() != marketId) {
             revert InvalidMarketConfig();
         }
@@ -133,7 +134,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
 
         (uint256 markCum,) = vamm.currentPriceCumulative();
         (, uint256 indexCum) = oracle.update(marketId);
-        _markets.push(
+        _markets[idx] = (
             MarketData({
                 vamm: vamm,
                 fundingInterval: uint32(fundingInterval),
@@ -145,14 +146,13 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
                 cumulativeFundingIndex: 0,
                 fundingRate: 0,
                 lastFundingTime: uint64(block.timestamp),
-                markCumulativeSnapshot: uint192(markCum),
-                snapshotTime: uint64(block.timestamp),
-                indexCumulativeSnapshot: uint192(indexCum),
-                snapshotBlock: uint64(block.number)
+                markCumulativeSnapshot: uint112(markCum),
+                indexCumulativeSnapshot: uint112(indexCum),
+                snapshotTime: uint32(block.timestamp)
             })
         );
         _marketIds.push(marketId);
-        _marketIndexPlusOne[marketId] = _markets.length;
+        _marketIndexPlusOne[marketId] = idx + 1;
         emit MarketAdded(marketId, pair, address(vamm), feed);
         emit RiskParamsUpdated(marketId, maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
         emit FundingParamsUpdated(marketId, fundingInterval, maxFundingRate);
@@ -358,7 +358,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
     /// @dev Never reverts for unknown ids (exists = false). If a market's oracle cannot answer
     /// (stale or invalid), its positions report indexPrice = 0 and liquidatable = false.
     function getPositionsHealth(uint256[] calldata tokenIds) external view returns (PositionHealth[] memory out) {
-        uint256 n = _markets.length;
+        uint256 n = _marketIds.length;
         uint256[] memory prices = new uint256[](n);
         bool[] memory loaded = new bool[](n);
         out = new PositionHealth[](tokenIds.length);
@@ -396,10 +396,9 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         m.cumulativeFundingIndex = cum.toInt128();
         m.fundingRate = int64(rate);
         m.lastFundingTime = uint64(block.timestamp);
-        m.markCumulativeSnapshot = uint192(markCum);
-        m.snapshotTime = uint64(block.timestamp);
-        m.indexCumulativeSnapshot = uint192(indexCum);
-        m.snapshotBlock = uint64(block.number);
+        m.markCumulativeSnapshot = uint112(markCum);
+        m.indexCumulativeSnapshot = uint112(indexCum);
+        m.snapshotTime = uint32(block.timestamp);
         emit FundingRateUpdated(marketId, rate, cum, markTwap, indexTwap, block.timestamp);
     }
 
@@ -631,8 +630,10 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         view
         returns (int256 rate, uint256 markTwap, uint256 indexTwap)
     {
-        markTwap = (markCum - m.markCumulativeSnapshot) / dt;
-        indexTwap = (indexCum - m.indexCumulativeSnapshot) / dt;
+        unchecked {
+            markTwap = uint256(uint112(uint112(markCum) - m.markCumulativeSnapshot)) / dt;
+            indexTwap = uint256(uint112(uint112(indexCum) - m.indexCumulativeSnapshot)) / dt;
+        }
         if (indexTwap == 0) return (0, markTwap, indexTwap);
         rate = (int256(markTwap) - int256(indexTwap)) * int256(WAD) * int256(uint256(m.fundingInterval))
             / (int256(indexTwap) * 1 days);

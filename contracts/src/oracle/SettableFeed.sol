@@ -15,14 +15,18 @@ contract SettableFeed is AggregatorV3Interface, Ownable2Step {
     event AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt);
     event UpdaterSet(address indexed updater, bool allowed);
 
+    error AnswerOutOfRange(int256 answer);
+
+    /// One slot per round: the latest round is read with a single SLOAD.
     struct Round {
-        int256 answer;
+        uint80 roundId;
+        int112 answer;
         uint64 updatedAt;
     }
 
     uint8 public immutable override decimals;
     string public override description;
-    uint80 public latestRound;
+    Round private _latest;
     mapping(uint80 => Round) private _rounds;
     mapping(address => bool) public isUpdater;
 
@@ -53,18 +57,21 @@ contract SettableFeed is AggregatorV3Interface, Ownable2Step {
         _set(answer, updatedAt);
     }
 
+    function latestRound() external view returns (uint80) {
+        return _latest.roundId;
+    }
+
     function latestAnswer() external view returns (int256) {
-        return _rounds[latestRound].answer;
+        return _latest.answer;
     }
 
     function latestRoundData() external view override returns (uint80, int256, uint256, uint256, uint80) {
-        uint80 id = latestRound;
-        Round memory r = _rounds[id];
-        return (id, r.answer, r.updatedAt, r.updatedAt, id);
+        Round memory r = _latest;
+        return (r.roundId, r.answer, r.updatedAt, r.updatedAt, r.roundId);
     }
 
     function getRoundData(uint80 roundId) external view override returns (uint80, int256, uint256, uint256, uint80) {
-        if (roundId == 0 || roundId > latestRound) revert UnknownRound(roundId);
+        if (roundId == 0 || roundId > _latest.roundId) revert UnknownRound(roundId);
         Round memory r = _rounds[roundId];
         return (roundId, r.answer, r.updatedAt, r.updatedAt, roundId);
     }
@@ -74,9 +81,11 @@ contract SettableFeed is AggregatorV3Interface, Ownable2Step {
     }
 
     function _set(int256 answer, uint256 updatedAt) private {
-        uint80 id = latestRound + 1;
-        latestRound = id;
-        _rounds[id] = Round(answer, uint64(updatedAt));
+        if (answer > type(int112).max || answer < type(int112).min) revert AnswerOutOfRange(answer);
+        uint80 id = _latest.roundId + 1;
+        Round memory r = Round(id, int112(answer), uint64(updatedAt));
+        _latest = r;
+        _rounds[id] = r;
         emit AnswerUpdated(answer, id, updatedAt);
     }
 }

@@ -1,0 +1,137 @@
+"""`perpex bench gas`: gas of the protocol's hot paths, measured from real transaction receipts
+(gasUsed: intrinsic 21,000 + calldata + execution - refunds) on a fresh anvil.
+
+Starts its own anvil from node_modules on a free 127.0.0.1 port, deploys with
+contracts/script/Deploy.s.sol, runs each function in the scenarios below, prints a table and,
+as its LAST line, one JSON object with the worst case of each function:
+{"openPosition": N, "closePosition": N, "liquidatePosition": N, "updateFundingRate": N}
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+from web3 import Web3
+from web3.logs import DISCARD
+
+from shared.chain.abi import load_abi
+from shared.chain.anvil import DEV_KEYS, run_anvil
+from shared.chain.deploy import deploy_local
+from shared.chain.deployment import Deployment
+
+WAD = 10**18
+TARGETS = {
+    "openPosition": 250_000,
+    "closePosition": None,
+    "liquidatePosition": 200_000,
+    "updateFundingRate": 80_000,
+}
+
+
+class _Chain:
+    def __init__(self, w3: Web3, dep: Deployment):
+        self.w3 = w3
+        self.dep = dep
+        c = dep.contracts
+        self.pm = w3.eth.contract(address=c.position_manager, abi=load_abi("PositionManager"))
+        self.vault = w3.eth.contract(address=c.vault, abi=load_abi("Vault"))
+        self.token = w3.eth.contract(address=c.collateral_token, abi=load_abi("CollateralToken"))
+        self.feed_abi = load_abi("SettableFeed")
+
+    def send(self, fn: Any, sender: str) -> dict[str, Any]:
+        tx_hash = fn.transact({"from": sender})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
+        if receipt["status"] != 1:
+            raise click.ClickException(f"transaction {fn.fn_name} reverted")
+        return dict(receipt)
+
+    def fund(self, trader: str, amount: int) -> None:
+        self.send(self.token.functions.faucet(amount), trader)
+        self.send(self.token.functions.approve(self.vault.address, amount), trader)
+        self.send(self.vault.functions.deposit(amount), trader)
+
+    def open(self, trader: str, pair: str, is_long: bool, collateral: int, lev: int) -> tuple:
+        mid = self.dep.market(pair).market_id_bytes
+        r = self.send(
+            self.pm.functions.openPosition(mid, is_long, collateral, lev * WAD, 0), trader
+        )
+        ev = self.pm.events.PositionOpened().process_receipt(r, errors=DISCARD)[0]
+        return ev["args"]["tokenId"], r["gasUsed"]
+
+    def set_price(self, pair: str, price: int) -> None:
+        m = self.dep.market(pair)
+        feed = self.w3.eth.contract(address=m.oracle_feed, abi=self.feed_abi)
+        self.send(feed.functions.setPrice(price * 10**m.feed_decimals), self.dep.deployer)
+
+    def warp(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+def measure(rpc_url: str) -> dict[str, list[tuple[str, int]]]:
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
+    accounts = [w3.eth.account.from_key(k).address for k in DEV_KEYS]
+    deployer, keeper, keeper2, trader1, trader2 = accounts
+    with tempfile.TemporaryDirectory() as tmp:
+        dep = deploy_local(rpc_url, DEV_KEYS[0], Path(tmp) / "deployment.json")
+    ch = _Chain(w3, dep)
+    out: dict[str, list[tuple[str, int]]] = {k: [] for k in TARGETS}
+    for t in (trader1, trader2):
+        ch.fund(t, 100_000 * WAD)
+
+    # warm the system-wide slots once (open interest, first accumulator writes), as on any live chain
+    ch.open(trader2, "BTC/USDT", False, 1_000 * WAD, 2)
+
+    tid, gas = ch.open(trader1, "ETH/USDT", True, 1_000 * WAD, 5)
+    out["openPosition"].append(("first position of a trader (NFT balance 0 -> 1), long", gas))
+    tid2, gas = ch.open(trader1, "ETH/USDT", False, 500 * WAD, 3)
+    out["openPosition"].append(("trader already holds a position, short", gas))
+    ch.warp(60)
+    r = ch.send(ch.pm.functions.closePosition(tid, 0), trader1)
+    out["closePosition"].append(("close long", r["gasUsed"]))
+    r = ch.send(ch.pm.functions.closePosition(tid2, 0), trader1)
+    out["closePosition"].append(("close short (last position: NFT balance 1 -> 0)", r["gasUsed"]))
+
+    # funding: one interval later (8 h by default)
+    ch.warp(dep.funding_interval)
+    for pair in dep.pairs:
+        r = ch.send(ch.pm.functions.updateFundingRate(dep.market(pair).market_id_bytes), deployer)
+        out["updateFundingRate"].append(
+            (f"{pair}, one interval after the last update", r["gasUsed"])
+        )
+
+    # liquidation: a 10x long, the oracle price falls 15%
+    ta, _ = ch.open(trader1, "ETH/USDT", True, 1_000 * WAD, 10)
+    tb, _ = ch.open(trader2, "ETH/USDT", True, 1_000 * WAD, 10)
+    tc, _ = ch.open(trader1, "ETH/USDT", True, 200 * WAD, 20)
+    ch.set_price("ETH/USDT", int(dep.market("ETH/USDT").initial_price) * 85 // 100)
+    r = ch.send(ch.pm.functions.liquidatePosition(ta), keeper)
+    out["liquidatePosition"].append(("keeper's first reward (free balance 0 -> n)", r["gasUsed"]))
+    r = ch.send(ch.pm.functions.liquidatePosition(tb), keeper)
+    out["liquidatePosition"].append(("keeper already holds rewards", r["gasUsed"]))
+    r = ch.send(ch.pm.functions.liquidatePosition(tc), keeper2)
+    out["liquidatePosition"].append(("bankrupt position: shortfall to insurance", r["gasUsed"]))
+    return out
+
+
+@click.command(name="gas")
+def gas() -> None:
+    """Measure gas of openPosition, closePosition, liquidatePosition and updateFundingRate."""
+    with run_anvil() as anvil:
+        results = measure(anvil.url)
+    summary: dict[str, int] = {}
+    click.echo("gas from anvil receipts (gasUsed, including the 21,000 intrinsic gas)")
+    for fn, rows in results.items():
+        worst = max(g for _, g in rows)
+        summary[fn] = worst
+        target = TARGETS[fn]
+        verdict = "" if target is None else (" OK" if worst <= target else " OVER TARGET")
+        limit = "" if target is None else f" (target <= {target:,})"
+        click.echo(f"{fn}: worst {worst:,}{limit}{verdict}")
+        for label, g in rows:
+            click.echo(f"    {g:>9,}  {label}")
+    click.echo(json.dumps(summary))
