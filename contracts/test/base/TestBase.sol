@@ -103,6 +103,10 @@ abstract contract TestBase is HevmUser {
         if (a > b) revert(string.concat(why, ": ", vm.toString(a), " > ", vm.toString(b)));
     }
 
+    function assertGt(int256 a, int256 b, string memory why) internal pure {
+        if (a <= b) revert(string.concat(why, ": ", vm.toString(a), " <= ", vm.toString(b)));
+    }
+
     function assertLt(int256 a, int256 b, string memory why) internal pure {
         if (a >= b) revert(string.concat(why, ": ", vm.toString(a), " >= ", vm.toString(b)));
     }
