@@ -1,0 +1,122 @@
+"""Classify JSON-RPC failures and decode revert reasons (pure).
+
+Transient errors (connection drops, timeouts, 429/5xx) are retried with backoff; a revert is
+final and reported with its decoded reason; nonce errors resync the nonce from the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import function_signature_to_4byte_selector
+
+ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+
+
+class ErrorKind(Enum):
+    TRANSIENT = "transient"
+    REVERT = "revert"
+    NONCE = "nonce"
+    UNDERPRICED = "underpriced"
+    ALREADY_KNOWN = "already_known"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    FATAL = "fatal"
+
+
+class TxRevertedError(RuntimeError):
+    """A call or transaction reverted. `reason` is decoded when the ABI knows the error."""
+
+    def __init__(self, reason: str, data: str | None = None):
+        super().__init__(f"reverted: {reason}")
+        self.reason = reason
+        self.data = data
+
+
+class InsufficientBalanceError(RuntimeError):
+    pass
+
+
+def classify_message(message: str) -> ErrorKind:
+    m = message.lower()
+    if "nonce too low" in m or "nonce too high" in m or "invalid nonce" in m:
+        return ErrorKind.NONCE
+    if "already known" in m or "already imported" in m:
+        return ErrorKind.ALREADY_KNOWN
+    if "underpriced" in m or "fee too low" in m or "less than block base fee" in m:
+        return ErrorKind.UNDERPRICED
+    if "insufficient funds" in m:
+        return ErrorKind.INSUFFICIENT_FUNDS
+    if "revert" in m or "execution reverted" in m:
+        return ErrorKind.REVERT
+    if any(
+        s in m
+        for s in (
+            "timeout",
+            "timed out",
+            "429",
+            "too many requests",
+            "502",
+            "503",
+            "504",
+            "connection",
+            "temporarily",
+            "reset by peer",
+            "eof",
+        )
+    ):
+        return ErrorKind.TRANSIENT
+    return ErrorKind.FATAL
+
+
+class ErrorDecoder:
+    """Decodes revert data using the custom errors declared in contract ABIs."""
+
+    def __init__(self, abis: Iterable[list[dict[str, Any]]] = ()):
+        self._errors: dict[bytes, tuple[str, list[str]]] = {}
+        for abi in abis:
+            for item in abi:
+                if item.get("type") == "error":
+                    types = [_abi_type(i) for i in item.get("inputs", [])]
+                    sig = f"{item['name']}({','.join(types)})"
+                    self._errors[function_signature_to_4byte_selector(sig)] = (item["name"], types)
+
+    def decode(self, data: str | bytes | None) -> str:
+        if data is None:
+            return "no revert data"
+        raw = (
+            bytes.fromhex(data[2:] if data.startswith("0x") else data)
+            if isinstance(data, str)
+            else data
+        )
+        if len(raw) < 4:
+            return "reverted without a reason"
+        selector, body = raw[:4], raw[4:]
+        try:
+            if selector == ERROR_STRING_SELECTOR:
+                return str(abi_decode(["string"], body)[0])
+            if selector == PANIC_SELECTOR:
+                return f"Panic(0x{abi_decode(['uint256'], body)[0]:02x})"
+            if selector in self._errors:
+                name, types = self._errors[selector]
+                args = abi_decode(types, body) if types else ()
+                return f"{name}({', '.join(_fmt(a) for a in args)})"
+        except Exception:  # malformed revert data: report it raw rather than fail
+            pass
+        return f"unknown error 0x{raw.hex()}"
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    t = str(item["type"])
+    if t.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + t[5:]
+    return t
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
