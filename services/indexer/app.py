@@ -1,0 +1,140 @@
+"""Wiring: settings -> RPC client, database (migrated), decoder, sync loop and outbox drainer.
+
+Used by the CLI (`perpex indexer`), the benchmark and the tests, so all run the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from services.indexer.decode import EventSpec, LogDecoder, build_event_table
+from services.indexer.outbox import OutboxDrainer
+from services.indexer.rpc import JsonRpc
+from services.indexer.settings import IndexerSettings, IndexTargets, resolve_targets
+from services.indexer.store import WRITER_LOCK_KEY, Store
+from services.indexer.sync import Indexer
+from shared.chain.abi import load_abi
+from shared.config import check_chain_id
+from shared.db import create_pool
+
+log = logging.getLogger(__name__)
+
+
+def load_event_table() -> dict[str, EventSpec]:
+    return build_event_table(
+        {"PositionManager": load_abi("PositionManager"), "PositionNFT": load_abi("PositionNFT")}
+    )
+
+
+def make_decoder(targets: IndexTargets, table: dict[str, EventSpec] | None = None) -> LogDecoder:
+    return LogDecoder(
+        table or load_event_table(),
+        {targets.position_manager: "PositionManager", targets.position_nft: "PositionNFT"},
+    )
+
+
+@dataclass
+class IndexerApp:
+    settings: IndexerSettings
+    targets: IndexTargets
+    rpc: JsonRpc
+    pool: asyncpg.Pool
+    store: Store
+    indexer: Indexer
+    drainer: OutboxDrainer
+    lock_conn: asyncpg.Connection
+
+    async def run(self, stop: asyncio.Event, until_caught_up: bool = False) -> None:
+        """Sync (and drain) until `stop`; with until_caught_up, return once synced to the
+        target and the outbox is empty (or `stop`)."""
+        drainer_stop = asyncio.Event()
+        drain_task = asyncio.create_task(self.drainer.run(drainer_stop), name="outbox")
+        try:
+            await self.indexer.run(stop, until_caught_up=until_caught_up)
+            if until_caught_up and not stop.is_set():
+                await self.wait_drained(stop)
+        finally:
+            drainer_stop.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(drain_task, 10)
+            # What could not be sent stays in the outbox for the next start.
+            await self.drainer.flush(within=3.0)
+
+    async def wait_drained(self, stop: asyncio.Event, poll: float = 0.05) -> None:
+        while not stop.is_set():
+            if await self.store.outbox_pending() == 0:
+                return
+            self.drainer.notify()
+            await asyncio.sleep(poll)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **self.indexer.status(),
+            "kafka_connected": self.drainer.connected,
+            "kafka_sent": self.drainer.sent,
+            "kafka_last_error": self.drainer.last_error,
+        }
+
+
+@contextlib.asynccontextmanager
+async def open_app(
+    settings: IndexerSettings, lock_wait: float | None = None
+) -> AsyncIterator[IndexerApp]:
+    """Connect, check the chain id, migrate, take the writer lock, and build the service."""
+    targets = resolve_targets(settings)
+    rpc = JsonRpc(settings.rpc_url, settings.rpc_timeout_s, settings.max_retries)
+    pool: asyncpg.Pool | None = None
+    lock_conn: asyncpg.Connection | None = None
+    try:
+        check_chain_id(settings, await rpc.chain_id())
+        pool = await create_pool(settings.db_uri, min_size=2, max_size=6)
+        table = load_event_table()
+        store = Store(
+            pool, settings.chain_id, targets.addresses, {s.name: s for s in table.values()}
+        )
+        applied = await store.migrate()
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        lock_conn = await asyncpg.connect(settings.db_uri)
+        await _writer_lock(lock_conn, lock_wait)
+        await store.seed_markets(targets.markets.values())
+        drainer = OutboxDrainer(
+            store,
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic,
+            batch=settings.outbox_batch,
+            partitions=settings.kafka_partitions,
+            poll_interval=settings.poll_interval,
+        )
+        indexer = Indexer(
+            settings, targets, rpc, store, make_decoder(targets, table), on_commit=drainer.notify
+        )
+        yield IndexerApp(settings, targets, rpc, pool, store, indexer, drainer, lock_conn)
+    finally:
+        if lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await lock_conn.close()
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 10)
+        await rpc.close()
+
+
+async def _writer_lock(conn: asyncpg.Connection, wait: float | None) -> None:
+    """One writer per database: hold a session advisory lock; wait (standby) while another
+    indexer holds it."""
+    waited = 0.0
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
+        if waited == 0.0:
+            log.warning("another indexer holds the writer lock; waiting (standby)")
+        if wait is not None and waited >= wait:
+            raise TimeoutError("writer lock held by another indexer")
+        await asyncio.sleep(1.0)
+        waited += 1.0

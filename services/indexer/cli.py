@@ -1,0 +1,98 @@
+"""`perpex indexer`: run the indexer service.
+
+SIGTERM/SIGINT: the chunk being written is finished (its transaction commits), the outbox gets a
+short chance to flush, and the process exits 0. Exit 2 on bad configuration, 1 on a reorg deeper
+than REORG_WINDOW or another fatal error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+
+import click
+
+from services.indexer.settings import IndexerSettings, load_indexer_settings
+from shared.config import ConfigError, exit_on_config_error
+from shared.health import HealthState, serve_health
+from shared.telemetry import setup_telemetry
+
+log = logging.getLogger("perpex.indexer")
+
+
+async def run_service(settings: IndexerSettings, until_caught_up: bool = False) -> int:
+    from services.indexer.app import open_app
+    from services.indexer.sync import ReorgTooDeepError
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+
+    state = HealthState()
+    health_task = asyncio.create_task(serve_health(state), name="health")
+    try:
+        async with open_app(settings) as app:
+            state._status = app.status
+            watchdog = asyncio.create_task(_watch(app, state, stop), name="watchdog")
+            try:
+                await app.run(stop, until_caught_up=until_caught_up)
+            finally:
+                watchdog.cancel()
+        log.info("indexer stopped")
+        return 0
+    except ReorgTooDeepError as exc:
+        log.critical("%s", exc)
+        return 1
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    finally:
+        health_task.cancel()
+        with contextlib.suppress(BaseException):
+            await health_task
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("%s received: finishing the current chunk, then exiting", sig.name)
+    stop.set()
+
+
+async def _watch(app: object, state: HealthState, stop: asyncio.Event) -> None:
+    from services.indexer.app import IndexerApp
+
+    assert isinstance(app, IndexerApp)
+    wedged_after = max(120.0, 20 * app.settings.poll_interval)
+    while not stop.is_set():
+        indexer = app.indexer
+        state.alive = time.monotonic() - indexer.heartbeat < wedged_after
+        if indexer.ready:
+            state.set_ready(True, f"synced to block {indexer.last_block}")
+        else:
+            state.set_ready(False, "syncing not started or failing")
+        await asyncio.sleep(1.0)
+
+
+@click.command("indexer")
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="Exit 0 once synced to head - CONFIRMATIONS and the outbox is drained.",
+)
+def indexer(until_caught_up: bool) -> None:
+    """Index PositionManager/PositionNFT events into PostgreSQL and Kafka."""
+    settings = exit_on_config_error(load_indexer_settings)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_telemetry("perpex-indexer")
+    code = asyncio.run(run_service(settings, until_caught_up))
+    sys.exit(code)

@@ -1,0 +1,327 @@
+"""Raw JSON-RPC log -> decoded event, fast and without exceptions escaping.
+
+A table maps topic0 to an `EventSpec` built once from the contracts' ABIs. Events whose data is
+only static 32-byte words (all of Perp-EX's position events) are decoded by slicing the hex
+string; the rest (MarketAdded carries a string) go through eth_abi. A log that is not one of
+ours, or does not fit its ABI, becomes a `DecodeFailure` with a reason; the caller counts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak
+
+from shared.events.schema import EVENT_NAMES, EventEnvelope, make_event_id
+
+_UINT_MAX = 1 << 256
+_INT_MIN_NEG = 1 << 255
+_STATIC_TYPES = frozenset({"uint256", "int256", "bool", "address", "bytes32"})
+
+
+class MalformedWord(ValueError):
+    pass
+
+
+def _uint(word: str) -> int:
+    return int(word, 16)
+
+
+def _int(word: str) -> int:
+    value = int(word, 16)
+    return value - _UINT_MAX if value >= _INT_MIN_NEG else value
+
+
+def _bool(word: str) -> bool:
+    value = int(word, 16)
+    if value > 1:
+        raise MalformedWord(f"bool word is {value}")
+    return value == 1
+
+
+def _address(word: str) -> str:
+    if word[:24].strip("0"):
+        raise MalformedWord("address word has non-zero high bytes")
+    return "0x" + word[24:].lower()
+
+
+def _bytes32(word: str) -> str:
+    return "0x" + word.lower()
+
+
+def _small_uint(bits: int) -> Callable[[str], int]:
+    limit = 1 << bits
+
+    def parse(word: str) -> int:
+        value = int(word, 16)
+        if value >= limit:
+            raise MalformedWord(f"uint{bits} word out of range")
+        return value
+
+    return parse
+
+
+_WORD_DECODERS: dict[str, Callable[[str], Any]] = {
+    "uint256": _uint,
+    "int256": _int,
+    "bool": _bool,
+    "address": _address,
+    "bytes32": _bytes32,
+}
+
+
+def _word_decoder(abi_type: str) -> Callable[[str], Any] | None:
+    if abi_type in _WORD_DECODERS:
+        return _WORD_DECODERS[abi_type]
+    if abi_type.startswith("uint") and abi_type[4:].isdigit():
+        return _small_uint(int(abi_type[4:]))
+    return None
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    topic0: str  # 0x + 64 lower-case hex
+    emitter: str  # which contract emits it: "PositionManager" or "PositionNFT"
+    indexed: tuple[tuple[str, str], ...]  # (name, abi type) in topic order
+    data: tuple[tuple[str, str], ...]  # (name, abi type) in data order
+    order: tuple[str, ...]  # all argument names in ABI order
+
+    @property
+    def static(self) -> bool:
+        return all(t in _STATIC_TYPES for _, t in self.data)
+
+    @property
+    def signature(self) -> str:
+        types = {n: t for n, t in (*self.indexed, *self.data)}
+        return f"{self.name}({','.join(types[n] for n in self.order)})"
+
+
+def event_spec(entry: Mapping[str, Any], emitter: str) -> EventSpec:
+    inputs = entry["inputs"]
+    types = ",".join(i["type"] for i in inputs)
+    topic0 = "0x" + keccak(text=f"{entry['name']}({types})").hex()
+    return EventSpec(
+        name=entry["name"],
+        topic0=topic0,
+        emitter=emitter,
+        indexed=tuple((i["name"], i["type"]) for i in inputs if i.get("indexed")),
+        data=tuple((i["name"], i["type"]) for i in inputs if not i.get("indexed")),
+        order=tuple(i["name"] for i in inputs),
+    )
+
+
+def build_event_table(abis: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, EventSpec]:
+    """topic0 -> spec for every Perp-EX event (shared.events.schema.EVENT_NAMES) in the ABIs.
+
+    `abis` maps the emitting contract's name ("PositionManager", "PositionNFT") to its ABI."""
+    table: dict[str, EventSpec] = {}
+    for emitter, abi in abis.items():
+        for entry in abi:
+            if entry.get("type") == "event" and entry.get("name") in EVENT_NAMES:
+                spec = event_spec(entry, emitter)
+                table[spec.topic0] = spec
+    return table
+
+
+@dataclass(slots=True)
+class DecodedLog:
+    name: str
+    contract: str  # lower-case address of the emitter
+    block_number: int
+    block_hash: str
+    block_timestamp: int
+    tx_hash: str
+    log_index: int
+    args: dict[str, Any]  # ints as int, bools as bool, addresses/bytes32 as 0x lower-case hex
+    token_id: int | None
+    market_id: str | None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.block_number, self.log_index
+
+    def event_id(self, chain_id: int) -> str:
+        return make_event_id(chain_id, self.tx_hash, self.log_index)
+
+    def json_args(self) -> dict[str, Any]:
+        """Args as the Kafka schema wants them: integers as decimal strings."""
+        return {k: (str(v) if type(v) is int else v) for k, v in self.args.items()}
+
+    def envelope(
+        self,
+        chain_id: int,
+        market: str | None = None,
+        trace: dict[str, str] | None = None,
+        reverted: bool = False,
+    ) -> EventEnvelope:
+        # Every field is built here from checked values, so skip pydantic's re-validation:
+        # this runs once per event on the backfill's hot path.
+        return EventEnvelope.model_construct(
+            v=1,
+            event_id=self.event_id(chain_id),
+            name=self.name,
+            chain_id=chain_id,
+            contract=self.contract,
+            block_number=self.block_number,
+            block_hash=self.block_hash,
+            block_timestamp=self.block_timestamp,
+            tx_hash=self.tx_hash,
+            log_index=self.log_index,
+            market_id=self.market_id,
+            market=market,
+            token_id=self.token_id,
+            args=self.json_args(),
+            reverted=reverted,
+            trace=trace,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailure:
+    reason: str  # "unknown_contract" | "unknown_event" | "malformed"
+    detail: str
+    block_number: int | None = None
+    tx_hash: str | None = None
+    log_index: int | None = None
+
+
+def _hex_int(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return int(value, 16)
+
+
+class LogDecoder:
+    """Decodes logs of the followed contracts. `contracts` maps lower-case address -> emitter."""
+
+    def __init__(self, table: Mapping[str, EventSpec], contracts: Mapping[str, str]):
+        self.table = dict(table)
+        self.contracts = {a.lower(): kind for a, kind in contracts.items()}
+        self._plans = {t0: self._plan(spec) for t0, spec in self.table.items()}
+
+    @staticmethod
+    def _plan(spec: EventSpec) -> tuple[Any, ...]:
+        topic_decoders = tuple((n, _word_decoder(t)) for n, t in spec.indexed)
+        if spec.static:
+            data_decoders: Any = tuple((n, _WORD_DECODERS[t]) for n, t in spec.data)
+        else:
+            data_decoders = None
+        return topic_decoders, data_decoders
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self.table)
+
+    def decode(
+        self, raw: Mapping[str, Any], timestamps: Mapping[int, int] | None = None
+    ) -> DecodedLog | DecodeFailure:
+        try:
+            return self._decode(raw, timestamps)
+        except Exception as exc:  # a malformed log must never stop indexing
+            return DecodeFailure(
+                "malformed",
+                f"{type(exc).__name__}: {exc}",
+                _safe_int(raw.get("blockNumber")) if isinstance(raw, Mapping) else None,
+                raw.get("transactionHash") if isinstance(raw, Mapping) else None,
+                _safe_int(raw.get("logIndex")) if isinstance(raw, Mapping) else None,
+            )
+
+    def _decode(
+        self, raw: Mapping[str, Any], timestamps: Mapping[int, int] | None
+    ) -> DecodedLog | DecodeFailure:
+        address = raw["address"].lower()
+        block_number = _hex_int(raw["blockNumber"])
+        tx_hash = raw["transactionHash"].lower()
+        log_index = _hex_int(raw["logIndex"])
+        emitter = self.contracts.get(address)
+        if emitter is None:
+            return DecodeFailure(
+                "unknown_contract", f"log from {address}", block_number, tx_hash, log_index
+            )
+        topics = raw["topics"]
+        if not topics:
+            return DecodeFailure("unknown_event", "anonymous log", block_number, tx_hash, log_index)
+        topic0 = topics[0].lower()
+        spec = self.table.get(topic0)
+        if spec is None or spec.emitter != emitter:
+            return DecodeFailure(
+                "unknown_event", f"topic0 {topic0} from {emitter}", block_number, tx_hash, log_index
+            )
+        topic_decoders, data_decoders = self._plans[topic0]
+        if len(topics) != 1 + len(topic_decoders):
+            return DecodeFailure(
+                "malformed",
+                f"{spec.name}: {len(topics) - 1} indexed topics, expected {len(topic_decoders)}",
+                block_number,
+                tx_hash,
+                log_index,
+            )
+        args: dict[str, Any] = {}
+        for (name, dec), topic in zip(topic_decoders, topics[1:], strict=True):
+            if len(topic) != 66:
+                raise MalformedWord(f"topic {name} is not 32 bytes")
+            args[name] = dec(topic[2:])
+        data: str = raw["data"]
+        if data_decoders is not None:
+            expected = 2 + 64 * len(data_decoders)
+            if len(data) != expected:
+                return DecodeFailure(
+                    "malformed",
+                    f"{spec.name}: data is {(len(data) - 2) // 2} bytes, expected {(expected - 2) // 2}",
+                    block_number,
+                    tx_hash,
+                    log_index,
+                )
+            pos = 2
+            for name, dec in data_decoders:
+                args[name] = dec(data[pos : pos + 64])
+                pos += 64
+        else:
+            values = abi_decode([t for _, t in spec.data], bytes.fromhex(data[2:]))
+            for (name, abi_type), value in zip(spec.data, values, strict=True):
+                if abi_type == "address":
+                    value = value.lower()
+                elif isinstance(value, bytes):
+                    value = "0x" + value.hex()
+                args[name] = value
+        if len(spec.order) != len(args):
+            raise MalformedWord("argument names repeat")
+        ts_raw = raw.get("blockTimestamp")
+        if ts_raw is not None:
+            block_timestamp = _hex_int(ts_raw)
+        elif timestamps is not None and block_number in timestamps:
+            block_timestamp = timestamps[block_number]
+        else:
+            return DecodeFailure(
+                "malformed", "no block timestamp for the log", block_number, tx_hash, log_index
+            )
+        token_id = args.get("tokenId")
+        market_id = args.get("marketId")
+        return DecodedLog(
+            name=spec.name,
+            contract=address,
+            block_number=block_number,
+            block_hash=raw["blockHash"].lower(),
+            block_timestamp=block_timestamp,
+            tx_hash=tx_hash,
+            log_index=log_index,
+            args={n: args[n] for n in spec.order},
+            token_id=token_id if isinstance(token_id, int) else None,
+            market_id=market_id if isinstance(market_id, str) else None,
+        )
+
+
+def _safe_int(value: Any) -> int | None:
+    try:
+        return _hex_int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def market_id_of(pair: str) -> str:
+    """keccak256(bytes(pair)) as 0x-hex: how the contracts name a market."""
+    return "0x" + keccak(text=pair).hex()

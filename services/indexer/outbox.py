@@ -1,0 +1,185 @@
+"""Outbox drainer: PostgreSQL outbox -> Kafka, at least once, in order.
+
+Rows are read in id order (= chain order within a chunk, chunks in commit order), sent with
+acks=all through one producer (which keeps per-partition order), and marked sent only after
+every message of the batch is acknowledged. Any broker problem (down at start, lost mid-batch,
+timeouts) closes the producer and retries the same rows with exponential backoff: a message can
+be delivered twice (consumers deduplicate on event_id) but never lost. Indexing never waits for
+the drainer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from services.indexer.store import OutboxRow, Store
+from shared.kafka import ensure_topic, make_producer
+from shared.telemetry import tracer
+
+log = logging.getLogger(__name__)
+_tracer = tracer("perpex.indexer.outbox")
+
+ProducerFactory = Callable[[], AIOKafkaProducer]
+
+
+class OutboxDrainer:
+    def __init__(
+        self,
+        store: Store,
+        bootstrap_servers: str,
+        topic: str,
+        batch: int = 2000,
+        partitions: int = 6,
+        poll_interval: float = 1.0,
+        send_timeout: float = 30.0,
+        max_backoff: float = 10.0,
+        retention_s: float = 3600.0,
+        producer_factory: ProducerFactory | None = None,
+    ):
+        self.store = store
+        self.bootstrap = bootstrap_servers
+        self.topic = topic
+        self.batch = batch
+        self.partitions = partitions
+        self.poll_interval = poll_interval
+        self.send_timeout = send_timeout
+        self.max_backoff = max_backoff
+        self.retention_s = retention_s
+        self._factory = producer_factory or (
+            lambda: make_producer(
+                bootstrap_servers,
+                linger_ms=2,
+                max_batch_size=256 * 1024,
+                request_timeout_ms=int(send_timeout * 1000),
+                retry_backoff_ms=200,
+            )
+        )
+        self._producer: AIOKafkaProducer | None = None
+        self._topic_ready = False
+        self._wake = asyncio.Event()
+        self.sent = 0
+        self.failures = 0
+        self.connected = False
+        self.idle = asyncio.Event()  # set whenever a poll found nothing to send
+        self.last_error: str | None = None
+
+    def notify(self) -> None:
+        """New rows were committed: drain now instead of at the next poll."""
+        self._wake.set()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._factory()
+            try:
+                await asyncio.wait_for(producer.start(), self.send_timeout)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 5)
+                raise
+            self._producer = producer
+        if not self._topic_ready:
+            await asyncio.wait_for(
+                ensure_topic(self.bootstrap, self.topic, self.partitions), self.send_timeout
+            )
+            self._topic_ready = True
+        self.connected = True
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        self.connected = False
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+
+    async def drain_once(self) -> int:
+        """Send one batch; returns how many rows were sent (0: nothing pending)."""
+        rows = await self.store.fetch_unsent(self.batch)
+        if not rows:
+            return 0
+        producer = await self._ensure_producer()
+        with _tracer.start_as_current_span("kafka produce") as span:
+            span.set_attribute("messaging.system", "kafka")
+            span.set_attribute("messaging.destination.name", self.topic)
+            span.set_attribute("messaging.batch.message_count", len(rows))
+            await asyncio.wait_for(self._send_all(producer, rows), self.send_timeout)
+        await self.store.mark_sent([r.id for r in rows])
+        self.sent += len(rows)
+        return len(rows)
+
+    async def _send_all(self, producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
+        futures: list[Any] = []
+        for row in rows:
+            futures.append(
+                await producer.send(self.topic, value=row.value, key=row.key, headers=row.headers)
+            )
+        await asyncio.gather(*futures)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain until `stop` is set (then one last attempt to flush what is pending)."""
+        failures = 0
+        last_purge = time.monotonic()
+        while not stop.is_set():
+            self._wake.clear()  # before reading: a notify during the batch is not lost
+            try:
+                sent = await self.drain_once()
+                failures = 0
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = min(self.max_backoff, 0.2 * 2 ** min(failures, 10))
+                delay *= random.uniform(0.8, 1.2)
+                log.warning("outbox: send failed (%s); retrying in %.1fs", self.last_error, delay)
+                await self._drop_producer()
+                await _wait(stop, delay)
+                continue
+            if sent == 0:
+                self.idle.set()
+                if time.monotonic() - last_purge > 60:
+                    last_purge = time.monotonic()
+                    with contextlib.suppress(Exception):
+                        await self.store.purge_sent(self.retention_s)
+                await _wait_any(stop, self._wake, self.poll_interval)
+            else:
+                self.idle.clear()
+
+    async def flush(self, within: float) -> bool:
+        """Best effort: drain what is pending within `within` seconds (used at shutdown)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                if await asyncio.wait_for(self.drain_once(), deadline - time.monotonic()) == 0:
+                    return True
+            except Exception as exc:  # broker down at shutdown: rows stay in the outbox
+                log.info("outbox: not flushed at shutdown (%s); rows stay queued", exc)
+                return False
+        return False
+
+    async def close(self) -> None:
+        await self._drop_producer()
+
+
+async def _wait(stop: asyncio.Event, delay: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, delay: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,313 @@
+"""Decoded events -> table rows. Pure logic.
+
+`positions` is a fold of each token's events in chain order; `markets` carries the latest
+funding index of each market, which becomes a position's `entry_funding_index` when it opens or
+its margin changes (the contract resets the entry index on both). The same fold rebuilds
+positions after a reorg from the events that stayed canonical; there the funding index each
+event saw is read back from the events table instead of the market state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from services.indexer.decode import DecodedLog
+
+OPEN, CLOSED, LIQUIDATED = "open", "closed", "liquidated"
+# Events that set a position's entry funding index to the market's current one.
+FUNDING_RESET_EVENTS = frozenset({"PositionOpened", "MarginChanged"})
+
+
+@dataclass(slots=True)
+class PositionRow:
+    token_id: int
+    market_id: str
+    market: str | None
+    owner: str
+    is_long: bool
+    collateral: int
+    leverage: int
+    size: int
+    notional: int
+    entry_price: int
+    entry_funding_index: int
+    open_fee: int
+    status: str
+    opened_block: int
+    opened_timestamp: int
+    opened_tx: str
+    closed_block: int | None = None
+    closed_timestamp: int | None = None
+    closed_tx: str | None = None
+    exit_price: int | None = None
+    realized_pnl: int | None = None
+    funding_payment: int | None = None
+    payout: int | None = None
+    updated_block: int = 0
+
+    def record(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in POSITION_COLUMNS)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> PositionRow:
+        values = {}
+        for name in POSITION_COLUMNS:
+            value = record[name]
+            if name in _NUMERIC_POSITION_COLUMNS and value is not None:
+                value = int(value)
+            values[name] = value
+        return cls(**values)
+
+
+POSITION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(PositionRow))
+_NUMERIC_POSITION_COLUMNS = frozenset(
+    {
+        "token_id",
+        "collateral",
+        "leverage",
+        "size",
+        "notional",
+        "entry_price",
+        "entry_funding_index",
+        "open_fee",
+        "exit_price",
+        "realized_pnl",
+        "funding_payment",
+        "payout",
+    }
+)
+
+
+@dataclass(slots=True)
+class LiquidationRow:
+    token_id: int
+    market_id: str
+    owner: str
+    liquidator: str
+    tx_hash: str
+    log_index: int
+    block_number: int
+    block_timestamp: int
+    price: int
+    realized_pnl: int
+    reward: int
+    owner_refund: int
+    bad_debt: int
+
+    def record(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in LIQUIDATION_COLUMNS)
+
+
+LIQUIDATION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LiquidationRow))
+
+
+@dataclass(slots=True)
+class FundingRow:
+    market_id: str
+    funding_rate: int
+    cumulative_funding_index: int
+    mark_twap: int
+    index_twap: int
+    funding_timestamp: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+    block_timestamp: int
+
+    def record(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in FUNDING_COLUMNS)
+
+
+FUNDING_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(FundingRow))
+
+
+@dataclass(slots=True)
+class MarketState:
+    market_id: str
+    pair: str | None = None
+    vamm: str | None = None
+    oracle_feed: str | None = None
+    cumulative_funding_index: int = 0
+    funding_rate: int = 0
+    last_funding_time: int | None = None
+    paused: bool = False
+    added_block: int | None = None
+    updated_block: int | None = None
+
+    def record(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in MARKET_COLUMNS)
+
+
+MARKET_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(MarketState))
+
+
+@dataclass
+class FoldResult:
+    positions: dict[int, PositionRow] = field(default_factory=dict)  # touched, final state
+    liquidations: list[LiquidationRow] = field(default_factory=list)
+    funding: list[FundingRow] = field(default_factory=list)
+    markets: dict[str, MarketState] = field(default_factory=dict)  # touched, final state
+    funding_index_at: dict[tuple[int, int], int] = field(default_factory=dict)
+    orphans: list[DecodedLog] = field(default_factory=list)  # events for unknown positions
+
+
+class Fold:
+    """Applies decoded events, in chain order, to positions and markets.
+
+    `positions`: current rows of the tokens the events touch that are already stored (tokens
+    opened by these events need none). `markets`: current market states (missing: index 0).
+    """
+
+    def __init__(
+        self,
+        positions: Mapping[int, PositionRow] | None = None,
+        markets: Mapping[str, MarketState] | None = None,
+        pairs: Mapping[str, str] | None = None,
+    ):
+        self.result = FoldResult()
+        self._positions = dict(positions or {})
+        self._markets = dict(markets or {})
+        self._pairs = dict(pairs or {})
+
+    def market(self, market_id: str) -> MarketState:
+        state = self._markets.get(market_id)
+        if state is None:
+            state = MarketState(market_id=market_id, pair=self._pairs.get(market_id))
+            self._markets[market_id] = state
+        return state
+
+    def apply_all(
+        self,
+        events: Iterable[DecodedLog],
+        funding_index_at: Mapping[tuple[int, int], int] | None = None,
+    ) -> FoldResult:
+        for event in events:
+            self.apply(event, funding_index_at)
+        return self.result
+
+    def apply(
+        self,
+        ev: DecodedLog,
+        funding_index_at: Mapping[tuple[int, int], int] | None = None,
+    ) -> None:
+        a = ev.args
+        name = ev.name
+        market_id = ev.market_id
+        if name in FUNDING_RESET_EVENTS and market_id is not None:
+            if funding_index_at is not None and ev.position in funding_index_at:
+                index = funding_index_at[ev.position]
+            else:
+                index = self.market(market_id).cumulative_funding_index
+            self.result.funding_index_at[ev.position] = index
+        if name == "PositionOpened":
+            assert ev.token_id is not None and market_id is not None
+            row = PositionRow(
+                token_id=ev.token_id,
+                market_id=market_id,
+                market=self._pair(market_id),
+                owner=a["owner"],
+                is_long=a["isLong"],
+                collateral=a["collateral"],
+                leverage=a["leverage"],
+                size=a["size"],
+                notional=a["notional"],
+                entry_price=a["entryPrice"],
+                entry_funding_index=self.result.funding_index_at[ev.position],
+                open_fee=a["fee"],
+                status=OPEN,
+                opened_block=ev.block_number,
+                opened_timestamp=ev.block_timestamp,
+                opened_tx=ev.tx_hash,
+                updated_block=ev.block_number,
+            )
+            self._positions[ev.token_id] = row
+            self.result.positions[ev.token_id] = row
+        elif name in ("MarginChanged", "PositionClosed", "PositionLiquidated"):
+            row_or_none = self._positions.get(ev.token_id) if ev.token_id is not None else None
+            if row_or_none is None:
+                self.result.orphans.append(ev)
+                return
+            row = row_or_none
+            row.updated_block = ev.block_number
+            if name == "MarginChanged":
+                row.collateral = a["newCollateral"]
+                row.entry_funding_index = self.result.funding_index_at[ev.position]
+            else:
+                row.status = CLOSED if name == "PositionClosed" else LIQUIDATED
+                row.closed_block = ev.block_number
+                row.closed_timestamp = ev.block_timestamp
+                row.closed_tx = ev.tx_hash
+                row.realized_pnl = a["realizedPnl"]
+                if name == "PositionClosed":
+                    row.exit_price = a["exitPrice"]
+                    row.funding_payment = a["fundingPayment"]
+                    row.payout = a["payout"]
+                else:
+                    row.exit_price = a["price"]
+                    row.payout = a["ownerRefund"]
+                    self.result.liquidations.append(
+                        LiquidationRow(
+                            token_id=row.token_id,
+                            market_id=row.market_id,
+                            owner=a["owner"],
+                            liquidator=a["liquidator"],
+                            tx_hash=ev.tx_hash,
+                            log_index=ev.log_index,
+                            block_number=ev.block_number,
+                            block_timestamp=ev.block_timestamp,
+                            price=a["price"],
+                            realized_pnl=a["realizedPnl"],
+                            reward=a["liquidatorReward"],
+                            owner_refund=a["ownerRefund"],
+                            bad_debt=a["badDebt"],
+                        )
+                    )
+            self.result.positions[row.token_id] = row
+        elif name == "FundingRateUpdated":
+            assert market_id is not None
+            m = self.market(market_id)
+            m.cumulative_funding_index = a["cumulativeFundingIndex"]
+            m.funding_rate = a["fundingRate"]
+            m.last_funding_time = a["timestamp"]
+            m.updated_block = ev.block_number
+            self.result.markets[market_id] = m
+            self.result.funding.append(
+                FundingRow(
+                    market_id=market_id,
+                    funding_rate=a["fundingRate"],
+                    cumulative_funding_index=a["cumulativeFundingIndex"],
+                    mark_twap=a["markTwap"],
+                    index_twap=a["indexTwap"],
+                    funding_timestamp=a["timestamp"],
+                    tx_hash=ev.tx_hash,
+                    log_index=ev.log_index,
+                    block_number=ev.block_number,
+                    block_timestamp=ev.block_timestamp,
+                )
+            )
+        elif name == "MarketAdded":
+            assert market_id is not None
+            m = self.market(market_id)
+            m.pair = a["pair"]
+            m.vamm = a["vamm"]
+            m.oracle_feed = a["oracleFeed"]
+            m.added_block = ev.block_number
+            m.updated_block = ev.block_number
+            self._pairs[market_id] = a["pair"]
+            self.result.markets[market_id] = m
+        elif name == "MarketPaused":
+            assert market_id is not None
+            m = self.market(market_id)
+            m.paused = a["paused"]
+            m.updated_block = ev.block_number
+            self.result.markets[market_id] = m
+        # PositionMinted / PositionBurned: the position row follows PositionOpened/Closed/
+        # Liquidated of the same transaction; the NFT events only go to `events` and Kafka.
+
+    def _pair(self, market_id: str) -> str | None:
+        pair = self._pairs.get(market_id)
+        if pair is None and market_id in self._markets:
+            pair = self._markets[market_id].pair
+        return pair

@@ -1,0 +1,250 @@
+"""Async JSON-RPC over httpx, with the errors classified for the chunk policy.
+
+Plain JSON-RPC (not web3's contract layer) keeps eth_getLogs cheap: the response is parsed once
+and handed to the decoder as dicts. Every failure becomes an `RpcError` carrying an `Outcome`:
+429 -> RATE_LIMITED (with Retry-After), 5xx / connection errors / truncated or non-JSON bodies
+-> TRANSIENT, timeouts -> TIMEOUT, and the providers' "block range too large" / "too many
+results" messages -> RANGE_TOO_LARGE / TOO_MANY_RESULTS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from services.indexer.chunking import Outcome
+from shared.telemetry import tracer
+
+_tracer = tracer("perpex.indexer.rpc")
+
+_RANGE_PATTERNS = re.compile(
+    r"block range|range too (large|wide|big)|range is too large|limited to (a )?[\d,]+ (block )?range|"
+    r"exceed(s|ed)? (the )?max(imum)? "
+    r"block range|blocks? range|too many blocks|range limit|max(imum)? range|ranges? over",
+    re.IGNORECASE,
+)
+_TOO_MANY_PATTERNS = re.compile(
+    r"too many (results|logs|events)|more than \d+ (results|logs)|query returned more than|"
+    r"result(s)? (set )?(is )?too large|response (size|is too large)|limit exceeded|"
+    r"log response size exceeded|exceeds? (the )?max(imum)? results",
+    re.IGNORECASE,
+)
+_RATE_PATTERNS = re.compile(r"rate limit|too many requests|request limit|throttl", re.IGNORECASE)
+_TIMEOUT_PATTERNS = re.compile(r"timeout|timed out|deadline", re.IGNORECASE)
+
+
+class RpcError(Exception):
+    def __init__(self, outcome: Outcome, message: str, retry_after: float | None = None):
+        super().__init__(f"{outcome.value}: {message}")
+        self.outcome = outcome
+        self.retry_after = retry_after
+
+
+def classify_http_status(status: int) -> Outcome | None:
+    """Outcome of a non-2xx HTTP status (None: 2xx, read the body)."""
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    if status in (408, 504):
+        return Outcome.TIMEOUT
+    if status == 413:
+        return Outcome.TOO_MANY_RESULTS
+    return Outcome.TRANSIENT
+
+
+def classify_rpc_error(code: int | None, message: str) -> Outcome:
+    """Outcome of a JSON-RPC error object."""
+    if code == 429 or _RATE_PATTERNS.search(message):
+        return Outcome.RATE_LIMITED
+    if _RANGE_PATTERNS.search(message):
+        return Outcome.RANGE_TOO_LARGE
+    if code == -32005 or _TOO_MANY_PATTERNS.search(message):
+        return Outcome.TOO_MANY_RESULTS
+    if _TIMEOUT_PATTERNS.search(message):
+        return Outcome.TIMEOUT
+    return Outcome.TRANSIENT
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+
+
+class JsonRpc:
+    """A small async JSON-RPC client. One connection pool per instance."""
+
+    def __init__(self, url: str, timeout: float = 15.0, max_retries: int = 5):
+        self.url = url
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            headers={"Content-Type": "application/json"},
+        )
+        self._id = 0
+        self.calls = 0
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> JsonRpc:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- transport ----
+    async def _post(self, payload: Any, label: str) -> Any:
+        self.calls += 1
+        with _tracer.start_as_current_span(f"rpc {label}") as span:
+            span.set_attribute("rpc.system", "jsonrpc")
+            span.set_attribute("rpc.method", label)
+            try:
+                resp = await self._client.post(self.url, content=json.dumps(payload))
+            except httpx.TimeoutException as exc:
+                raise RpcError(Outcome.TIMEOUT, f"{label}: {type(exc).__name__}") from None
+            except httpx.HTTPError as exc:
+                raise RpcError(Outcome.TRANSIENT, f"{label}: {type(exc).__name__}: {exc}") from None
+            outcome = classify_http_status(resp.status_code)
+            if outcome is not None:
+                raise RpcError(
+                    outcome,
+                    f"{label}: HTTP {resp.status_code}",
+                    parse_retry_after(resp.headers.get("retry-after")),
+                )
+            try:
+                return json.loads(resp.content)
+            except ValueError as exc:
+                raise RpcError(Outcome.TRANSIENT, f"{label}: body is not JSON ({exc})") from None
+
+    def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
+        self._id += 1
+        return {"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
+
+    @staticmethod
+    def _result(reply: Any, label: str) -> Any:
+        if not isinstance(reply, dict):
+            raise RpcError(Outcome.TRANSIENT, f"{label}: reply is not an object")
+        if reply.get("error") is not None:
+            err = reply["error"]
+            code = err.get("code") if isinstance(err, dict) else None
+            message = str(err.get("message", err)) if isinstance(err, dict) else str(err)
+            raise RpcError(classify_rpc_error(code, message), f"{label}: {message}")
+        if "result" not in reply:
+            raise RpcError(Outcome.TRANSIENT, f"{label}: reply has no result")
+        return reply["result"]
+
+    async def call_once(self, method: str, params: Sequence[Any] = ()) -> Any:
+        reply = await self._post(self._request(method, params), method)
+        return self._result(reply, method)
+
+    async def batch_once(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        if not calls:
+            return []
+        requests = [self._request(m, p) for m, p in calls]
+        label = f"batch[{len(calls)}] {calls[0][0]}"
+        replies = await self._post(requests, label)
+        if not isinstance(replies, list) or len(replies) != len(requests):
+            raise RpcError(Outcome.TRANSIENT, f"{label}: batch reply has the wrong shape")
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        return [self._result(by_id.get(req["id"]), label) for req in requests]
+
+    def _retrying(self) -> AsyncRetrying:
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, RpcError) and exc.outcome in (
+                Outcome.TRANSIENT,
+                Outcome.TIMEOUT,
+                Outcome.RATE_LIMITED,
+            )
+
+        return AsyncRetrying(
+            retry=retry_if_exception(retryable),
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            reraise=True,
+        )
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """A call retried on transient errors (MAX_RETRIES times, exponential backoff)."""
+        async for attempt in self._retrying():
+            with attempt:
+                return await self.call_once(method, params)
+        raise AssertionError("unreachable")
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        async for attempt in self._retrying():
+            with attempt:
+                return await self.batch_once(calls)
+        raise AssertionError("unreachable")
+
+    # ---- methods ----
+    async def chain_id(self) -> int:
+        return int(await self.call("eth_chainId"), 16)
+
+    async def block_number(self) -> int:
+        return int(await self.call("eth_blockNumber"), 16)
+
+    async def get_logs(
+        self, addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
+    ) -> list[dict[str, Any]]:
+        """One eth_getLogs, NOT retried: the caller adapts the range to the error."""
+        flt: dict[str, Any] = {
+            "address": list(addresses),
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+        }
+        if topics:
+            flt["topics"] = [list(topics)]
+        result = await self.call_once("eth_getLogs", [flt])
+        if not isinstance(result, list):
+            raise RpcError(Outcome.TRANSIENT, "eth_getLogs: result is not a list")
+        return result
+
+    async def headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader | None]:
+        """Headers of the given blocks in one batch; None for blocks the node does not have."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        results = await self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+        out: dict[int, BlockHeader | None] = {}
+        for n, block in zip(wanted, results, strict=True):
+            if block is None:
+                out[n] = None
+                continue
+            try:
+                out[n] = BlockHeader(
+                    number=int(block["number"], 16),
+                    hash=block["hash"].lower(),
+                    parent_hash=block["parentHash"].lower(),
+                    timestamp=int(block["timestamp"], 16),
+                )
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise RpcError(Outcome.TRANSIENT, f"block {n}: malformed header") from None
+            if out[n] is not None and out[n].number != n:  # type: ignore[union-attr]
+                raise RpcError(Outcome.TRANSIENT, f"block {n}: node answered another block")
+        return out

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_abi import encode
+
+from services.indexer.app import load_event_table
+from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder, market_id_of
+from shared.events.schema import decode_event, encode_event
+
+PM = "0x" + "11" * 20
+NFT = "0x" + "22" * 20
+OWNER = "0x" + "ab" * 20
+MID = market_id_of("ETH/USDT")
+TABLE = load_event_table()
+BY_NAME = {s.name: s for s in TABLE.values()}
+
+
+def word(value: int) -> str:
+    return "0x" + (value % (1 << 256)).to_bytes(32, "big").hex()
+
+
+def addr_topic(a: str) -> str:
+    return "0x" + "00" * 12 + a[2:]
+
+
+def raw_log(
+    name: str, topics: list[str], types: list[str], values: list[Any], **over: Any
+) -> dict[str, Any]:
+    spec = BY_NAME[name]
+    log = {
+        "address": PM if spec.emitter == "PositionManager" else NFT,
+        "topics": [spec.topic0, *topics],
+        "data": "0x" + encode(types, values).hex(),
+        "blockHash": "0x" + "cd" * 32,
+        "blockNumber": "0x10",
+        "blockTimestamp": "0x6553f100",
+        "transactionHash": "0x" + "ef" * 32,
+        "transactionIndex": "0x0",
+        "logIndex": "0x3",
+        "removed": False,
+    }
+    log.update(over)
+    return log
+
+
+def opened(token: int = 7, **over: Any) -> dict[str, Any]:
+    return raw_log(
+        "PositionOpened",
+        [word(token), addr_topic(OWNER), MID],
+        ["bool", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256"],
+        [True, 10**21, 5 * 10**18, 2 * 10**18, 5 * 10**21, 2500 * 10**18, 3 * 10**18],
+        **over,
+    )
+
+
+@pytest.fixture
+def decoder() -> LogDecoder:
+    return LogDecoder(TABLE, {PM: "PositionManager", NFT: "PositionNFT"})
+
+
+def test_table_holds_every_perpex_event() -> None:
+    assert set(BY_NAME) == {
+        "PositionOpened",
+        "PositionClosed",
+        "PositionLiquidated",
+        "MarginChanged",
+        "FundingRateUpdated",
+        "MarketAdded",
+        "MarketPaused",
+        "PositionMinted",
+        "PositionBurned",
+    }
+    assert BY_NAME["PositionOpened"].signature.startswith(
+        "PositionOpened(uint256,address,bytes32,bool"
+    )
+
+
+def test_position_opened(decoder: LogDecoder) -> None:
+    d = decoder.decode(opened())
+    assert isinstance(d, DecodedLog)
+    assert d.name == "PositionOpened" and d.token_id == 7 and d.market_id == MID
+    assert d.args["owner"] == OWNER and d.args["isLong"] is True
+    assert d.args["collateral"] == 10**21 and d.args["entryPrice"] == 2500 * 10**18
+    assert d.block_number == 16 and d.log_index == 3 and d.block_timestamp == 0x6553F100
+    assert list(d.args) == list(BY_NAME["PositionOpened"].order)
+
+
+def test_negative_int256(decoder: LogDecoder) -> None:
+    raw = raw_log(
+        "PositionClosed",
+        [word(7), addr_topic(OWNER), MID],
+        ["uint256", "int256", "int256", "uint256"],
+        [2400 * 10**18, -(10**20), -5, 0],
+    )
+    d = decoder.decode(raw)
+    assert isinstance(d, DecodedLog)
+    assert d.args["realizedPnl"] == -(10**20) and d.args["fundingPayment"] == -5
+
+
+def test_dynamic_event_through_eth_abi(decoder: LogDecoder) -> None:
+    vamm, feed = "0x" + "33" * 20, "0x" + "44" * 20
+    raw = raw_log("MarketAdded", [MID], ["string", "address", "address"], ["ETH/USDT", vamm, feed])
+    d = decoder.decode(raw)
+    assert isinstance(d, DecodedLog)
+    assert d.args == {"marketId": MID, "pair": "ETH/USDT", "vamm": vamm, "oracleFeed": feed}
+    assert d.token_id is None and d.market_id == MID
+
+
+def test_envelope_roundtrips_through_schema(decoder: LogDecoder) -> None:
+    d = decoder.decode(opened())
+    assert isinstance(d, DecodedLog)
+    env = d.envelope(31337, "ETH/USDT", {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    back = decode_event(encode_event(env))
+    assert back == env
+    assert back.args["collateral"] == str(10**21) and back.args["isLong"] is True
+    assert back.key == b"token:7"
+    assert back.event_id == f"31337:{'0x' + 'ef' * 32}:3"
+    rev = decode_event(encode_event(d.envelope(31337, "ETH/USDT", reverted=True)))
+    assert rev.reverted and rev.event_id == back.event_id
+
+
+def test_funding_event_keyed_by_market(decoder: LogDecoder) -> None:
+    raw = raw_log(
+        "FundingRateUpdated",
+        [MID],
+        ["int256", "int256", "uint256", "uint256", "uint256"],
+        [-3, 10**15, 2500 * 10**18, 2499 * 10**18, 1_700_000_000],
+    )
+    d = decoder.decode(raw)
+    assert isinstance(d, DecodedLog)
+    assert d.envelope(1).key == f"market:{MID}".encode()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda r: r.update(address="0x" + "99" * 20), "unknown_contract"),
+        (lambda r: r.update(topics=["0x" + "00" * 32, *r["topics"][1:]]), "unknown_event"),
+        (lambda r: r.update(topics=[]), "unknown_event"),
+        (lambda r: r.update(topics=r["topics"][:2]), "malformed"),
+        (lambda r: r.update(data=r["data"][:-64]), "malformed"),
+        (lambda r: r.update(data=r["data"] + "00"), "malformed"),
+        (lambda r: r.update(data="0xzz" + r["data"][4:]), "malformed"),
+        (lambda r: r.update(topics=[*r["topics"][:1], "0x12", *r["topics"][2:]]), "malformed"),
+        (lambda r: r.pop("blockNumber"), "malformed"),
+        (lambda r: r.update(blockNumber=None), "malformed"),
+        (lambda r: r.pop("blockTimestamp"), "malformed"),
+    ],
+)
+def test_bad_logs_become_counted_failures(decoder: LogDecoder, mutate: Any, reason: str) -> None:
+    raw = opened()
+    mutate(raw)
+    result = decoder.decode(raw)
+    assert isinstance(result, DecodeFailure)
+    assert result.reason == reason
+
+
+def test_bool_and_address_words_are_checked(decoder: LogDecoder) -> None:
+    raw = opened()
+    raw["data"] = "0x" + "00" * 31 + "02" + raw["data"][66:]
+    assert isinstance(decoder.decode(raw), DecodeFailure)
+    raw = opened()
+    raw["topics"][2] = "0x" + "ff" * 32
+    assert isinstance(decoder.decode(raw), DecodeFailure)
+
+
+def test_wrong_emitter_is_unknown(decoder: LogDecoder) -> None:
+    raw = opened(address=NFT)
+    failure = decoder.decode(raw)
+    assert isinstance(failure, DecodeFailure) and failure.reason == "unknown_event"
+
+
+def test_timestamp_from_headers_when_log_lacks_it(decoder: LogDecoder) -> None:
+    raw = opened()
+    raw.pop("blockTimestamp")
+    d = decoder.decode(raw, {16: 123})
+    assert isinstance(d, DecodedLog) and d.block_timestamp == 123
+
+
+def test_non_dict_input_never_raises(decoder: LogDecoder) -> None:
+    assert isinstance(decoder.decode({}), DecodeFailure)
+    assert isinstance(decoder.decode("junk"), DecodeFailure)  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from services.indexer.chunking import Outcome
+from services.indexer.rpc import classify_http_status, classify_rpc_error, parse_retry_after
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, None),
+        (429, Outcome.RATE_LIMITED),
+        (500, Outcome.TRANSIENT),
+        (502, Outcome.TRANSIENT),
+        (503, Outcome.TRANSIENT),
+        (504, Outcome.TIMEOUT),
+        (408, Outcome.TIMEOUT),
+        (413, Outcome.TOO_MANY_RESULTS),
+    ],
+)
+def test_http_status(status: int, outcome: Outcome | None) -> None:
+    assert classify_http_status(status) is outcome
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "outcome"),
+    [
+        (-32005, "query returned more than 10000 results", Outcome.TOO_MANY_RESULTS),
+        (
+            -32602,
+            "Log response size exceeded. You can make eth_getLogs requests with up to a "
+            "2K block range",
+            Outcome.RANGE_TOO_LARGE,
+        ),
+        (-32000, "block range is too large", Outcome.RANGE_TOO_LARGE),
+        (-32000, "exceed maximum block range: 1000", Outcome.RANGE_TOO_LARGE),
+        (-32600, "eth_getLogs is limited to a 10,000 range", Outcome.RANGE_TOO_LARGE),
+        (-32000, "too many logs", Outcome.TOO_MANY_RESULTS),
+        (429, "whatever", Outcome.RATE_LIMITED),
+        (-32016, "rate limit exceeded", Outcome.RATE_LIMITED),
+        (-32000, "request timed out", Outcome.TIMEOUT),
+        (-32000, "header not found", Outcome.TRANSIENT),
+    ],
+)
+def test_rpc_errors(code: int, message: str, outcome: Outcome) -> None:
+    assert classify_rpc_error(code, message) is outcome
+
+
+def test_retry_after() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
