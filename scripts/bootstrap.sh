@@ -11,6 +11,17 @@ cd "$ROOT"
 STAMP_DIR="$ROOT/.perpex/stamps"
 mkdir -p "$STAMP_DIR"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
+LOG_DIR="$ROOT/.perpex/logs"
+mkdir -p "$LOG_DIR"
+# Run a noisy install step with its output in a log file; show the tail when it fails.
+quiet() {
+  local name="$1"; shift
+  if ! "$@" >"$LOG_DIR/$name.log" 2>&1; then
+    log "$name failed; last lines of $LOG_DIR/$name.log:"
+    tail -n 40 "$LOG_DIR/$name.log" >&2
+    exit 1
+  fi
+}
 
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
@@ -25,8 +36,8 @@ if ! pg_bindir >/dev/null; then
   log "installing PostgreSQL server from Debian packages"
   export DEBIAN_FRONTEND=noninteractive
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq postgresql >/dev/null
+  quiet apt $SUDO apt-get update
+  quiet apt $SUDO apt-get install -y postgresql
 fi
 
 # ---- Python virtualenv ----
@@ -38,8 +49,8 @@ fi
 want="$(hash_of pyproject.toml)"
 if [ "$(cat "$STAMP_DIR/pip" 2>/dev/null)" != "$want" ]; then
   log "installing Python packages"
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev,local]"
+  quiet pip .venv/bin/pip install --disable-pip-version-check --upgrade pip
+  quiet pip .venv/bin/pip install --disable-pip-version-check -e ".[dev,local]"
   echo "$want" > "$STAMP_DIR/pip"
 fi
 
@@ -47,7 +58,7 @@ fi
 want="$(hash_of package.json package-lock.json)"
 if [ "$(cat "$STAMP_DIR/npm" 2>/dev/null)" != "$want" ] || [ ! -x node_modules/@foundry-rs/forge-linux-amd64/bin/forge ]; then
   log "installing npm packages"
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  if [ -f package-lock.json ]; then quiet npm npm ci --no-audit --no-fund; else quiet npm npm install --no-audit --no-fund; fi
   echo "$want" > "$STAMP_DIR/npm"
 fi
 
@@ -66,7 +77,7 @@ if [ ! -x .venv-helm/bin/python ] || ! .venv-helm/bin/python -c 'import helm_sdk
   if [ -n "$PY312" ]; then
     log "creating .venv-helm with $($PY312 --version)"
     "$PY312" -m venv .venv-helm
-    .venv-helm/bin/pip install -q --disable-pip-version-check "helm-sdkpy==0.1.32"
+    quiet helm-pip .venv-helm/bin/pip install --disable-pip-version-check "helm-sdkpy==0.1.32"
   else
     log "WARNING: no Python >= 3.12 found; helm lint will be skipped"
   fi
