@@ -2,7 +2,7 @@
 
 `register(registry, config)` adds the handlers to a kopf registry; `perpex operator` uses a
 registry with kopf's default login handlers, tests use a bare one with their own login.
-The Kubernetes client lives in `memo.kube` (made at startup unless given in the memo).
+The Kubernetes client lives in `memo.kube`, made at startup in the operator's event loop.
 """
 
 from __future__ import annotations
@@ -61,13 +61,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_settings(settings)
-        if memo.get("kube") is None:
-            memo["kube"] = await KubeApi.from_environment()
-            memo["owns_kube"] = True
+        # The client is made inside the operator's event loop; `memo.kube_factory` (an async
+        # callable returning a KubeApi) overrides how, e.g. to point tests at an emulator.
+        factory = memo.get("kube_factory") or KubeApi.from_environment
+        memo["kube"] = await factory()
 
     @kopf.on.cleanup(registry=registry)
     async def shutdown(memo: kopf.Memo, **_: Any) -> None:
-        if memo.get("owns_kube"):
+        if memo.get("kube") is not None:
             await memo["kube"].close()
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")

@@ -11,14 +11,18 @@ with unknown fields rejected as `kubectl apply` (strict field validation) does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
+import datetime
+import itertools
 import logging
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import jsonschema
 import kmock as km
 import kopf
@@ -133,6 +137,71 @@ def perpmarket(name: str, spec: dict[str, Any], namespace: str = NS, **meta: Any
 # ---------------------------------------------------------------- kopf against kmock
 
 
+@attrs.define(kw_only=True)
+class VersionedEmulator(km.KubernetesEmulator):
+    """KubernetesEmulator plus the metadata an API server maintains: uid, creationTimestamp,
+    a resourceVersion bumped on every write (kopf's JSON patches test it) and a generation
+    bumped when the spec changes (not for the status subresource)."""
+
+    _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+
+    async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and request.action is not None:
+            self._stamp(request)
+        return await super()._handle(request)
+
+    def _current(self, request: Any) -> dict[str, Any]:
+        try:
+            obj = self.objects[request.resource, request.namespace, request.name]
+        except KeyError:
+            return {}
+        return {} if obj.deleted else dict(obj.get("metadata") or {})
+
+    def _stamp(self, request: Any) -> None:
+        action, data = request.action, request.data
+        version = str(next(self._versions))
+        if action == km.action.CREATE and isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("generation", 1)
+            meta.setdefault(
+                "creationTimestamp",
+                datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+            meta["resourceVersion"] = version
+        elif action == km.action.UPDATE and request.name is not None:
+            generation = int(self._current(request).get("generation") or 1)
+            if isinstance(data, dict):
+                meta = data.setdefault("metadata", None) or {}
+                data["metadata"] = meta
+                meta["resourceVersion"] = version
+                if "spec" in data and request.subresource is None:
+                    meta["generation"] = generation + 1
+            elif isinstance(data, list):
+                # JSON patch: honour `test` ops as an API server does (422 on mismatch, which
+                # kopf treats as "newer changes pending, retry next cycle").
+                current = self._current(request)
+                for op in data:
+                    if op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion":
+                        if op.get("value") != current.get("resourceVersion"):
+                            raise km.KubernetesError(
+                                status=422, reason="Invalid", message="resourceVersion test failed"
+                            )
+                data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
+                if request.subresource is None and any(
+                    str(op.get("path", "")).startswith("/spec") for op in data
+                ):
+                    data.append(
+                        {"op": "add", "path": "/metadata/generation", "value": generation + 1}
+                    )
+
+
+@pytest.fixture
+def kmock_options(kmock_options: dict[str, Any]) -> dict[str, Any]:
+    return {**kmock_options, "cls": VersionedEmulator}
+
+
+
 def _declare_resources(kmock: km.KubernetesEmulator) -> None:
     info = km.ResourceInfo
     every = ["get", "list", "watch", "create", "patch", "update", "delete"]
@@ -203,7 +272,7 @@ class OperatorEnv:
     def writes(self, resource_plural: str) -> int:
         """How many create/patch/update/delete requests hit objects of that kind so far."""
         count = 0
-        for request in self.kmock.requests:
+        for request in list(self.kmock):
             if request.method.value in ("POST", "PATCH", "PUT", "DELETE"):
                 if f"/{resource_plural}" in str(request.url.path):
                     count += 1
@@ -212,16 +281,17 @@ class OperatorEnv:
     async def wait_for(
         self,
         predicate: Callable[[], Any],
-        timeout: float = 15.0,
         message: str = "condition",
+        within: float = 15.0,
     ) -> Any:
-        deadline = time.monotonic() + timeout
+        """Poll `predicate` until truthy. Generous default: a loaded 2-core CI machine."""
+        deadline = time.monotonic() + within
         while True:
             value = predicate()
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+                raise AssertionError(f"timed out after {within}s waiting for {message}")
             await asyncio.sleep(0.05)
 
     def condition(self, name: str, ctype: str) -> dict[str, Any] | None:
@@ -247,10 +317,15 @@ OperatorFactory = Callable[..., Awaitable[OperatorEnv]]
 async def start_operator(
     kmock: km.KubernetesEmulator,
 ) -> AsyncIterator[OperatorFactory]:
-    """Start the operator under kopf against kmock; stopped (and awaited) at teardown."""
+    """Start the operator under kopf against kmock; stopped (and joined) at teardown.
+
+    kopf runs in its own thread and event loop, as `kopf run` would in its own process: at
+    shutdown kopf cancels every task of its loop that it did not start with, which must not
+    include the test's own tasks. Only HTTP connects the two loops.
+    """
     _declare_resources(kmock)
     env = OperatorEnv(kmock)
-    running: list[tuple[asyncio.Event, asyncio.Task[None], KubeApi]] = []
+    running: list[tuple[threading.Event, threading.Thread, list[BaseException]]] = []
 
     async def start(
         config: OperatorConfig | None = None,
@@ -270,34 +345,48 @@ async def start_operator(
         settings.watching.server_timeout = 30
         settings.watching.reconnect_backoff = 0.1
         settings.queueing.exit_timeout = 2.0
+        settings.queueing.idle_timeout = 0.5
         settings.peering.lifetime = 5
-        kube = KubeApi.for_host(env.base)
-        stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(
-            kopf.operator(
-                registry=registry,
-                settings=settings,
-                clusterwide=True,
-                standalone=peering is None,
-                peering_name=peering,
-                priority=priority,
-                stop_flag=stop,
-                ready_flag=ready,
-                memo=kopf.Memo(kube=kube),
-            )
-        )
-        running.append((stop, task, kube))
-        await asyncio.wait_for(ready.wait(), timeout=15)
+
+        async def kube_factory() -> KubeApi:
+            return KubeApi.for_host(env.base)
+
+        stop, ready = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(
+                    kopf.operator(
+                        registry=registry,
+                        settings=settings,
+                        clusterwide=True,
+                        standalone=peering is None,
+                        peering_name=peering,
+                        priority=priority,
+                        stop_flag=stop,
+                        ready_flag=ready,
+                        memo=kopf.Memo(kube_factory=kube_factory),
+                    )
+                )
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, name="kopf-operator", daemon=True)
+        thread.start()
+        running.append((stop, thread, errors))
+        started = await asyncio.to_thread(ready.wait, 20)
+        assert started and not errors, f"operator did not start: {errors}"
         return env
 
     try:
         yield start
     finally:
-        for stop, task, kube in reversed(running):
+        for stop, thread, errors in reversed(running):
             stop.set()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(task, timeout=15)
-            await kube.close()
+            await asyncio.to_thread(thread.join, 20)
+            assert not thread.is_alive(), "the operator did not stop within 20 s"
+            assert not errors, f"the operator failed: {errors}"
 
 
 @pytest.fixture(autouse=True)
