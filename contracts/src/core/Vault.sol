@@ -306,7 +306,7 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _setMaxUtilization(uint256 u) private {
-        if (u == 0 || u > 100e18) revert InvalidUtilization();
+        if (u == 0 || u > 10e18) revert InvalidUtilization(); // fits uint64
         maxUtilization = uint64(u);
         emit MaxUtilizationSet(u);
     }
