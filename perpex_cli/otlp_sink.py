@@ -4,9 +4,10 @@ collected spans back to find the trace that links a chain event to its liquidati
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -105,14 +106,17 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve_sink(sink: OtlpSink, port: int, started: asyncio.Event | None = None) -> None:
+def start_sink_thread(sink: OtlpSink, port: int) -> Callable[[], None]:
+    """Serve `sink` on 127.0.0.1:`port` from a background thread; returns a stop function."""
     server = _Server(uvicorn.Config(sink.app(), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
-        await asyncio.sleep(0.02)
-    if started:
-        started.set()
-    try:
-        await task
-    finally:
+    thread = threading.Thread(target=server.run, name="otlp-sink", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    def stop() -> None:
         server.should_exit = True
+        thread.join(5)
+
+    return stop

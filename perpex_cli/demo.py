@@ -1,0 +1,297 @@
+"""`perpex demo`: the whole Perp-EX stack on embedded local components, playing a market.
+
+1. starts anvil, a private PostgreSQL and the Kafka-protocol broker on free 127.0.0.1 ports
+2. deploys the contracts for ETH/USDT and BTC/USDT
+3. starts the indexer, keeper, funding updater and dashboard as their own processes, exporting
+   traces over OTLP to a small in-process receiver
+4. traders open longs and shorts, some close; the ETH oracle price crashes; the keeper
+   liquidates; chain time advances past 8 hours; the funding updater updates both markets
+5. prints a summary (its last line one JSON object), then keeps the dashboard up until Ctrl-C
+   (`--exit` stops after the summary)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import click
+from web3 import Web3
+
+from perpex_cli.otlp_sink import OtlpSink, start_sink_thread
+from perpex_cli.services import ServiceProcess
+from shared.chain.deploy import deploy_local
+from shared.devstack.accounts import ANVIL_KEYS, DEPLOYER, FUNDING, KEEPER, TRADERS
+from shared.devstack.components import StackConfig
+from shared.devstack.market import WAD, LocalMarket, OpenedPosition
+from shared.devstack.paths import REPO_ROOT
+from shared.devstack.ports import free_ports
+from shared.devstack.stack import LocalStack
+
+FUNDING_INTERVAL = 8 * 3600
+
+
+@dataclass
+class Summary:
+    opened: int
+    closed: int
+    liquidated: int
+    funding_updates: int
+    trace_id: str | None
+
+    def as_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def step(n: int, total: int, text: str) -> None:
+    click.secho(f"[{n}/{total}] {text}", fg="cyan", bold=True)
+
+
+def info(text: str) -> None:
+    click.echo(f"      {text}")
+
+
+@click.command("demo")
+@click.option("--exit", "exit_after", is_flag=True, help="stop after the summary, exit 0")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=REPO_ROOT / ".perpex" / "demo",
+    show_default=True,
+)
+@click.option("--dashboard-port", type=int, default=8000, show_default=True)
+@click.option(
+    "--timeout",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="seconds to wait for liquidations / funding before giving up",
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(exit_after: bool, data_dir: Path, dashboard_port: int, timeout: float, seed: int) -> None:
+    """Run the whole stack locally and play a market through it."""
+    summary = run_demo(data_dir.absolute(), dashboard_port, timeout, seed, exit_after)
+    click.echo(summary.as_json())
+    ok = summary.liquidated > 0 and summary.funding_updates > 0
+    raise SystemExit(0 if ok else 1)
+
+
+def run_demo(
+    data_dir: Path, dashboard_port: int, timeout: float, seed: int, exit_after: bool
+) -> Summary:
+    total = 7
+    rng = random.Random(seed)
+    anvil_port, pg_port, kafka_port, otlp_port, *health = free_ports(8)
+    stack = LocalStack(
+        StackConfig(
+            data_dir=data_dir / "stack",
+            anvil_port=anvil_port,
+            postgres_port=pg_port,
+            kafka_port=kafka_port,
+            durable=False,
+        )
+    )
+    services: list[ServiceProcess] = []
+    sink = OtlpSink()
+    stop_sink = start_sink_thread(sink, otlp_port)
+    try:
+        step(1, total, "starting anvil, PostgreSQL and the Kafka-protocol broker")
+        for comp in stack.components:
+            comp.stop()  # a previous demo run that was killed
+        stack.up()
+        for comp, health_ in stack.status():
+            info(f"{comp.name:9} {comp.url}  {health_.detail}")
+
+        step(2, total, "deploying contracts (ETH/USDT, BTC/USDT)")
+        deployment_path = data_dir / "deployment.json"
+        deployment = deploy_local(
+            stack.anvil.url,
+            ANVIL_KEYS[DEPLOYER],
+            deployment_path,
+            funding_interval=FUNDING_INTERVAL,
+        )
+        info(f"PositionManager {deployment.contracts.position_manager}")
+        info(f"deployment file {deployment_path}")
+
+        step(3, total, "starting indexer, keeper, funding updater and dashboard")
+        env = {
+            **stack.env(),
+            "DEPLOYMENT_FILE": str(deployment_path),
+            "KEEPER_PRIVATE_KEY": ANVIL_KEYS[KEEPER],
+            "FUNDING_PRIVATE_KEY": ANVIL_KEYS[FUNDING],
+            "POLL_INTERVAL_MS": "250",
+            "LEADER_ELECTION": "postgres",
+            "DASHBOARD_PORT": str(dashboard_port),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "300",
+            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+            "LOG_LEVEL": "INFO",
+        }
+        logs = data_dir / "logs"
+        for (name, argv), port in zip(
+            [
+                ("indexer", ["indexer"]),
+                ("keeper", ["keeper"]),
+                ("funding", ["funding", "run"]),
+                ("dashboard", ["dashboard"]),
+            ],
+            health,
+            strict=False,
+        ):
+            svc = ServiceProcess(
+                name,
+                argv,
+                {**env, "OTEL_SERVICE_NAME": f"perpex-{name}"},
+                logs / f"{name}.log",
+                port,
+            )
+            svc.start()
+            services.append(svc)
+        for svc in services:
+            svc.wait_ready(90)
+            info(f"{svc.name:9} ready (log {svc.log_path})")
+        info(f"dashboard http://127.0.0.1:{dashboard_port}/")
+
+        w3 = Web3(Web3.HTTPProvider(stack.anvil.url, request_kwargs={"timeout": 60}))
+        market = LocalMarket(w3, deployment)
+
+        step(4, total, "traders open longs and shorts; some close")
+        opened = _play_trades(w3, market, rng)
+        closed = [p for p in opened if p.leverage <= 3 * WAD][:2]
+        for p in closed:
+            market.close(p.owner, p.token_id, p.is_long)
+            info(f"closed #{p.token_id} {p.pair} {'long' if p.is_long else 'short'}")
+
+        step(5, total, "ETH/USDT oracle price crashes 15%; the keeper liquidates")
+        eth_price = market.price("ETH/USDT")
+        market.set_price("ETH/USDT", eth_price * 85 // 100)
+        info(f"ETH/USDT {eth_price / 1e8:.2f} -> {eth_price * 85 // 100 / 1e8:.2f}")
+        open_ids = [p.token_id for p in opened if p not in closed]
+        underwater = [t for t in open_ids if market.is_liquidatable(t)]
+        info(f"{len(underwater)} positions are now below maintenance margin")
+        asyncio.run(
+            _wait_rows(
+                env["DB_URI"],
+                "SELECT count(*) FROM liquidations",
+                len(underwater),
+                timeout,
+                "liquidations",
+            )
+        )
+        still = [t for t in underwater if market.exists(t)]
+        info(f"keeper liquidated {len(underwater) - len(still)}/{len(underwater)}")
+
+        step(6, total, "chain time advances 8 hours; funding updates both markets")
+        market.advance_time(FUNDING_INTERVAL + 1)
+        market.refresh_prices()
+        asyncio.run(
+            _wait_rows(
+                env["DB_URI"],
+                "SELECT count(DISTINCT market_id) FROM funding_updates",
+                len(deployment.pairs),
+                timeout,
+                "funding updates",
+            )
+        )
+
+        step(7, total, "summary")
+        summary = asyncio.run(_summary(env["DB_URI"], sink))
+        info(
+            f"positions opened {summary.opened}, closed {summary.closed}, "
+            f"liquidated {summary.liquidated}; funding updates {summary.funding_updates}"
+        )
+        if summary.trace_id:
+            info(f"trace {summary.trace_id} links a PositionOpened log to its liquidation receipt")
+        if not exit_after:
+            click.echo(summary.as_json())
+            click.secho(
+                f"dashboard: http://127.0.0.1:{dashboard_port}/  (Ctrl-C to stop)", bold=True
+            )
+            try:
+                while all(s.running() for s in services):
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+        return summary
+    finally:
+        for svc in reversed(services):
+            code = svc.stop()
+            if code not in (0, None):
+                click.echo(
+                    f"      {svc.name} exited with {code}; log tail:\n{svc.tail(15)}", err=True
+                )
+        stack.down()
+        stop_sink()
+
+
+def _play_trades(w3: Web3, market: LocalMarket, rng: random.Random) -> list[OpenedPosition]:
+    traders = [w3.eth.accounts[i] for i in TRADERS]
+    opened: list[OpenedPosition] = []
+    for trader in traders:
+        market.fund(trader, 100_000 * WAD)
+    plan = [
+        ("ETH/USDT", True, 10),
+        ("ETH/USDT", True, 8),
+        ("ETH/USDT", False, 5),
+        ("BTC/USDT", True, 3),
+        ("BTC/USDT", False, 4),
+        ("ETH/USDT", True, 2),
+        ("BTC/USDT", True, 2),
+        ("ETH/USDT", False, 3),
+    ]
+    for i, (pair, is_long, lev) in enumerate(plan * 2):
+        trader = traders[i % len(traders)]
+        collateral = rng.randrange(500, 3000) * WAD
+        pos = market.open(trader, pair, is_long, collateral, lev * WAD)
+        opened.append(pos)
+        info(
+            f"#{pos.token_id:<3} {pair} {'long ' if is_long else 'short'} {lev:>2}x "
+            f"collateral {collateral // WAD} vUSDT  by {trader[:10]}"
+        )
+    return opened
+
+
+async def _wait_rows(dsn: str, query: str, want: int, wait_s: float, what: str) -> int:
+    deadline = time.monotonic() + wait_s
+    conn = await asyncpg.connect(dsn)
+    try:
+        got = 0
+        while time.monotonic() < deadline:
+            got = int(await conn.fetchval(query))
+            if got >= want:
+                info(f"{what}: {got}")
+                return got
+            await asyncio.sleep(0.5)
+        raise click.ClickException(f"timed out waiting for {what}: {got} of {want}")
+    finally:
+        await conn.close()
+
+
+async def _summary(dsn: str, sink: OtlpSink) -> Summary:
+    conn = await asyncpg.connect(dsn)
+    try:
+        counts = dict(await conn.fetch("SELECT status, count(*) FROM positions GROUP BY status"))
+        funding = int(await conn.fetchval("SELECT count(*) FROM funding_updates"))
+    finally:
+        await conn.close()
+    trace_id = None
+    deadline = time.monotonic() + 15
+    while trace_id is None and time.monotonic() < deadline:
+        linked = sink.traces_with("perpex-indexer", "perpex-keeper")
+        trace_id = next(
+            (tid for tid, spans in linked.items() if any("liquidat" in s.name for s in spans)), None
+        )
+        if trace_id is None:
+            await asyncio.sleep(0.5)
+    return Summary(
+        opened=sum(int(v) for v in counts.values()),
+        closed=int(counts.get("closed", 0)),
+        liquidated=int(counts.get("liquidated", 0)),
+        funding_updates=funding,
+        trace_id=trace_id,
+    )
