@@ -185,7 +185,7 @@ class JsonRpc:
         return AsyncRetrying(
             retry=retry_if_exception(retryable),
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
             reraise=True,
         )
 
