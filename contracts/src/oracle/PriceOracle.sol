@@ -115,9 +115,9 @@ contract PriceOracle is Ownable2Step {
             revert StalePrice(marketId, updatedAt, f.maxStaleness);
         }
         uint256 p = uint256(answer);
-        if (f.decimals < 18) return p * 10 ** (18 - f.decimals);
-        if (f.decimals > 18) p = p / 10 ** (f.decimals - 18);
-        if (p == 0) revert InvalidPrice(marketId, answer);
+        if (f.decimals < 18) p = p * 10 ** (18 - f.decimals);
+        else if (f.decimals > 18) p = p / 10 ** (f.decimals - 18);
+        if (p == 0 || p > type(uint128).max) revert InvalidPrice(marketId, answer);
         return p;
     }
 
