@@ -82,39 +82,53 @@ def measure(rpc_url: str) -> dict[str, list[tuple[str, int]]]:
     out: dict[str, list[tuple[str, int]]] = {k: [] for k in TARGETS}
     for t in (trader1, trader2):
         ch.fund(t, 100_000 * WAD)
+    step = 13  # seconds before each measured transaction, so every accumulator is written
 
-    # warm the system-wide slots once (open interest, first accumulator writes), as on any live chain
-    ch.open(trader2, "BTC/USDT", False, 1_000 * WAD, 2)
-
+    ch.warp(step)
     tid, gas = ch.open(trader1, "ETH/USDT", True, 1_000 * WAD, 5)
-    out["openPosition"].append(("first position of a trader (NFT balance 0 -> 1), long", gas))
+    out["openPosition"].append(("first position on a fresh deployment, long ETH", gas))
+    ch.warp(step)
+    tid_b, gas = ch.open(trader2, "BTC/USDT", False, 1_000 * WAD, 2)
+    out["openPosition"].append(("trader's first position (NFT balance 0 -> 1), short BTC", gas))
+    ch.warp(step)
     tid2, gas = ch.open(trader1, "ETH/USDT", False, 500 * WAD, 3)
-    out["openPosition"].append(("trader already holds a position, short", gas))
-    ch.warp(60)
+    out["openPosition"].append(("trader already holds a position, short ETH", gas))
+    ch.warp(step)
     r = ch.send(ch.pm.functions.closePosition(tid, 0), trader1)
     out["closePosition"].append(("close long", r["gasUsed"]))
+    ch.warp(step)
     r = ch.send(ch.pm.functions.closePosition(tid2, 0), trader1)
     out["closePosition"].append(("close short (last position: NFT balance 1 -> 0)", r["gasUsed"]))
 
-    # funding: one interval later (8 h by default)
+    # funding: one interval later (8 h by default); BTC's index moved since it was last recorded
     ch.warp(dep.funding_interval)
-    for pair in dep.pairs:
-        r = ch.send(ch.pm.functions.updateFundingRate(dep.market(pair).market_id_bytes), deployer)
-        out["updateFundingRate"].append(
-            (f"{pair}, one interval after the last update", r["gasUsed"])
-        )
+    eth = dep.market("ETH/USDT").market_id_bytes
+    r = ch.send(ch.pm.functions.updateFundingRate(eth), deployer)
+    out["updateFundingRate"].append(("ETH/USDT, one interval after the last update", r["gasUsed"]))
+    ch.set_price("BTC/USDT", int(dep.market("BTC/USDT").initial_price) * 101 // 100)
+    btc = dep.market("BTC/USDT").market_id_bytes
+    r = ch.send(ch.pm.functions.updateFundingRate(btc), deployer)
+    out["updateFundingRate"].append(
+        ("BTC/USDT, index price changed since last recorded", r["gasUsed"])
+    )
 
-    # liquidation: a 10x long, the oracle price falls 15%
+    # liquidation: 10x / 20x longs, then the oracle price falls 15%
     ta, _ = ch.open(trader1, "ETH/USDT", True, 1_000 * WAD, 10)
     tb, _ = ch.open(trader2, "ETH/USDT", True, 1_000 * WAD, 10)
     tc, _ = ch.open(trader1, "ETH/USDT", True, 200 * WAD, 20)
     ch.set_price("ETH/USDT", int(dep.market("ETH/USDT").initial_price) * 85 // 100)
+    ch.warp(step)
     r = ch.send(ch.pm.functions.liquidatePosition(ta), keeper)
     out["liquidatePosition"].append(("keeper's first reward (free balance 0 -> n)", r["gasUsed"]))
+    ch.warp(step)
     r = ch.send(ch.pm.functions.liquidatePosition(tb), keeper)
     out["liquidatePosition"].append(("keeper already holds rewards", r["gasUsed"]))
+    ch.warp(step)
     r = ch.send(ch.pm.functions.liquidatePosition(tc), keeper2)
     out["liquidatePosition"].append(("bankrupt position: shortfall to insurance", r["gasUsed"]))
+    ch.warp(step)
+    r = ch.send(ch.pm.functions.closePosition(tid_b, 0), trader2)
+    out["closePosition"].append(("close short BTC", r["gasUsed"]))
     return out
 
 

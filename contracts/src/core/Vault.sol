@@ -51,11 +51,11 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     // slot 1
     uint128 public totalFree;
     uint128 public totalLocked;
-    // slot 2
-    uint128 public insuranceFund;
+    // slot 2: read together by the utilization check
     uint128 public liquidity;
-    // slot 3
     uint128 public openInterest; // sum of open positions' entry notional
+    // slot 3
+    uint128 public insuranceFund;
     uint128 public badDebt; // shortfalls not covered by the insurance fund
 
     mapping(address => uint256) public freeCollateral;

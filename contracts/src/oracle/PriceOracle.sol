@@ -18,7 +18,6 @@ contract PriceOracle is Ownable2Step {
     error InvalidWindow();
 
     event FeedSet(bytes32 indexed marketId, address indexed feed, uint8 decimals, uint32 maxStaleness);
-    event IndexUpdated(bytes32 indexed marketId, uint256 price, uint256 cumulative, uint256 timestamp);
 
     struct Feed {
         address feed; // AggregatorV3Interface
@@ -53,7 +52,7 @@ contract PriceOracle is Ownable2Step {
             a.lastTimestamp = uint64(block.timestamp);
             a.lastPrice = uint128(price);
         } else {
-            _accumulate(marketId, a, price);
+            _accumulate(a, price);
         }
         emit FeedSet(marketId, feed, dec, maxStaleness);
     }
@@ -79,7 +78,7 @@ contract PriceOracle is Ownable2Step {
     /// cumulative value at this block.
     function update(bytes32 marketId) external returns (uint256 price, uint256 cumulative) {
         price = getIndexPrice(marketId);
-        cumulative = _accumulate(marketId, _acc[marketId], price);
+        cumulative = _accumulate(_acc[marketId], price);
     }
 
     /// @notice The accumulator extrapolated to now with the last recorded price.
@@ -121,7 +120,8 @@ contract PriceOracle is Ownable2Step {
         return p;
     }
 
-    function _accumulate(bytes32 marketId, Accumulator storage a, uint256 price) private returns (uint256 cum) {
+    /// No event here on purpose: this runs inside every trade, liquidation and funding update.
+    function _accumulate(Accumulator storage a, uint256 price) private returns (uint256 cum) {
         uint64 last = a.lastTimestamp;
         uint128 lastPrice = a.lastPrice;
         cum = a.cumulative;
@@ -129,11 +129,9 @@ contract PriceOracle is Ownable2Step {
             cum += uint256(lastPrice) * (block.timestamp - last);
             a.cumulative = uint192(cum);
             a.lastTimestamp = uint64(block.timestamp);
-            a.lastPrice = uint128(price);
-            emit IndexUpdated(marketId, price, cum, block.timestamp);
+            if (price != lastPrice) a.lastPrice = uint128(price);
         } else if (price != lastPrice) {
             a.lastPrice = uint128(price);
-            emit IndexUpdated(marketId, price, cum, block.timestamp);
         }
     }
 }
