@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from eth_utils import is_address, keccak, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,7 +38,7 @@ def market_id_hex(pair: str) -> str:
     return "0x" + market_id(pair).hex()
 
 
-def _checksum(value: str) -> str:
+def _checksum(value: str) -> ChecksumAddress:
     if not isinstance(value, str) or not is_address(value):
         raise ValueError(f"not an address: {value!r}")
     return to_checksum_address(value)
@@ -47,14 +48,14 @@ class MarketDeployment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     market_id: str
-    vamm: str
-    oracle_feed: str
+    vamm: ChecksumAddress
+    oracle_feed: ChecksumAddress
     initial_price: str
     feed_decimals: int = 8
 
     @field_validator("vamm", "oracle_feed")
     @classmethod
-    def _addr(cls, v: str) -> str:
+    def _addr(cls, v: str) -> ChecksumAddress:
         return _checksum(v)
 
     @field_validator("market_id")
@@ -73,20 +74,20 @@ class MarketDeployment(BaseModel):
 class ContractAddresses(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-    position_manager: str = Field(alias="PositionManager")
-    position_nft: str = Field(alias="PositionNFT")
-    vault: str = Field(alias="Vault")
-    collateral_token: str = Field(alias="CollateralToken")
-    price_oracle: str = Field(alias="PriceOracle")
+    position_manager: ChecksumAddress = Field(alias="PositionManager")
+    position_nft: ChecksumAddress = Field(alias="PositionNFT")
+    vault: ChecksumAddress = Field(alias="Vault")
+    collateral_token: ChecksumAddress = Field(alias="CollateralToken")
+    price_oracle: ChecksumAddress = Field(alias="PriceOracle")
 
     @field_validator(
         "position_manager", "position_nft", "vault", "collateral_token", "price_oracle"
     )
     @classmethod
-    def _addr(cls, v: str) -> str:
+    def _addr(cls, v: str) -> ChecksumAddress:
         return _checksum(v)
 
-    def by_name(self) -> dict[str, str]:
+    def by_name(self) -> dict[str, ChecksumAddress]:
         """Artifact name -> address."""
         return self.model_dump(by_alias=True)
 
@@ -96,7 +97,7 @@ class Deployment(BaseModel):
 
     chain_id: int
     start_block: int = Field(ge=0)
-    deployer: str
+    deployer: ChecksumAddress
     funding_interval: int = 28800
     collateral_decimals: int = 18
     contracts: ContractAddresses
@@ -104,7 +105,7 @@ class Deployment(BaseModel):
 
     @field_validator("deployer")
     @classmethod
-    def _deployer(cls, v: str) -> str:
+    def _deployer(cls, v: str) -> ChecksumAddress:
         return _checksum(v)
 
     @model_validator(mode="after")
