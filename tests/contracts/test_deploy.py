@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
+from web3.types import RPCEndpoint
 
 from shared.chain.abi import ArtifactNotFoundError, load_abi, load_artifact
 from shared.chain.anvil import DEV_KEYS, AnvilProcess
@@ -20,7 +22,7 @@ from shared.chain.deployment import Deployment, market_id, market_id_hex
 WAD = 10**18
 
 
-def _send(w3: Web3, fn, sender: str) -> dict:
+def _send(w3: Web3, fn: Any, sender: str) -> dict[str, Any]:
     receipt = w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}))
     assert receipt["status"] == 1
     return dict(receipt)
@@ -158,8 +160,8 @@ def test_funding_and_liquidation_events(deployment: Deployment, contracts_w3: We
     )
     token_id = pm.events.PositionOpened().process_receipt(r, errors=DISCARD)[0]["args"]["tokenId"]
 
-    w3.provider.make_request("evm_increaseTime", [deployment.funding_interval])
-    w3.provider.make_request("evm_mine", [])
+    w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [deployment.funding_interval])
+    w3.provider.make_request(RPCEndpoint("evm_mine"), [])
     r = _send(w3, pm.functions.updateFundingRate(btc.market_id_bytes), keeper)
     fr = pm.events.FundingRateUpdated().process_receipt(r, errors=DISCARD)[0]["args"]
     assert bytes(fr["marketId"]) == btc.market_id_bytes
@@ -215,7 +217,7 @@ def test_artifacts_and_deployment_model(tmp_path: Path) -> None:
         load_artifact("NoSuchContract", build_if_missing=False)
 
     assert market_id_hex("ETH/USDT") == "0x" + Web3.keccak(text="ETH/USDT").hex().removeprefix("0x")
-    sample = {
+    sample: dict[str, Any] = {
         "chain_id": 31337,
         "start_block": 5,
         "deployer": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
