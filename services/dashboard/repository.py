@@ -1,0 +1,221 @@
+"""Read-only queries over the indexer's tables (services/indexer/migrations).
+
+SQL is built from fixed fragments only; every value a caller supplies is a bind parameter. The
+`*_sql` functions are pure (they return the text and the arguments) so they can be checked
+without a database; `DashboardRepository` runs them on an asyncpg pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from services.dashboard.params import FundingFilter, LiquidationFilter, PositionFilter
+
+# Sort keys (validated in params.POSITION_SORTS) -> SQL expressions. token_id breaks ties.
+_POSITION_SORT_SQL = {
+    "opened": "p.opened_block {dir}, p.token_id {dir}",
+    "closed": "p.closed_block {dir} NULLS LAST, p.token_id {dir}",
+    "notional": "p.notional {dir}, p.token_id {dir}",
+    "size": "p.size {dir}, p.token_id {dir}",
+    "collateral": "p.collateral {dir}, p.token_id {dir}",
+    "token_id": "p.token_id {dir}",
+}
+
+POSITION_SELECT = """
+SELECT p.token_id, p.market_id, COALESCE(p.market, m.pair) AS market, p.owner, p.is_long,
+       p.status, p.collateral, p.leverage, p.size, p.notional, p.entry_price,
+       p.entry_funding_index, p.open_fee, p.opened_block, p.opened_timestamp, p.opened_tx,
+       p.closed_block, p.closed_timestamp, p.closed_tx, p.exit_price, p.realized_pnl,
+       p.funding_payment, p.payout, p.updated_block
+FROM positions p LEFT JOIN markets m ON m.market_id = p.market_id
+"""
+
+
+@dataclass
+class _Where:
+    clauses: list[str]
+    args: list[Any]
+
+    def add(self, template: str, value: Any) -> None:
+        """`template` holds one `{}` where the bind parameter goes."""
+        self.args.append(value)
+        self.clauses.append(template.format(f"${len(self.args)}"))
+
+    def sql(self) -> str:
+        return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
+
+
+def positions_sql(f: PositionFilter) -> tuple[str, str, list[Any]]:
+    """(page query, count query, args); the page query's last two args are limit and offset."""
+    where = _Where([], [])
+    if f.statuses is not None:
+        where.add("p.status = ANY({}::text[])", list(f.statuses))
+    if f.market is not None:
+        where.add("p.market_id = {}", f.market.market_id)
+    if f.owner is not None:
+        where.add("p.owner = {}", f.owner)
+    order = _POSITION_SORT_SQL[f.sort].format(dir=f.order.upper())
+    n = len(where.args)
+    page = f"{POSITION_SELECT} {where.sql()} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"
+    count = f"SELECT count(*) FROM positions p {where.sql()}"
+    return page, count, [*where.args, f.page.limit, f.page.offset]
+
+
+def liquidations_sql(f: LiquidationFilter) -> tuple[str, str, list[Any]]:
+    where = _Where([], [])
+    if f.market is not None:
+        where.add("l.market_id = {}", f.market.market_id)
+    if f.owner is not None:
+        where.add("l.owner = {}", f.owner)
+    if f.liquidator is not None:
+        where.add("l.liquidator = {}", f.liquidator)
+    if f.since is not None:
+        where.add("l.block_timestamp >= {}", f.since)
+    if f.until is not None:
+        where.add("l.block_timestamp <= {}", f.until)
+    n = len(where.args)
+    page = f"""
+SELECT l.token_id, l.market_id, m.pair AS market, l.owner, l.liquidator, l.tx_hash, l.log_index,
+       l.block_number, l.block_timestamp, l.price, l.realized_pnl, l.reward, l.owner_refund,
+       l.bad_debt
+FROM liquidations l LEFT JOIN markets m ON m.market_id = l.market_id
+{where.sql()}
+ORDER BY l.block_number DESC, l.log_index DESC LIMIT ${n + 1} OFFSET ${n + 2}"""
+    count = f"SELECT count(*) FROM liquidations l {where.sql()}"
+    return page, count, [*where.args, f.page.limit, f.page.offset]
+
+
+def funding_sql(f: FundingFilter) -> tuple[str, str, list[Any]]:
+    where = _Where([], [])
+    if f.market is not None:
+        where.add("f.market_id = {}", f.market.market_id)
+    if f.since is not None:
+        where.add("f.funding_timestamp >= {}", f.since)
+    if f.until is not None:
+        where.add("f.funding_timestamp <= {}", f.until)
+    direction = f.order.upper()
+    n = len(where.args)
+    page = f"""
+SELECT f.market_id, m.pair AS market, f.funding_rate, f.cumulative_funding_index, f.mark_twap,
+       f.index_twap, f.funding_timestamp, f.tx_hash, f.log_index, f.block_number,
+       f.block_timestamp
+FROM funding_updates f LEFT JOIN markets m ON m.market_id = f.market_id
+{where.sql()}
+ORDER BY f.block_number {direction}, f.log_index {direction} LIMIT ${n + 1} OFFSET ${n + 2}"""
+    count = f"SELECT count(*) FROM funding_updates f {where.sql()}"
+    return page, count, [*where.args, f.page.limit, f.page.offset]
+
+
+MARKET_STATS_SQL = """
+WITH ids AS (
+    SELECT market_id FROM markets
+    UNION SELECT market_id FROM positions
+    UNION SELECT market_id FROM funding_updates
+    UNION SELECT market_id FROM liquidations
+), pos AS (
+    SELECT market_id,
+           max(market) AS pair_hint,
+           count(*) FILTER (WHERE status = 'open') AS open_positions,
+           count(*) FILTER (WHERE status = 'closed') AS closed_positions,
+           count(*) FILTER (WHERE status = 'liquidated') AS liquidated_positions,
+           COALESCE(sum(notional) FILTER (WHERE status = 'open' AND is_long), 0)
+               AS open_interest_long,
+           COALESCE(sum(notional) FILTER (WHERE status = 'open' AND NOT is_long), 0)
+               AS open_interest_short,
+           COALESCE(sum(size) FILTER (WHERE status = 'open' AND is_long), 0) AS open_size_long,
+           COALESCE(sum(size) FILTER (WHERE status = 'open' AND NOT is_long), 0)
+               AS open_size_short,
+           COALESCE(sum(collateral) FILTER (WHERE status = 'open'), 0) AS open_collateral
+    FROM positions GROUP BY market_id
+), liq AS (
+    SELECT market_id, count(*) AS liquidations, sum(reward) AS liquidation_rewards,
+           sum(bad_debt) AS bad_debt, max(block_timestamp) AS last_liquidation_timestamp
+    FROM liquidations GROUP BY market_id
+), last_funding AS (
+    SELECT DISTINCT ON (market_id) market_id, funding_rate, cumulative_funding_index,
+           funding_timestamp
+    FROM funding_updates ORDER BY market_id, block_number DESC, log_index DESC
+)
+SELECT ids.market_id,
+       COALESCE(m.pair, pos.pair_hint) AS pair,
+       COALESCE(m.paused, false) AS paused,
+       COALESCE(pos.open_positions, 0) AS open_positions,
+       COALESCE(pos.closed_positions, 0) AS closed_positions,
+       COALESCE(pos.liquidated_positions, 0) AS liquidated_positions,
+       COALESCE(pos.open_interest_long, 0) AS open_interest_long,
+       COALESCE(pos.open_interest_short, 0) AS open_interest_short,
+       COALESCE(pos.open_size_long, 0) AS open_size_long,
+       COALESCE(pos.open_size_short, 0) AS open_size_short,
+       COALESCE(pos.open_collateral, 0) AS open_collateral,
+       COALESCE(liq.liquidations, 0) AS liquidations,
+       COALESCE(liq.liquidation_rewards, 0) AS liquidation_rewards,
+       COALESCE(liq.bad_debt, 0) AS bad_debt,
+       liq.last_liquidation_timestamp,
+       CASE WHEN lf.market_id IS NOT NULL THEN lf.funding_rate
+            WHEN m.last_funding_time IS NOT NULL THEN m.funding_rate END AS funding_rate,
+       CASE WHEN lf.market_id IS NOT NULL THEN lf.cumulative_funding_index
+            WHEN m.last_funding_time IS NOT NULL THEN m.cumulative_funding_index
+       END AS cumulative_funding_index,
+       COALESCE(lf.funding_timestamp, m.last_funding_time) AS last_funding_time
+FROM ids
+LEFT JOIN markets m ON m.market_id = ids.market_id
+LEFT JOIN pos ON pos.market_id = ids.market_id
+LEFT JOIN liq ON liq.market_id = ids.market_id
+LEFT JOIN last_funding lf ON lf.market_id = ids.market_id
+ORDER BY pair NULLS LAST, ids.market_id
+"""
+
+SYNC_STATUS_SQL = """
+SELECT contract_address, last_synced_block, last_synced_hash, updated_at,
+       EXTRACT(EPOCH FROM (now() - updated_at))::float8 AS seconds_since_update
+FROM sync_status ORDER BY contract_address
+"""
+
+POSITION_EVENTS_SQL = """
+SELECT name, block_number, block_timestamp, tx_hash, log_index, args
+FROM events WHERE token_id = $1 ORDER BY block_number, log_index
+"""
+
+
+class DashboardRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def ping(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def _page(self, page_sql: str, count_sql: str, args: list[Any]) -> tuple[list[Any], int]:
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            # One snapshot for both, so the total matches the page.
+            rows = await conn.fetch(page_sql, *args)
+            total = await conn.fetchval(count_sql, *args[:-2])
+        return list(rows), int(total)
+
+    async def positions(self, f: PositionFilter) -> tuple[list[Any], int]:
+        return await self._page(*positions_sql(f))
+
+    async def position(self, token_id: int) -> asyncpg.Record | None:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(f"{POSITION_SELECT} WHERE p.token_id = $1", token_id)
+
+    async def position_events(self, token_id: int) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(POSITION_EVENTS_SQL, token_id))
+
+    async def liquidations(self, f: LiquidationFilter) -> tuple[list[Any], int]:
+        return await self._page(*liquidations_sql(f))
+
+    async def funding(self, f: FundingFilter) -> tuple[list[Any], int]:
+        return await self._page(*funding_sql(f))
+
+    async def market_stats(self) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(MARKET_STATS_SQL))
+
+    async def sync_status(self) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(SYNC_STATUS_SQL))
