@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 import pytest
-from conftest import ADDR_NFT, ADDR_PM, CrdValidator, load_crd, market_spec, perpmarket
+from operator_harness import ADDR_NFT, ADDR_PM, CrdValidator, load_crd, market_spec, perpmarket
 
 from services.operator import spec as specmod
 from services.operator.spec import SpecError, parse_spec

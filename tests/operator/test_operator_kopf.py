@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import (
+from operator_harness import (
     CM,
     DEPLOY,
     NS,
@@ -313,7 +313,7 @@ async def test_peering_higher_priority_peer_pauses_this_replica(
     start_operator: OperatorFactory,
 ):
     # The chart creates this peering object; replicas announce themselves in its status.
-    from conftest import OperatorEnv
+    from operator_harness import OperatorEnv
 
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
                "metadata": {"name": "perpex-operator"}, "status": {}}
