@@ -91,7 +91,7 @@ def indexer(until_caught_up: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the drainer logs outages itself
     logging.getLogger("httpx").setLevel(logging.WARNING)
     setup_telemetry("perpex-indexer")
     code = asyncio.run(run_service(settings, until_caught_up))

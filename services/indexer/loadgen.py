@@ -85,10 +85,14 @@ class LoadGen:
         self.rpc = AnvilRpc(self.rpc_url)
         self.w3 = Web3()
         c = self.deployment.contracts
-        self.pm = self.w3.eth.contract(address=c.position_manager, abi=load_abi("PositionManager"))
-        self.vault = self.w3.eth.contract(address=c.vault, abi=load_abi("Vault"))
+        self.pm = self.w3.eth.contract(
+            address=Web3.to_checksum_address(c.position_manager), abi=load_abi("PositionManager")
+        )
+        self.vault = self.w3.eth.contract(
+            address=Web3.to_checksum_address(c.vault), abi=load_abi("Vault")
+        )
         self.token = self.w3.eth.contract(
-            address=c.collateral_token, abi=load_abi("CollateralToken")
+            address=Web3.to_checksum_address(c.collateral_token), abi=load_abi("CollateralToken")
         )
         self.feed_abi = load_abi("SettableFeed")
         accounts = [a.lower() for a in self.rpc.call("eth_accounts")]
@@ -230,7 +234,9 @@ class LoadGen:
 
     def set_index_price(self, pair: str, price: float) -> None:
         m = self.deployment.market(pair)
-        feed = self.w3.eth.contract(address=m.oracle_feed, abi=self.feed_abi)
+        feed = self.w3.eth.contract(
+            address=Web3.to_checksum_address(m.oracle_feed), abi=self.feed_abi
+        )
         answer = int(price * 10**m.feed_decimals)
         self.send(
             [self._tx(self.deployer, feed.address, feed.encode_abi("setPrice", args=[answer]))]

@@ -30,6 +30,10 @@ _tracer = tracer("perpex.indexer.outbox")
 ProducerFactory = Callable[[], AIOKafkaProducer]
 
 
+class BrokerStateChanged(RuntimeError):
+    """The broker no longer has what it acknowledged: resend the batch."""
+
+
 class OutboxDrainer:
     def __init__(
         self,
@@ -96,6 +100,7 @@ class OutboxDrainer:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         self.connected = False
+        self._topic_ready = False  # a restarted (in-memory) broker may have lost the topic
         if producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 5)
@@ -121,7 +126,18 @@ class OutboxDrainer:
             futures.append(
                 await producer.send(self.topic, value=row.value, key=row.key, headers=row.headers)
             )
-        await asyncio.gather(*futures)
+        acks = await asyncio.gather(*futures)
+        # Trust the acks only if the partitions written still exist. A broker that lost its
+        # state (e.g. an in-memory broker restarted during the batch) can acknowledge writes
+        # to partitions the producer remembered from before; those are resent.
+        written = {m.partition for m in acks}
+        await producer.client.force_metadata_update()
+        partitions = producer.client.cluster.partitions_for_topic(self.topic) or set()
+        if not written <= partitions:
+            raise BrokerStateChanged(
+                f"topic {self.topic} has partitions {sorted(partitions)}, "
+                f"acks named {sorted(written - partitions)}"
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain until `stop` is set (then one last attempt to flush what is pending)."""

@@ -228,13 +228,13 @@ async def assert_db_matches_chain(dsn: str, rpc_url: str, deployment: Deployment
 
 # ---------------------------------------------------------------- kafka side
 async def consume(
-    bootstrap: str, topic: str, until: Any, timeout: float = 30.0
+    bootstrap: str, topic: str, until: Any, within: float = 30.0
 ) -> list[tuple[bytes, EventEnvelope, list[tuple[str, bytes]]]]:
     """Read the topic from the start until `until(messages)` is true (or timeout)."""
     consumer = make_consumer(bootstrap, [topic], group_id=None)
     await consumer.start()
     out: list[tuple[bytes, EventEnvelope, list[tuple[str, bytes]]]] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline and not until(out):
             batch = await consumer.getmany(timeout_ms=300, max_records=5000)
@@ -254,3 +254,38 @@ def ids_of(
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, default=str, indent=1)
+
+
+async def wait_until(predicate: Any, within: float = 30.0, every: float = 0.2) -> Any:
+    """Await `predicate()` (sync or async) until it returns a truthy value."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
+
+
+async def synced_to(dsn: str, block: int) -> bool:
+    try:
+        rows = await db_rows(dsn, "SELECT min(last_synced_block) AS b FROM sync_status")
+    except asyncpg.UndefinedTableError:
+        return False
+    return rows[0]["b"] is not None and rows[0]["b"] >= block
+
+
+async def outbox_empty(dsn: str) -> bool:
+    rows = await db_rows(dsn, "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")
+    return rows[0]["n"] == 0
+
+
+async def matches_chain(dsn: str, rpc_url: str, deployment: Deployment) -> bool:
+    try:
+        await assert_db_matches_chain(dsn, rpc_url, deployment)
+    except AssertionError:
+        return False
+    return True
