@@ -36,6 +36,15 @@ class TxRevertedError(RuntimeError):
         self.data = data
 
 
+class TxMinedRevertedError(TxRevertedError):
+    """The transaction was mined but reverted: unlike a reverted simulation, it cost gas."""
+
+    def __init__(self, reason: str, tx_hash: str | None = None, gas_used: int | None = None):
+        super().__init__(reason)
+        self.tx_hash = tx_hash
+        self.gas_used = gas_used
+
+
 class InsufficientBalanceError(RuntimeError):
     pass
 

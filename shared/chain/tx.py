@@ -6,6 +6,17 @@ with bumped fees (same nonce) when it is not mined in time. Transient RPC errors
 with exponential backoff and jitter up to MAX_RETRIES; reverts are final and carry a decoded
 reason; nonce errors resync the nonce from the chain. The private key never leaves the
 signer: it is not logged, not put in exceptions and not kept as plain text on the object.
+
+Concurrency: many sends may run at once (the keeper liquidates hundreds of positions in one
+block). Simulation and gas estimation run concurrently; nonce assignment, the balance check,
+signing and broadcasting are serialized, and the local nonce only advances when the node
+accepted the transaction, so a failed broadcast never leaves a gap and a resync never hands out
+a nonce that another in-flight send already used. The balance check counts the worst-case cost
+of every transaction still pending. Confirmation polls the account's mined nonce once per poll
+for all pending transactions and reads receipts only once their nonce is used.
+
+`submit()` broadcasts and returns the tracked `PendingTx`; `finish()` waits for it (replacing it
+when stuck); `send()` does both.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_keys import keys as eth_keys
 from eth_typing import ChecksumAddress
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -29,6 +41,7 @@ from shared.chain.errors import (
     ErrorDecoder,
     ErrorKind,
     InsufficientBalanceError,
+    TxMinedRevertedError,
     TxRevertedError,
     classify_message,
 )
@@ -48,8 +61,15 @@ class TxTimeoutError(RuntimeError):
     pass
 
 
+class TxNonceConsumedError(RuntimeError):
+    """The nonce of a pending transaction was used by a transaction we did not send (the wallet
+    is shared with another process): none of our hashes will ever be mined."""
+
+
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (TxRevertedError, InsufficientBalanceError, TxTimeoutError)):
+    if isinstance(
+        exc, (TxRevertedError, InsufficientBalanceError, TxTimeoutError, TxNonceConsumedError)
+    ):
         return False
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError)):
         return True
@@ -113,9 +133,13 @@ class TxSender:
         on_low_balance: Callable[[int], None] | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 10.0,
+        fee_cache_s: float = 0.0,
+        balance_cache_s: float = 0.0,
     ):
         self.w3 = w3
         self._account: LocalAccount = Account.from_key(private_key.get_secret_value())
+        # Signing with a parsed key object skips re-deriving the public key on every signature.
+        self._signing_key = eth_keys.PrivateKey(bytes(self._account.key))
         self.chain_id = chain_id
         self.gas_multiplier = gas_multiplier
         self.max_retries = max_retries
@@ -128,8 +152,14 @@ class TxSender:
         self.on_low_balance = on_low_balance
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self.fee_cache_s = fee_cache_s
+        self.balance_cache_s = balance_cache_s
         self._nonce: int | None = None
-        self._nonce_lock = asyncio.Lock()
+        self._nonce_lock = asyncio.Lock()  # nonce, balance check, sign, broadcast: one at a time
+        self._fee_cache: tuple[float, int, Fees] | None = None
+        self._balance_at = 0.0
+        self._mined_nonce: tuple[float, int] | None = None
+        self._mined_lock = asyncio.Lock()
         self.pending: dict[int, PendingTx] = {}
         self.stats = SenderStats()
         self.last_balance_wei: int | None = None
@@ -147,13 +177,26 @@ class TxSender:
             self._nonce = await self.w3.eth.get_transaction_count(self.address, "pending")
             return self._nonce
 
-    async def _next_nonce(self) -> int:
-        async with self._nonce_lock:
-            if self._nonce is None:
-                self._nonce = await self.w3.eth.get_transaction_count(self.address, "pending")
-            nonce = self._nonce
-            self._nonce += 1
-            return nonce
+    async def _current_nonce(self) -> int:
+        """The next nonce to use (caller holds _nonce_lock)."""
+        if self._nonce is None:
+            self._nonce = await self.w3.eth.get_transaction_count(self.address, "pending")
+        return self._nonce
+
+    async def mined_nonce(self, max_age_s: float | None = None) -> int:
+        """The account's nonce at the latest block, read at most once per `max_age_s` (default
+        poll_s) however many callers ask: one request serves every pending transaction."""
+        max_age = self.poll_s if max_age_s is None else max_age_s
+        cached = self._mined_nonce
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        async with self._mined_lock:
+            cached = self._mined_nonce
+            if cached is not None and time.monotonic() - cached[0] < max_age:
+                return cached[1]
+            value = int(await self.w3.eth.get_transaction_count(self.address, "latest"))
+            self._mined_nonce = (time.monotonic(), value)
+            return value
 
     async def in_flight_from_chain(self) -> int:
         """Transactions of this wallet in the mempool but not mined (e.g. from a previous run)."""
@@ -175,9 +218,25 @@ class TxSender:
         return count
 
     # ---- balance ----
+    def reserved_wei(self) -> int:
+        """Worst-case cost of every transaction sent and not yet confirmed."""
+        return sum(
+            max_cost_wei(p.gas, p.fees, int(p.tx.get("value", 0))) for p in self.pending.values()
+        )
+
+    async def _cached_balance(self) -> int:
+        if (
+            self.last_balance_wei is not None
+            and self.balance_cache_s > 0
+            and time.monotonic() - self._balance_at < self.balance_cache_s
+        ):
+            return self.last_balance_wei
+        return await self.balance()
+
     async def balance(self) -> int:
         bal = int(await self.w3.eth.get_balance(self.address))
         self.last_balance_wei = bal
+        self._balance_at = time.monotonic()
         if self.min_balance_wei and bal < self.min_balance_wei:
             log.warning(
                 "wallet %s balance low: %.6f ETH < threshold %.6f ETH",
@@ -206,7 +265,12 @@ class TxSender:
                 ) from None
             raise
 
-    async def current_fees(self) -> tuple[int, Fees]:
+    async def current_fees(self, fresh: bool = False) -> tuple[int, Fees]:
+        """(base fee of the next block, fees for a new transaction). Cached for fee_cache_s
+        unless `fresh` (replacements always read fresh values)."""
+        cached = self._fee_cache
+        if not fresh and cached is not None and time.monotonic() - cached[0] < self.fee_cache_s:
+            return cached[1], cached[2]
         # The pending block's base fee is the one the next block will charge.
         try:
             block = await self.w3.eth.get_block("pending")
@@ -217,7 +281,9 @@ class TxSender:
             priority = int(await self.w3.eth.max_priority_fee)
         except Web3RPCError:
             priority = 0
-        return base_fee, self.fees.initial(base_fee, priority)
+        fees = self.fees.initial(base_fee, priority)
+        self._fee_cache = (time.monotonic(), base_fee, fees)
+        return base_fee, fees
 
     async def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
@@ -230,12 +296,24 @@ class TxSender:
     # ---- the full path ----
     async def send(self, tx: dict[str, Any], label: str = "tx") -> dict[str, Any]:
         """Simulate, send and confirm `tx` (to/data/value). Returns the receipt."""
+        pending = await self.submit(tx, label)
+        return await self.finish(pending)
+
+    async def submit(self, tx: dict[str, Any], label: str = "tx") -> PendingTx:
+        """Simulate and broadcast `tx` (retrying transient failures); returns it tracked as
+        pending. Raises TxRevertedError when the simulation reverts (nothing is sent)."""
         with _tracer.start_as_current_span("tx.send", attributes={"tx.label": label}) as span:
             async for attempt in await self._retrying():
                 with attempt:
                     pending = await self._broadcast(tx, label)
             span.set_attribute("tx.nonce", pending.nonce)
             span.set_attribute("tx.hash", pending.hashes[-1])
+        return pending
+
+    async def finish(self, pending: PendingTx) -> dict[str, Any]:
+        """Wait for a submitted transaction (replacing it while stuck). Returns the receipt;
+        raises TxMinedRevertedError when it was mined but reverted (gas was spent)."""
+        label = pending.label
         with _tracer.start_as_current_span("tx.confirm", attributes={"tx.label": label}) as span:
             receipt = await self.confirm(pending)
             span.set_attribute("tx.hash", _hex(receipt["transactionHash"]))
@@ -243,8 +321,10 @@ class TxSender:
             span.set_attribute("tx.replacements", len(pending.hashes) - 1)
         if int(receipt["status"]) != 1:
             self.stats.reverted += 1
-            raise TxRevertedError(
-                f"{label} mined but reverted (tx {_hex(receipt['transactionHash'])})"
+            raise TxMinedRevertedError(
+                f"{label} mined but reverted (tx {_hex(receipt['transactionHash'])})",
+                tx_hash=_hex(receipt["transactionHash"]),
+                gas_used=int(receipt["gasUsed"]),
             )
         self.stats.confirmed += 1
         return dict(receipt)
@@ -254,20 +334,27 @@ class TxSender:
         estimate = await self.w3.eth.estimate_gas({**tx, "from": self.address})  # type: ignore[typeddict-item]
         gas = gas_limit(int(estimate), self.gas_multiplier)
         _, fees = await self.current_fees()
-        balance = await self.balance()
         cost = max_cost_wei(gas, fees, int(tx.get("value", 0)))
-        if balance < cost:
-            raise InsufficientBalanceError(
-                f"wallet {self.address} holds {balance} wei; {label} may cost up to {cost} wei"
-            )
-        nonce = await self._next_nonce()
-        pending = PendingTx(label=label, nonce=nonce, gas=gas, fees=fees, tx=dict(tx))
-        try:
-            await self._send_signed(pending)
-        except BaseException:
-            await self.sync_nonce()  # the nonce was not used: do not leave a gap
-            raise
-        self.pending[nonce] = pending
+        async with self._nonce_lock:
+            balance = await self._cached_balance()
+            reserved = self.reserved_wei()
+            if balance - reserved < cost:
+                raise InsufficientBalanceError(
+                    f"wallet {self.address} holds {balance} wei ({reserved} reserved by pending "
+                    f"transactions); {label} may cost up to {cost} wei"
+                )
+            nonce = await self._current_nonce()
+            pending = PendingTx(label=label, nonce=nonce, gas=gas, fees=fees, tx=dict(tx))
+            try:
+                await self._send_signed(pending)
+            except Web3RPCError as exc:
+                if classify_message(str(exc)) == ErrorKind.NONCE:
+                    # Someone else used the wallet: resync (nothing of ours is in between).
+                    self._nonce = await self.w3.eth.get_transaction_count(self.address, "pending")
+                raise
+            # Only now is the nonce used; a failed broadcast leaves no gap.
+            self._nonce = nonce + 1
+            self.pending[nonce] = pending
         return pending
 
     async def _send_signed(self, pending: PendingTx) -> str:
@@ -281,7 +368,7 @@ class TxSender:
             **pending.fees.as_tx(),
         }
         full.setdefault("value", 0)
-        signed = self._account.sign_transaction(full)
+        signed = Account.sign_transaction(full, self._signing_key)
         try:
             tx_hash = _hex(await self.w3.eth.send_raw_transaction(signed.raw_transaction))
         except Web3RPCError as exc:
@@ -311,15 +398,33 @@ class TxSender:
 
     async def confirm(self, pending: PendingTx) -> Any:
         """Wait for any of the pending transaction's hashes to be mined, replacing it with a
-        fee bump every `replace_after_s`."""
+        fee bump every `replace_after_s`. Receipts are read only once the account's mined nonce
+        has passed this transaction's nonce (or when that nonce cannot be read)."""
         deadline = time.monotonic() + self.confirm_timeout_s
+        consumed_since: float | None = None
         try:
             while time.monotonic() < deadline:
-                for tx_hash in reversed(pending.hashes):
-                    receipt = await self._receipt(tx_hash)
-                    if receipt is not None:
-                        return receipt
-                if time.monotonic() - pending.sent_at >= self.replace_after_s:
+                try:
+                    mined: int | None = await self.mined_nonce()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    mined = None
+                if mined is None or mined > pending.nonce:
+                    for tx_hash in reversed(pending.hashes):
+                        receipt = await self._receipt(tx_hash)
+                        if receipt is not None:
+                            return receipt
+                    if mined is not None:
+                        # Used, yet none of our hashes has a receipt: a lagging node, or a
+                        # transaction we did not send took the nonce.
+                        consumed_since = consumed_since or time.monotonic()
+                        if time.monotonic() - consumed_since > max(5.0, 20 * self.poll_s):
+                            raise TxNonceConsumedError(
+                                f"{pending.label}: nonce {pending.nonce} was used by another "
+                                "transaction"
+                            )
+                elif time.monotonic() - pending.sent_at >= self.replace_after_s:
                     await self._replace(pending)
                 await asyncio.sleep(self.poll_s)
             raise TxTimeoutError(
@@ -341,7 +446,7 @@ class TxSender:
             return None
 
     async def _replace(self, pending: PendingTx) -> None:
-        base_fee, _ = await self.current_fees()
+        base_fee, _ = await self.current_fees(fresh=True)
         try:
             new_fees = self.fees.bump(pending.fees, base_fee)
         except FeeCapExceeded as exc:
