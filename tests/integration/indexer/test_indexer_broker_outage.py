@@ -42,7 +42,10 @@ async def test_broker_stopped_then_restarted(
     settings = settings_for(rpc_url, fresh_db, broker.url, topic, dep_file)
     log = tmp_path / "indexer.log"
     proc = subprocess.Popen(
-        INDEXER_ARGV, cwd=REPO, env=subprocess_env(settings), stdout=log.open("wb"),
+        INDEXER_ARGV,
+        cwd=REPO,
+        env=subprocess_env(settings),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     try:

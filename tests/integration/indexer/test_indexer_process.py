@@ -57,7 +57,9 @@ async def test_sigterm_then_kill9_then_restart(
     # 1. SIGTERM mid-sync: the current chunk finishes, exit status 0
     proc = start(env, log)
     try:
-        await wait_until(lambda: synced_to(fresh_db, deployment.start_block + 20), within=60, every=0.05)
+        await wait_until(
+            lambda: synced_to(fresh_db, deployment.start_block + 20), within=60, every=0.05
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()[-3000:]
     finally:
@@ -94,7 +96,11 @@ async def test_sigterm_then_kill9_then_restart(
 
 
 async def test_missing_configuration_exits_2(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEPLOYMENT_FILE", "POSITION_MANAGER_ADDRESS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DEPLOYMENT_FILE", "POSITION_MANAGER_ADDRESS")
+    }
     env["RPC_URL"] = "http://127.0.0.1:1"
     proc = await asyncio.create_subprocess_exec(
         *INDEXER_ARGV, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -70,8 +70,9 @@ async def test_reorg_rolls_back_and_publishes_reverted_events(
                 await asyncio.wait_for(task, 20)
     gen.close()
     await assert_db_matches_chain(fresh_db, rpc_url, deployment)
-    left = await db_rows(fresh_db, "SELECT count(*) AS n FROM block_hashes WHERE block_number > $1",
-                         head)
+    left = await db_rows(
+        fresh_db, "SELECT count(*) AS n FROM block_hashes WHERE block_number > $1", head
+    )
     assert left[0]["n"] <= 1
 
     msgs = await consume(kafka_bootstrap, topic, lambda m: ids_of(m, reverted=True) >= removed)
