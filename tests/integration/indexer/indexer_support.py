@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -77,6 +78,13 @@ def subprocess_env(settings: IndexerSettings, **extra: str) -> dict[str, str]:
 
 
 INDEXER_ARGV = [sys.executable, "-m", "perpex_cli.main", "indexer"]
+
+
+def start_indexer(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`perpex indexer` as a child process, output appended to `log`."""
+    return subprocess.Popen(
+        [*INDEXER_ARGV, *extra], cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
 
 
 async def index_once(settings: IndexerSettings) -> dict[str, Any]:

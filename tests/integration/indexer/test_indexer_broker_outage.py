@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 from pathlib import Path
 
 from indexer_support import (
-    INDEXER_ARGV,
-    REPO,
     consume,
     db_rows,
     deploy,
     ids_of,
     outbox_empty,
     settings_for,
+    start_indexer,
     subprocess_env,
     synced_to,
     wait_until,
@@ -41,13 +39,7 @@ async def test_broker_stopped_then_restarted(
     topic = "perpex.events"
     settings = settings_for(rpc_url, fresh_db, broker.url, topic, dep_file)
     log = tmp_path / "indexer.log"
-    proc = subprocess.Popen(
-        INDEXER_ARGV,
-        cwd=REPO,
-        env=subprocess_env(settings),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_indexer(subprocess_env(settings), log)
     try:
         await wait_until(lambda: synced_to(fresh_db, gen.block_number()), within=60)
         await wait_until(lambda: outbox_empty(fresh_db), within=30)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from indexer_support import (
     INDEXER_ARGV,
-    REPO,
     assert_db_matches_chain,
     chain_event_ids,
     consume,
@@ -19,6 +18,7 @@ from indexer_support import (
     deploy,
     ids_of,
     settings_for,
+    start_indexer,
     subprocess_env,
     synced_to,
     wait_until,
@@ -26,12 +26,6 @@ from indexer_support import (
 from web3 import Web3
 
 from services.indexer.loadgen import LoadGen
-
-
-def start(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [*INDEXER_ARGV, *extra], cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
 
 
 async def test_sigterm_then_kill9_then_restart(
@@ -55,7 +49,7 @@ async def test_sigterm_then_kill9_then_restart(
     log = tmp_path / "indexer.log"
 
     # 1. SIGTERM mid-sync: the current chunk finishes, exit status 0
-    proc = start(env, log)
+    proc = start_indexer(env, log)
     try:
         await wait_until(
             lambda: synced_to(fresh_db, deployment.start_block + 20), within=60, every=0.05
@@ -69,7 +63,7 @@ async def test_sigterm_then_kill9_then_restart(
     assert after_term["b"] < head, "SIGTERM should have stopped the sync before the end"
 
     # 2. kill -9 mid-sync
-    proc = start(env, log)
+    proc = start_indexer(env, log)
     try:
         await wait_until(lambda: synced_to(fresh_db, after_term["b"] + 20), within=60, every=0.05)
         os.kill(proc.pid, signal.SIGKILL)
@@ -85,7 +79,7 @@ async def test_sigterm_then_kill9_then_restart(
 
     # 3. restart and run until caught up
     fast = subprocess_env(settings.model_copy(update={"max_chunk_size": 2000}))
-    proc = start(fast, log, "--until-caught-up")
+    proc = start_indexer(fast, log, "--until-caught-up")
     assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
     await assert_db_matches_chain(fresh_db, rpc_url, deployment)
     rows = await db_rows(fresh_db, "SELECT chain_id, tx_hash, log_index FROM events")
