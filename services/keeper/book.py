@@ -1,0 +1,372 @@
+"""The keeper's position book: open positions and per-market funding state (pure, no I/O).
+
+Filled from the indexer's PostgreSQL tables at start (`upsert`, `load_funding`), then kept
+current by applying the decoded events from Kafka (`apply`):
+
+- idempotent: an event is applied once per (event_id, block_hash, reverted); re-deliveries are
+  reported as duplicates. A reorg that re-includes a log in another block gives it a new block
+  hash, so the re-included event is applied again after its compensating `reverted` copy.
+- ordered per position: a non-reverted event older than the state already held (bootstrap
+  rows carry the block they reflect) is stale and skipped, and positions known closed are
+  tombstoned, so replays after a bootstrap never resurrect or roll back a position.
+- `reverted` (compensating) events cannot be undone from the event alone (a reverted close
+  would need the state before it), so the result asks the caller to re-read the position from
+  the chain (`refresh`); a reverted FundingRateUpdated removes that point from the history.
+- a position's entry funding index is the market's cumulative funding index when its last
+  PositionOpened / MarginChanged happened (the contract resets it then). Events of a market
+  arrive on another partition than the position's, possibly later, so the book keeps each
+  market's funding history and derives the entry index from the position's (block, log index)
+  when asked; bootstrap rows and chain reads carry the explicit value.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.events.schema import EventEnvelope
+
+Pos = tuple[int, int]  # (block number, log index)
+END_OF_BLOCK = 2**31  # log index after every log of a block
+POSITION_EVENTS = frozenset(
+    {
+        "PositionMinted",
+        "PositionOpened",
+        "MarginChanged",
+        "PositionClosed",
+        "PositionLiquidated",
+        "PositionBurned",
+    }
+)
+REMOVING_EVENTS = frozenset({"PositionClosed", "PositionLiquidated", "PositionBurned"})
+
+
+@dataclass(slots=True)
+class BookPosition:
+    token_id: int
+    market_id: str  # 0x lower-case bytes32
+    owner: str
+    is_long: bool
+    collateral: int
+    size: int
+    notional: int
+    entry_funding_index: int | None  # explicit; None: derived from funding_ref
+    funding_ref: Pos | None  # where the entry funding index was last reset
+    updated: Pos  # the newest chain position this state reflects
+    trace: dict[str, str] | None = None  # W3C carrier of the last event applied
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPoint:
+    block: int
+    log_index: int
+    cumulative: int
+    uid: tuple[str, int]  # (tx hash, log index)
+
+    @property
+    def pos(self) -> Pos:
+        return (self.block, self.log_index)
+
+
+@dataclass
+class MarketState:
+    market_id: str
+    pair: str | None = None
+    mmr: int | None = None  # maintenance margin ratio (WAD), read from the chain
+    paused: bool = False
+    base: int = 0  # cumulative funding index before the first point held
+    points: list[FundingPoint] = field(default_factory=list)
+    version: int = 0
+
+    def _touch(self) -> None:
+        self.version += 1
+
+    def add_point(self, point: FundingPoint) -> bool:
+        for i, p in enumerate(self.points):
+            if p.uid == point.uid:
+                if p == point:
+                    return False
+                del self.points[i]
+                break
+        bisect.insort(self.points, point, key=lambda p: p.pos)
+        self._touch()
+        return True
+
+    def remove_point(self, uid: tuple[str, int]) -> bool:
+        before = len(self.points)
+        self.points = [p for p in self.points if p.uid != uid]
+        if len(self.points) != before:
+            self._touch()
+            return True
+        return False
+
+    def replace_points(self, points: Iterable[FundingPoint], base: int = 0) -> None:
+        new = sorted(points, key=lambda p: p.pos)
+        if new != self.points or base != self.base:
+            self.points = new
+            self.base = base
+            self._touch()
+
+    def index_at(self, pos: Pos) -> int:
+        """The cumulative funding index an event at `pos` saw (points strictly before it)."""
+        i = bisect.bisect_left(self.points, pos, key=lambda p: p.pos)
+        return self.points[i - 1].cumulative if i > 0 else self.base
+
+    @property
+    def current(self) -> int:
+        return self.points[-1].cumulative if self.points else self.base
+
+    def set_mmr(self, mmr: int) -> None:
+        if mmr != self.mmr:
+            self.mmr = mmr
+            self._touch()
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    status: str  # applied | duplicate | stale | ignored
+    refresh: tuple[int, ...] = ()  # tokens to re-read from the chain
+    markets: tuple[str, ...] = ()  # markets whose configuration should be re-read
+
+    @property
+    def applied(self) -> bool:
+        return self.status == "applied"
+
+
+DUPLICATE = ApplyResult("duplicate")
+STALE = ApplyResult("stale")
+IGNORED = ApplyResult("ignored")
+APPLIED = ApplyResult("applied")
+
+
+class _Lru:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._d: OrderedDict[Any, Any] = OrderedDict()
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._d
+
+    def get(self, key: Any) -> Any:
+        return self._d.get(key)
+
+    def put(self, key: Any, value: Any = True) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.capacity:
+            self._d.popitem(last=False)
+
+    def pop(self, key: Any) -> None:
+        self._d.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _norm(market_id: str) -> str:
+    return "0x" + market_id.removeprefix("0x").lower()
+
+
+class PositionBook:
+    def __init__(
+        self,
+        owns: Callable[[int], bool] | None = None,
+        dedup_capacity: int = 200_000,
+        tombstone_capacity: int = 200_000,
+    ):
+        self._owns = owns or (lambda _t: True)
+        self.positions: dict[int, BookPosition] = {}
+        self.markets: dict[str, MarketState] = {}
+        self._by_market: dict[str, set[int]] = {}
+        self._seen = _Lru(dedup_capacity)
+        self._tombstones = _Lru(tombstone_capacity)
+        self.version = 0  # bumps on every change
+
+    # ---- ownership ----
+    def owns(self, token_id: int) -> bool:
+        return self._owns(token_id)
+
+    def set_owner_filter(self, owns: Callable[[int], bool]) -> list[int]:
+        """Keep only the positions `owns` accepts; returns the token ids dropped."""
+        self._owns = owns
+        dropped = [t for t in self.positions if not owns(t)]
+        for t in dropped:
+            self.remove(t, tombstone=False)
+        return dropped
+
+    # ---- markets ----
+    def market(self, market_id: str) -> MarketState:
+        key = _norm(market_id)
+        state = self.markets.get(key)
+        if state is None:
+            state = self.markets[key] = MarketState(key)
+            self._by_market.setdefault(key, set())
+        return state
+
+    def load_funding(self, market_id: str, points: Iterable[FundingPoint], base: int = 0) -> None:
+        """Replace a market's funding history (e.g. from the indexer's funding_updates)."""
+        self.market(market_id).replace_points(points, base)
+        self.version += 1
+
+    def entry_funding(self, pos: BookPosition) -> int:
+        if pos.entry_funding_index is not None:
+            return pos.entry_funding_index
+        market = self.market(pos.market_id)
+        return market.index_at(pos.funding_ref) if pos.funding_ref else market.base
+
+    # ---- positions ----
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __contains__(self, token_id: object) -> bool:
+        return token_id in self.positions
+
+    def get(self, token_id: int) -> BookPosition | None:
+        return self.positions.get(token_id)
+
+    def tokens_in(self, market_id: str) -> set[int]:
+        return self._by_market.get(_norm(market_id), set())
+
+    def iter_market(self, market_id: str) -> Iterator[BookPosition]:
+        for t in self.tokens_in(market_id):
+            yield self.positions[t]
+
+    def is_tombstoned(self, token_id: int) -> bool:
+        return token_id in self._tombstones
+
+    def upsert(self, pos: BookPosition, force: bool = False) -> bool:
+        """Insert or replace a position (bootstrap row or chain read). Unless `force`, a state
+        older than the one held, or a tombstoned token, is refused."""
+        if not self.owns(pos.token_id):
+            return False
+        if not force and pos.token_id in self._tombstones:
+            return False
+        pos.market_id = _norm(pos.market_id)
+        held = self.positions.get(pos.token_id)
+        if held is not None and not force and pos.updated < held.updated:
+            return False
+        if force:
+            self._tombstones.pop(pos.token_id)
+        if held is not None and held.market_id != pos.market_id:
+            self._by_market.get(held.market_id, set()).discard(pos.token_id)
+        pos.version = (held.version + 1) if held else 0
+        if held is not None and pos.trace is None:
+            pos.trace = held.trace
+        self.positions[pos.token_id] = pos
+        self.market(pos.market_id)
+        self._by_market[pos.market_id].add(pos.token_id)
+        self.version += 1
+        return True
+
+    def remove(self, token_id: int, tombstone: bool = True, at: Pos | None = None) -> bool:
+        if tombstone:
+            self._tombstones.put(token_id, at)
+        pos = self.positions.pop(token_id, None)
+        if pos is None:
+            return False
+        self._by_market.get(pos.market_id, set()).discard(token_id)
+        self.version += 1
+        return True
+
+    # ---- events ----
+    def apply(self, event: EventEnvelope, trace: dict[str, str] | None = None) -> ApplyResult:
+        key = (event.event_id, event.block_hash, event.reverted)
+        if key in self._seen:
+            return DUPLICATE
+        if event.token_id is not None and not self.owns(event.token_id):
+            return IGNORED  # another replica's partition
+        result = self._apply(event, trace)
+        self._seen.put(key)
+        return result
+
+    def _apply(self, ev: EventEnvelope, trace: dict[str, str] | None) -> ApplyResult:
+        name = ev.name
+        at: Pos = (ev.block_number, ev.log_index)
+        if name in POSITION_EVENTS:
+            token = ev.token_id
+            if token is None:
+                return IGNORED
+            if ev.reverted:
+                return ApplyResult("applied", refresh=(token,))
+            if name in REMOVING_EVENTS:
+                self.remove(token, tombstone=True, at=at)
+                return APPLIED
+            if name == "PositionMinted":
+                return IGNORED
+            if token in self._tombstones:
+                return STALE
+            held = self.positions.get(token)
+            if held is not None and at <= held.updated:
+                return STALE
+            if name == "PositionOpened":
+                a = ev.args
+                self.upsert(
+                    BookPosition(
+                        token_id=token,
+                        market_id=str(a.get("marketId") or ev.market_id),
+                        owner=str(a["owner"]).lower(),
+                        is_long=bool(a["isLong"]),
+                        collateral=int(a["collateral"]),
+                        size=int(a["size"]),
+                        notional=int(a["notional"]),
+                        entry_funding_index=None,
+                        funding_ref=at,
+                        updated=at,
+                        trace=trace,
+                    )
+                )
+                return APPLIED
+            if name == "MarginChanged":
+                if held is None:
+                    # Opened before what this replica knows: read the whole position.
+                    return ApplyResult("applied", refresh=(token,))
+                held.collateral = int(ev.args["newCollateral"])
+                held.entry_funding_index = None
+                held.funding_ref = at
+                held.updated = at
+                if trace is not None:
+                    held.trace = trace
+                held.version += 1
+                self.version += 1
+                return APPLIED
+            return IGNORED
+        if name == "FundingRateUpdated":
+            market_id = ev.market_id or ev.args.get("marketId")
+            if not market_id:
+                return IGNORED
+            market = self.market(str(market_id))
+            uid = (ev.tx_hash.lower(), ev.log_index)
+            if ev.reverted:
+                market.remove_point(uid)
+            else:
+                market.add_point(
+                    FundingPoint(
+                        ev.block_number,
+                        ev.log_index,
+                        int(ev.args["cumulativeFundingIndex"]),
+                        uid,
+                    )
+                )
+            self.version += 1
+            return APPLIED
+        if name == "MarketAdded":
+            market_id = ev.market_id or ev.args.get("marketId")
+            if not market_id:
+                return IGNORED
+            market = self.market(str(market_id))
+            if ev.args.get("pair"):
+                market.pair = str(ev.args["pair"])
+            return ApplyResult("applied", markets=(market.market_id,))
+        if name == "MarketPaused":
+            market_id = ev.market_id or ev.args.get("marketId")
+            if not market_id:
+                return IGNORED
+            market = self.market(str(market_id))
+            paused = bool(ev.args.get("paused"))
+            market.paused = (not paused) if ev.reverted else paused
+            return APPLIED
+        return IGNORED

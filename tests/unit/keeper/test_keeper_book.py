@@ -1,0 +1,154 @@
+"""The position book: events applied once, in order, reverted events, funding history."""
+
+from __future__ import annotations
+
+from keeper_helpers import BTC, ETH, WAD, closed, env, funding, margin_changed, opened
+
+from services.keeper.book import END_OF_BLOCK, BookPosition, FundingPoint, PositionBook
+
+
+def _row(
+    token: int, block: int, collateral: int = 500 * WAD, entry_funding: int = 7
+) -> BookPosition:
+    return BookPosition(
+        token_id=token,
+        market_id=ETH.upper().replace("0X", "0x"),
+        owner="0x" + "ab" * 20,
+        is_long=True,
+        collateral=collateral,
+        size=5 * WAD,
+        notional=10_000 * WAD,
+        entry_funding_index=entry_funding,
+        funding_ref=None,
+        updated=(block, END_OF_BLOCK),
+    )
+
+
+def test_open_margin_close_and_duplicates() -> None:
+    book = PositionBook()
+    ev = opened(1, 10)
+    assert book.apply(ev).status == "applied"
+    assert book.apply(ev).status == "duplicate"  # re-delivery
+    pos = book.get(1)
+    assert pos is not None and pos.collateral == 1_000 * WAD and pos.market_id == ETH
+    assert book.tokens_in(ETH) == {1}
+    assert book.apply(margin_changed(1, 11, 1_200 * WAD)).applied
+    assert book.get(1).collateral == 1_200 * WAD  # type: ignore[union-attr]
+    assert book.apply(closed(1, 12)).applied
+    assert 1 not in book and book.tokens_in(ETH) == set()
+    # replays after the close never resurrect it
+    replay = opened(1, 10).model_copy(update={"block_hash": "0x" + "99" * 32})
+    assert book.apply(replay).status == "stale"
+
+
+def test_older_events_do_not_roll_back_bootstrap_state() -> None:
+    book = PositionBook()
+    assert book.upsert(_row(5, block=20, collateral=700 * WAD))
+    # events the bootstrap snapshot already reflects (block <= 20) are stale
+    assert book.apply(opened(5, 15)).status == "stale"
+    assert book.apply(margin_changed(5, 20, 1 * WAD)).status == "stale"
+    assert book.get(5).collateral == 700 * WAD  # type: ignore[union-attr]
+    assert book.apply(margin_changed(5, 21, 900 * WAD)).applied
+    assert book.get(5).collateral == 900 * WAD  # type: ignore[union-attr]
+
+
+def test_margin_change_for_unknown_position_asks_for_a_chain_read() -> None:
+    book = PositionBook()
+    result = book.apply(margin_changed(9, 30, WAD))
+    assert result.refresh == (9,) and 9 not in book
+
+
+def test_reverted_position_events_ask_for_a_chain_read() -> None:
+    book = PositionBook()
+    book.apply(opened(2, 10))
+    book.apply(closed(2, 11, name="PositionLiquidated"))
+    assert book.is_tombstoned(2)
+    rev = closed(2, 11, name="PositionLiquidated").model_copy(update={"reverted": True})
+    result = book.apply(rev)
+    assert result.refresh == (2,)
+    assert book.apply(rev).status == "duplicate"
+    # the chain says it is open again: a forced upsert clears the tombstone
+    assert book.upsert(_row(2, block=11), force=True)
+    assert 2 in book and not book.is_tombstoned(2)
+
+
+def test_reorg_reinclusion_is_applied_again() -> None:
+    book = PositionBook()
+    first = opened(3, 10)
+    book.apply(first)
+    book.apply(first.as_reverted())
+    again = first.model_copy(update={"block_hash": "0x" + "ee" * 32, "block_number": 11})
+    assert book.apply(again).applied  # same event id, new block hash
+
+
+def test_entry_funding_from_market_history_in_any_arrival_order() -> None:
+    book = PositionBook()
+    book.market(ETH).set_mmr(WAD // 40)
+    # the position opens at block 20; the funding update at block 15 arrives later
+    book.apply(opened(4, 20))
+    assert book.entry_funding(book.get(4)) == 0  # type: ignore[arg-type]
+    book.apply(funding(15, 300))
+    assert book.entry_funding(book.get(4)) == 300  # type: ignore[arg-type]
+    book.apply(funding(25, 900))
+    assert book.entry_funding(book.get(4)) == 300  # type: ignore[arg-type]
+    assert book.market(ETH).current == 900
+    # a margin change resets the entry index to the one current at that time
+    book.apply(margin_changed(4, 30, 2 * WAD))
+    assert book.entry_funding(book.get(4)) == 900  # type: ignore[arg-type]
+    # reorg removes the later funding point
+    book.apply(funding(25, 900).as_reverted())
+    assert book.market(ETH).current == 300
+    assert book.entry_funding(book.get(4)) == 300  # type: ignore[arg-type]
+    # same block: the log index decides
+    book.apply(funding(40, 1_000, log_index=5))
+    book.apply(opened(6, 40, log_index=3))
+    book.apply(opened(7, 40, log_index=8))
+    assert book.entry_funding(book.get(6)) == 300  # type: ignore[arg-type]
+    assert book.entry_funding(book.get(7)) == 1_000  # type: ignore[arg-type]
+
+
+def test_load_funding_replaces_history() -> None:
+    book = PositionBook()
+    book.load_funding(
+        BTC, [FundingPoint(5, 0, 50, ("0xaa", 0)), FundingPoint(3, 1, 30, ("0xbb", 1))]
+    )
+    m = book.market(BTC)
+    assert [p.block for p in m.points] == [3, 5] and m.current == 50
+    assert m.index_at((4, 0)) == 30 and m.index_at((3, 1)) == 0 and m.index_at((3, 2)) == 30
+    v = m.version
+    book.load_funding(
+        BTC, [FundingPoint(3, 1, 30, ("0xbb", 1)), FundingPoint(5, 0, 50, ("0xaa", 0))]
+    )
+    assert m.version == v  # unchanged history: no invalidation
+
+
+def test_ownership_filter() -> None:
+    book = PositionBook(owns=lambda t: t % 2 == 0)
+    assert book.apply(opened(1, 10)).status == "ignored"
+    assert book.apply(opened(2, 10)).applied
+    book.apply(opened(4, 10, log_index=2))
+    dropped = book.set_owner_filter(lambda t: t == 4)
+    assert dropped == [2] and set(book.positions) == {4}
+    assert not book.is_tombstoned(2)  # another replica owns it now; not closed
+
+
+def test_market_events() -> None:
+    book = PositionBook()
+    added = env(
+        "MarketAdded",
+        1,
+        market_id=BTC,
+        args={
+            "marketId": BTC,
+            "pair": "BTC/USDT",
+            "vamm": "0x" + "00" * 20,
+            "oracleFeed": "0x" + "00" * 20,
+        },
+    )
+    assert book.apply(added).markets == (BTC,)
+    assert book.market(BTC).pair == "BTC/USDT"
+    paused = env("MarketPaused", 2, market_id=BTC, args={"marketId": BTC, "paused": True})
+    book.apply(paused)
+    assert book.market(BTC).paused
+    book.apply(paused.as_reverted())
+    assert not book.market(BTC).paused

@@ -1,0 +1,72 @@
+"""Partition ownership agrees with the producer's partitioner; liquidation decisions."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+from keeper_helpers import opened
+
+from services.keeper.decisions import (
+    Action,
+    CheckTracker,
+    OnchainHealth,
+    RevertOutcome,
+    classify_revert,
+    decide,
+)
+from services.keeper.partitions import Ownership, partition_of, token_key
+
+
+def test_token_key_is_the_envelope_key() -> None:
+    assert token_key(42) == opened(42, 1).key
+
+
+def test_partition_matches_aiokafka_default_partitioner() -> None:
+    for n in (1, 3, 6, 7):
+        parts = list(range(n))
+        for token in range(1, 300):
+            key = token_key(token)
+            assert partition_of(key, n) == DefaultPartitioner()(key, parts, parts)
+
+
+def test_ownership_splits_tokens_between_replicas() -> None:
+    a = Ownership(3, {0, 2})
+    b = Ownership(3, {1})
+    tokens = range(1, 500)
+    assert all(a.owns_token(t) != b.owns_token(t) for t in tokens)
+    assert any(a.owns_token(t) for t in tokens) and any(b.owns_token(t) for t in tokens)
+    assert not Ownership().owns_token(1)  # nothing assigned yet
+    c = a.with_partitions(3, {0, 1, 2})
+    assert all(c.owns_token(t) for t in tokens)
+
+
+def _h(exists: bool = True, liq: bool = False, price: int = 1) -> OnchainHealth:
+    return OnchainHealth(1, exists, liq, 0, 0, price)
+
+
+def test_decide() -> None:
+    assert decide(_h(exists=False), in_flight=True) is Action.DROP
+    assert decide(_h(liq=True), in_flight=True) is Action.IN_FLIGHT
+    assert decide(_h(liq=True), in_flight=False) is Action.LIQUIDATE
+    assert decide(_h(liq=False), in_flight=False) is Action.HEALTHY
+    assert decide(_h(liq=False, price=0), in_flight=False) is Action.ORACLE_DOWN
+
+
+def test_classify_revert() -> None:
+    assert classify_revert("PositionNotFound(7)") is RevertOutcome.DROP
+    assert classify_revert("NotLiquidatable(7, 10, 5)") is RevertOutcome.RECHECK
+    assert classify_revert("Panic(0x11)") is RevertOutcome.RETRY
+
+
+def test_check_tracker() -> None:
+    t = CheckTracker()
+    stamp = (100, 1, 0)
+    assert t.needs_check(1, stamp, in_flight=False)
+    assert not t.needs_check(1, stamp, in_flight=True)
+    t.record(1, stamp, Action.HEALTHY)
+    assert not t.needs_check(1, stamp, in_flight=False)  # nothing changed
+    assert t.needs_check(1, (99, 1, 0), in_flight=False)  # price moved
+    t.record(1, stamp, Action.LIQUIDATE)
+    assert t.needs_check(1, stamp, in_flight=False)  # liquidatable but nothing in flight
+    t.record(1, stamp, Action.HEALTHY)
+    t.invalidate(1)
+    assert t.needs_check(1, stamp, in_flight=False)
