@@ -37,6 +37,12 @@ class HealthServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
 
+    @property
+    def bound_port(self) -> int:
+        """The port actually listened on (useful when constructed with port 0)."""
+        assert self._runner is not None, "not started"
+        return int(self._runner.addresses[0][1])
+
     async def stop(self) -> None:
         self.stopping = True
         if self._runner is not None:
