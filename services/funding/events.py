@@ -1,0 +1,188 @@
+"""FundingRateUpdated events from Kafka: how the updater learns of updates, its own and anyone
+else's, without polling the contract.
+
+Every replica must see every update, so the consumer joins no group (no offsets committed, no
+rebalancing delay) and starts from the latest offset: the chain is read at start and is the
+truth; an event only wakes the market's scheduler early. Redelivered events (at-least-once)
+are dropped by event id. Messages that do not decode are logged and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.events.schema import MalformedEventError, decode_event
+from shared.kafka import make_consumer
+from shared.telemetry import meter
+
+log = logging.getLogger(__name__)
+_meter = meter("perpex.funding")
+_events_counter = _meter.create_counter(
+    "perpex_funding_events_received", description="FundingRateUpdated events taken from Kafka"
+)
+_decode_errors = _meter.create_counter(
+    "perpex_funding_event_decode_errors", description="Kafka messages that did not decode"
+)
+
+EVENT_NAME = "FundingRateUpdated"
+
+
+@dataclass(frozen=True)
+class FundingEvent:
+    event_id: str
+    market_id: str  # 0x-hex, lower case
+    rate_wad: int
+    cumulative_index: int
+    mark_twap: int
+    index_twap: int
+    timestamp: int
+    tx_hash: str
+    block_number: int
+    reverted: bool = False  # removed by a reorg: the update no longer stands
+
+
+def parse_funding_event(raw: bytes | str) -> FundingEvent | None:
+    """The FundingRateUpdated carried by one Kafka message; None for any other event.
+    Raises MalformedEventError when the message is not a valid envelope or lacks a field."""
+    env = decode_event(raw)
+    if env.name != EVENT_NAME:
+        return None
+    mid = env.market_id or env.args.get("marketId")
+    if not isinstance(mid, str):
+        raise MalformedEventError("FundingRateUpdated without a market id")
+    try:
+        return FundingEvent(
+            event_id=env.event_id,
+            market_id="0x" + mid.removeprefix("0x").lower(),
+            rate_wad=env.int_arg("fundingRate"),
+            cumulative_index=env.int_arg("cumulativeFundingIndex"),
+            mark_twap=env.int_arg("markTwap"),
+            index_twap=env.int_arg("indexTwap"),
+            timestamp=int(env.args.get("timestamp", env.block_timestamp)),
+            tx_hash=env.tx_hash.lower(),
+            block_number=env.block_number,
+            reverted=env.reverted,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEventError(f"FundingRateUpdated args: {exc!r}") from None
+
+
+class Dedup:
+    """The last `size` event ids seen (reverted copies count as distinct events)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._seen: OrderedDict[tuple[str, bool], None] = OrderedDict()
+
+    def first_time(self, event: FundingEvent) -> bool:
+        key = (event.event_id, event.reverted)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+ConsumerFactory = Callable[[], Any]
+
+
+class FundingEventListener:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        market_ids: set[str],
+        on_event: Callable[[FundingEvent], None],
+        consumer_factory: ConsumerFactory | None = None,
+        max_backoff: float = 30.0,
+    ):
+        self.topic = topic
+        self.market_ids = {m.lower() for m in market_ids}
+        self.on_event = on_event
+        self.max_backoff = max_backoff
+        self._factory = (
+            consumer_factory
+            or (
+                lambda: make_consumer(
+                    bootstrap_servers,
+                    [topic],
+                    None,
+                    auto_offset_reset="latest",
+                    metadata_max_age_ms=5_000,  # notice the topic soon if the indexer creates it later
+                    request_timeout_ms=15_000,
+                )
+            )
+        )
+        self._dedup = Dedup()
+        self.connected = False
+        self.received = 0
+        self.decode_errors = 0
+        self.last_error: str | None = None
+
+    def handle(self, raw: bytes | str | None) -> FundingEvent | None:
+        """Decode one message and hand a new FundingRateUpdated of one of our markets on."""
+        if raw is None:
+            return None
+        try:
+            event = parse_funding_event(raw)
+        except MalformedEventError as exc:
+            self.decode_errors += 1
+            _decode_errors.add(1)
+            log.warning("undecodable message on %s: %s", self.topic, exc)
+            return None
+        if event is None or event.market_id not in self.market_ids:
+            return None
+        if not self._dedup.first_time(event):
+            return None
+        self.received += 1
+        _events_counter.add(1, {"market_id": event.market_id})
+        self.on_event(event)
+        return event
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            consumer = self._factory()
+            try:
+                await consumer.start()
+                self.connected = True
+                failures = 0
+                log.info("listening for %s on %s", EVENT_NAME, self.topic)
+                while not stop.is_set():
+                    batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                    for records in batches.values():
+                        for record in records:
+                            self.handle(record.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = min(self.max_backoff, 0.5 * 2 ** min(failures, 8)) * random.uniform(
+                    0.8, 1.2
+                )
+                log.warning("kafka listener: %s; retrying in %.1fs", self.last_error, delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumer.stop(), 5)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "connected": self.connected,
+            "events": self.received,
+            "decode_errors": self.decode_errors,
+            "last_error": self.last_error,
+        }
