@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 from operator_harness import ADDR_NFT, ADDR_PM, CrdValidator, load_crd, market_spec, perpmarket
 
 from services.operator import spec as specmod
@@ -212,3 +213,22 @@ def test_crd_schema_is_structural():
         if "type" in node or "properties" in node or "items" in node:
             assert "type" in node, f"{path}: schema without type"
         assert not ("properties" in node and "additionalProperties" in node), path
+
+
+def test_shipped_example_markets_pass_the_crd_schema_and_the_operator(crd_validator: CrdValidator):
+    """The markets in deploy/kind/markets.yaml and the chart's ci/markets-values.yaml."""
+    from operator_harness import ROOT
+
+    kind_markets = list(yaml.safe_load_all((ROOT / "deploy/kind/markets.yaml").read_text()))
+    values = yaml.safe_load((ROOT / "deploy/helm/perpex/ci/markets-values.yaml").read_text())
+    chart_markets = [perpmarket(m["name"], m["spec"]) for m in values["markets"]]
+    markets = kind_markets + chart_markets
+    assert {m["spec"]["pair"] for m in markets} == {"ETH/USDT", "BTC/USDT"}
+    for market in markets:
+        assert crd_validator.errors(market) == [], market["metadata"]["name"]
+        parse_spec(market["spec"], market["metadata"]["name"])
+    # One wallet per market and role: processes sharing a key would race for nonces.
+    for group in (kind_markets, chart_markets):
+        wallets = [m["spec"][role]["walletSecretRef"]["name"]
+                   for m in group for role in ("keeper", "funding")]
+        assert len(wallets) == len(set(wallets))
