@@ -281,8 +281,8 @@
   async function loadLiquidations() {
     const body = await api("/api/liquidations?limit=10");
     const rows = body.items.map((l) =>
-      el("tr", {}, [
-        td(fmtTime(l.time)),
+      el("tr", { data: { tokenId: String(l.token_id) } }, [
+        td(fmtTime(l.time).slice(5, 16), "", l.time),
         td("#" + l.token_id, "num mono"),
         td(l.market || shortHex(l.market_id), "", l.market_id),
         td(fmt(l.price, 2), "num"),
@@ -362,16 +362,26 @@
     ]);
     const item = el("li", {
       cls: "flash ev-" + ev.name + (ev.reverted ? " reverted" : ""),
-      data: { eventId: ev.event_id, name: ev.name },
+      data: { eventId: ev.event_id, name: ev.name, block: ev.block_number, logIndex: ev.log_index },
       title: ev.tx_hash,
     }, [head, el("div", { cls: "summary", text: ev.summary }), meta]);
+    // Newest chain position first. Kafka orders events per partition only, so an event may
+    // arrive after a later one from another partition: slot it in by (block, log index).
     const list = document.getElementById("feed");
-    list.insertBefore(item, list.firstChild);
+    let before = list.firstChild;
+    while (before && chainBefore(ev, before)) before = before.nextSibling;
+    list.insertBefore(item, before);
     while (list.children.length > FEED_MAX) list.removeChild(list.lastChild);
     state.feedCount += 1;
     document.getElementById("feed-count").textContent = "(" + state.feedCount + ")";
     document.getElementById("feed-empty").hidden = true;
     return true;
+  }
+
+  function chainBefore(ev, li) {
+    const block = Number(li.dataset.block);
+    const logIndex = Number(li.dataset.logIndex);
+    return ev.block_number < block || (ev.block_number === block && ev.log_index < logIndex);
   }
 
   function onEvent(ev) {
