@@ -9,8 +9,10 @@ and must have the same length, since a JSON merge patch replaces a list whole.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from services.operator.manifests import Owner
@@ -24,16 +26,45 @@ class Action(enum.Enum):
     CONFLICT = "conflict"  # an object of that name exists but another owner controls it
 
 
-def contains(actual: Any, desired: Any) -> bool:
-    """True when `actual` holds every field and value of `desired` (recursively)."""
+_SUFFIXES = {
+    "": Decimal(1), "m": Decimal("0.001"), "k": Decimal(10**3), "M": Decimal(10**6),
+    "G": Decimal(10**9), "T": Decimal(10**12), "Ki": Decimal(2**10), "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+def quantity(value: Any) -> Decimal | None:
+    """A Kubernetes resource quantity as a number ("500m" and "0.5" are equal), else None."""
+    match = _QUANTITY.match(str(value)) if isinstance(value, str | int | float) else None
+    if match is None:
+        return None
+    return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
+
+
+def contains(actual: Any, desired: Any, *, quantities: bool = False) -> bool:
+    """True when `actual` holds every field and value of `desired` (recursively).
+
+    Under a `resources` key, values compare as quantities: the API server stores them in
+    canonical form ("1000m" comes back as "1"), which is no difference.
+    """
     if isinstance(desired, Mapping):
         if not isinstance(actual, Mapping):
             return False
-        return all(key in actual and contains(actual[key], value) for key, value in desired.items())
+        return all(
+            key in actual
+            and contains(actual[key], value, quantities=quantities or key == "resources")
+            for key, value in desired.items()
+        )
     if isinstance(desired, list):
         if not isinstance(actual, list) or len(actual) != len(desired):
             return False
-        return all(contains(a, d) for a, d in zip(actual, desired, strict=True))
+        return all(
+            contains(a, d, quantities=quantities) for a, d in zip(actual, desired, strict=True)
+        )
+    if quantities and actual != desired:
+        a, d = quantity(actual), quantity(desired)
+        return a is not None and a == d
     if isinstance(desired, bool) or isinstance(actual, bool):
         return actual is desired
     if isinstance(desired, int | float) and isinstance(actual, int | float):

@@ -149,6 +149,14 @@ def test_contains_tolerates_server_defaults_but_not_changes():
     assert not contains(live, desired)
 
 
+def test_contains_compares_resource_quantities_canonically():
+    desired = {"resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}}, "env": "1000m"}
+    live = {"resources": {"requests": {"cpu": "1", "memory": "1024Mi"}}, "env": "1000m"}
+    assert contains(live, desired)
+    assert not contains({**live, "env": "1"}, desired)  # only under `resources`
+    assert not contains({**live, "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}, desired)
+
+
 def test_contains_compares_lists_by_length_and_bools_strictly():
     assert not contains([1, 2, 3], [1, 2])
     assert not contains({"a": 1}, {"a": True})
