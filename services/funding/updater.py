@@ -81,6 +81,7 @@ class MarketState:
     read_at: float = 0.0  # monotonic time of the last chain read (full or clock-only)
     full_read_at: float = 0.0
     needs_full_read: bool = True
+    last_read_full: bool = False
     attempt: Attempt | None = None
     decision: Decision | None = None
     error_failures: int = 0
@@ -88,6 +89,7 @@ class MarketState:
     last_outcome: Outcome | None = None
     # Who made the updates seen lately: lastFundingTime -> ("us" | "other", tx hash or None)
     updates: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    our_last_tx: str | None = None  # confirmed; names the next update seen if nothing else does
     sent: int = 0
     confirmed: int = 0
     reverts: int = 0
@@ -265,7 +267,7 @@ class FundingUpdater:
         )
 
     def _fresh(self, state: MarketState) -> bool:
-        return state.full_read_at == state.read_at and not state.needs_full_read
+        return state.last_read_full and not state.needs_full_read
 
     async def _read(self, state: MarketState, full: bool = False) -> MarketSnapshot:
         now = self.clock()
@@ -275,10 +277,12 @@ class FundingUpdater:
             snapshot = await self.reader.snapshot(state.ref)
             self._observe(state, snapshot)
             state.full_read_at = state.read_at = now
+            state.last_read_full = True
         else:
             number, chain_time = await self.reader.chain_time()
             snapshot = state.snapshot.at(number, chain_time)
             state.read_at = now
+            state.last_read_full = False
         was_due = state.snapshot is not None and state.snapshot.status().due
         state.snapshot = snapshot
         if snapshot.status().due and not was_due:
@@ -303,7 +307,11 @@ class FundingUpdater:
             )
         if previous is None or snapshot.last_funding_time != previous.last_funding_time:
             if previous is not None and snapshot.last_funding_time not in state.updates:
-                _remember(state, snapshot.last_funding_time, "other", None)
+                if state.our_last_tx is not None:
+                    _remember(state, snapshot.last_funding_time, "us", state.our_last_tx)
+                else:
+                    _remember(state, snapshot.last_funding_time, "other", None)
+            state.our_last_tx = None
             log.info("%s", snapshot.status().log_line())
 
     # ---------------------------------------------------------------- sending
@@ -398,6 +406,8 @@ class FundingUpdater:
         updated_at = self._update_time(receipt)
         if updated_at is not None:
             _remember(state, updated_at, "us", tx_hash)
+        else:
+            state.our_last_tx = tx_hash
         metrics.instruments().confirmed.add(1, {"market": pair})
         log.info(
             "%s: funding updated for the window after %d (%s late) in block %d, tx %s, gas %d",
