@@ -1,19 +1,26 @@
 """`perpex dashboard`: serve the web dashboard (page, JSON API, /ws live feed, probes).
 
-Exit 2 on bad configuration. SIGTERM/SIGINT: uvicorn stops accepting, closes WebSockets, the
-Kafka consumer stops and the process exits 0.
+Exit 2 on bad configuration, 3 when the server cannot start (e.g. port in use). SIGTERM/SIGINT:
+uvicorn stops accepting, closes the WebSockets, the Kafka consumer stops and the process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 
 import click
+import uvicorn
 
-from services.dashboard.settings import load_dashboard_settings
+from services.dashboard.settings import DashboardSettings, load_dashboard_settings
 from shared.config import exit_on_config_error
 from shared.telemetry import setup_telemetry
+
+log = logging.getLogger("perpex.dashboard")
 
 
 @click.command("dashboard")
@@ -38,11 +45,29 @@ def dashboard(host: str | None, port: int | None, no_feed: bool) -> None:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     setup_telemetry("perpex-dashboard")
 
-    import uvicorn
+    sys.exit(asyncio.run(serve(settings)))
 
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns SIGTERM/SIGINT, so a requested
+    stop exits 0 (uvicorn would re-raise the signal after shutting down)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _on_signal(server: uvicorn.Server, sig: signal.Signals) -> None:
+    if server.should_exit:  # a second signal: stop waiting for connections to finish
+        server.force_exit = True
+    log.info("%s received: closing connections and stopping", sig.name)
+    server.should_exit = True
+
+
+async def serve(settings: DashboardSettings) -> int:
     from services.dashboard.app import create_app
 
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.dashboard_host,
         port=settings.dashboard_port,
@@ -50,3 +75,10 @@ def dashboard(host: str | None, port: int | None, no_feed: bool) -> None:
         timeout_graceful_shutdown=5,
         proxy_headers=True,
     )
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, server, sig)
+    await server.serve()
+    # uvicorn returns without raising when it cannot bind or start the app.
+    return 0 if server.started else 1
