@@ -16,6 +16,7 @@ or when the last read said liquidatable but no liquidation is in flight.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
@@ -84,6 +85,6 @@ class CheckTracker:
         """Read it again at the next opportunity (e.g. its liquidation failed)."""
         self._last.pop(token_id, None)
 
-    def forget_missing(self, present: set[int] | dict[int, object]) -> None:
+    def forget_missing(self, present: Collection[int]) -> None:
         if len(self._last) > 2 * max(len(present), 1024):
             self._last = {t: v for t, v in self._last.items() if t in present}

@@ -1,0 +1,465 @@
+"""The keeper service: wiring and its three loops.
+
+- Kafka consumer (consumer.EventConsumer): keeps the position book current; bootstraps the
+  owned partitions' positions from PostgreSQL on every assignment.
+- Health loop: polls eth_blockNumber every POLL_INTERVAL_MS; on each new block reads each
+  served market's index price (one eth_call per market), ranks the book off-chain
+  (ranking.Ranker), confirms the candidates within MARGIN_BUFFER of maintenance through
+  getPositionsHealth (one eth_call per HEALTH_BATCH_SIZE positions, at that block), and hands
+  the liquidatable ones to the executor. Positions the view reports gone are dropped.
+- Executor (executor.Executor): simulates, sends and confirms liquidations through TxSender.
+
+Plus a slow loop that re-reads maintenance ratios and the funding history (PostgreSQL), and
+watches the wallet balance. Start-up waits for transactions a previous run left pending (so a
+restarted keeper never sends a duplicate) and syncs the nonce from the chain. Shutdown (stop
+event, e.g. SIGTERM): no new work, broadcast liquidations get up to SHUTDOWN_TIMEOUT_S to be
+mined, offsets are committed, the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from services.keeper.book import ApplyResult, PositionBook
+from services.keeper.chain import ChainReader
+from services.keeper.consumer import EventConsumer
+from services.keeper.decisions import Action, CheckTracker, decide
+from services.keeper.executor import Callbacks, Executor
+from services.keeper.metrics import KeeperMetrics
+from services.keeper.partitions import Ownership
+from services.keeper.ranking import Candidate, Ranker
+from services.keeper.rpc import RpcCounter, counting_web3
+from services.keeper.settings import KeeperSettings, KeeperTargets, resolve_targets
+from services.keeper.store import BookStore, IndexerNotReadyError
+from shared.chain.abi import load_abi
+from shared.chain.errors import ErrorDecoder
+from shared.chain.tx import TxSender
+from shared.config import ConfigError, check_chain_id
+from shared.db import create_pool
+from shared.health import HealthState
+
+log = logging.getLogger("perpex.keeper")
+
+
+@dataclass
+class RoundStats:
+    blocks: int = 0
+    rounds: int = 0
+    candidates: int = 0
+    checked: int = 0
+    batches: int = 0
+    liquidations_started: int = 0
+    last_block: int | None = None
+    last_round_ms: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Keeper:
+    def __init__(self, settings: KeeperSettings, health: HealthState | None = None):
+        self.settings = settings
+        self.health = health or HealthState()
+        self.health._status = self.status
+        self.targets: KeeperTargets = resolve_targets(settings)
+        self.health_rpc = RpcCounter()
+        self.exec_rpc = RpcCounter()
+        self.w3_health = counting_web3(settings.rpc_url, self.health_rpc, settings.rpc_timeout_s)
+        self.w3_exec = counting_web3(settings.rpc_url, self.exec_rpc, settings.rpc_timeout_s)
+        self.chain = ChainReader(self.w3_health, self.targets.position_manager)
+        key = settings.wallet_key("keeper")
+        if key is None:  # load_keeper_settings already refuses this
+            raise ConfigError({"KEEPER_PRIVATE_KEY": "is required"}, "keeper")
+        self.sender = TxSender(
+            self.w3_exec,
+            key,
+            settings.chain_id,
+            gas_multiplier=settings.gas_multiplier,
+            max_retries=settings.max_retries,
+            error_decoder=ErrorDecoder([load_abi("PositionManager")]),
+            replace_after_s=settings.replace_after_s,
+            confirm_timeout_s=settings.confirm_timeout_s,
+            poll_s=min(settings.poll_interval, 0.5),
+            min_balance_wei=settings.min_balance_wei,
+            on_low_balance=self._on_low_balance,
+            fee_cache_s=min(settings.poll_interval, 1.0),
+            balance_cache_s=1.0,
+        )
+        self.book = PositionBook(owns=lambda _t: False)
+        self.ranker = Ranker(settings.margin_buffer)
+        self.tracker = CheckTracker()
+        self.metrics = KeeperMetrics(
+            pending=lambda: len(self.sender.pending),
+            balance_wei=lambda: self.sender.last_balance_wei,
+            book_size=lambda: len(self.book),
+        )
+        self.executor = Executor(
+            self.sender,
+            self.chain,
+            Callbacks(self._liquidated, self._dropped, self._retry),
+            self.metrics,
+            concurrency=settings.liquidation_concurrency,
+            max_pending=settings.max_pending_txs,
+        )
+        self.markets: dict[str, str | None] = dict(self.targets.markets)  # served markets
+        self.prices: dict[str, int] = {}
+        self.pool: asyncpg.Pool | None = None
+        self.store: BookStore | None = None
+        self.consumer: EventConsumer | None = None
+        self.rounds = RoundStats()
+        self.heartbeat = time.monotonic()
+        self.recovered_in_flight = 0
+        self.low_balance_warnings = 0
+        self.liquidated: list[int] = []
+        self.round_listeners: list[Any] = []  # called with each round's summary (benchmark)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._last_market_refresh = 0.0
+        self.stopped = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        s = self.settings
+        check_chain_id(s, await self.chain.chain_id())
+        await self.sender.balance()
+        log.info(
+            "keeper wallet %s, %.6f ETH",
+            self.sender.address,
+            (self.sender.last_balance_wei or 0) / 1e18,
+        )
+        self.recovered_in_flight = await self.sender.in_flight_from_chain()
+        if self.recovered_in_flight:
+            log.warning(
+                "%d transactions of a previous run are pending; waiting up to %.0fs for them "
+                "before liquidating anything",
+                self.recovered_in_flight,
+                s.in_flight_wait_s,
+            )
+        await self.sender.wait_for_in_flight(s.in_flight_wait_s)
+        await self._refresh_markets()
+        self.pool = await create_pool(s.db_uri, min_size=1, max_size=4)
+        self.store = BookStore(self.pool)
+        self.consumer = EventConsumer(
+            s.kafka_bootstrap_servers,
+            s.kafka_topic,
+            s.keeper_group_id,
+            self.book,
+            self._on_assigned,
+            self._on_revoked,
+            self._on_results,
+            self.metrics,
+        )
+        await self.consumer.start()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` (or self.stop()); then shut down gracefully."""
+        if stop is not None:
+            self._stop = stop
+        assert self.consumer is not None, "start() first"
+        self._tasks = [
+            asyncio.create_task(self.consumer.run(self._stop), name="keeper-consumer"),
+            asyncio.create_task(self._health_loop(), name="keeper-health"),
+            asyncio.create_task(self._slow_loop(), name="keeper-slow"),
+        ]
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._stop.set()
+        self.health.set_ready(False, "shutting down")
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), 5)
+            task.cancel()
+        self._tasks = []
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        left = await self.executor.shutdown(self.settings.shutdown_timeout_s)
+        if not await self.sender.wait_pending(max(0.0, deadline - time.monotonic())):
+            left = max(left, len(self.sender.pending))
+        if left:
+            log.warning("%d liquidations still unconfirmed at the shutdown deadline", left)
+        await self.executor.abort()
+        if self.consumer is not None:
+            await self.consumer.stop()
+        await self.close()
+        log.info("keeper stopped")
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), 10)
+            self.pool = None
+        for w3 in (self.w3_health, self.w3_exec):
+            with contextlib.suppress(Exception):
+                await w3.provider.disconnect()
+
+    # ------------------------------------------------------------------ rebalance hooks
+    async def _on_assigned(self, ownership: Ownership, owned: set[int]) -> None:
+        assert self.store is not None
+        self.book.set_owner_filter(ownership.owns_token)
+        delay = 0.5
+        while True:
+            try:
+                snap = await self.store.snapshot(owns=ownership.owns_token)
+                break
+            except (IndexerNotReadyError, OSError, asyncpg.PostgresError) as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("book bootstrap: %s; retrying in %.1fs", exc, delay)
+                self.health.set_ready(False, f"bootstrap: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        # The snapshot replaces what this replica held for its partitions.
+        for token in [t for t in self.book.positions]:
+            self.book.remove(token, tombstone=False)
+        loaded = sum(1 for p in snap.positions if self.book.upsert(p))
+        for market_id, points in snap.funding.items():
+            self.book.load_funding(market_id, points)
+        for market_id, pair in snap.pairs.items():
+            state = self.book.market(market_id)
+            state.pair = state.pair or pair
+        log.info(
+            "bootstrapped %d open positions from PostgreSQL (indexer at block %s)",
+            loaded,
+            snap.synced_block,
+        )
+
+    async def _on_revoked(self, ownership: Ownership, parts: set[int]) -> None:
+        def revoked(token: int) -> bool:
+            return ownership.partition_of_token(token) in parts
+
+        left = await self.executor.release(revoked, self.settings.shutdown_timeout_s)
+        if left:
+            log.warning("%d liquidations of revoked partitions still unconfirmed", left)
+        remaining = ownership.owned - parts
+        self.book.set_owner_filter(
+            lambda t: bool(remaining) and ownership.partition_of_token(t) in remaining
+        )
+
+    async def _on_results(self, results: list[ApplyResult]) -> None:
+        refresh = {t for r in results for t in r.refresh}
+        markets = {m for r in results for m in r.markets}
+        for token in refresh:
+            try:
+                _, pos = await self.chain.position(token)
+            except Exception as exc:
+                log.warning("could not re-read position %d: %s", token, exc)
+                continue
+            if pos is None:
+                self.book.remove(token, tombstone=False)
+            else:
+                held = self.book.get(token)
+                pos.owner = held.owner if held else pos.owner
+                self.book.upsert(pos, force=True)
+            self.tracker.invalidate(token)
+        if markets:
+            for m in markets:
+                if self.targets.discover_markets:
+                    self.markets.setdefault(m, self.book.market(m).pair)
+            await self._refresh_markets()
+
+    # ------------------------------------------------------------------ executor callbacks
+    def _liquidated(self, token: int, receipt: dict[str, Any]) -> None:
+        self.liquidated.append(token)
+        self.book.remove(token, tombstone=True)
+        self.tracker.invalidate(token)
+        self.ranker.forget(token)
+
+    def _dropped(self, token: int, reason: str) -> None:
+        log.info("dropped position %d (%s)", token, reason)
+        self.book.remove(token, tombstone=True)
+        self.tracker.invalidate(token)
+        self.ranker.forget(token)
+
+    def _retry(self, token: int, reason: str) -> None:
+        self.tracker.invalidate(token)
+
+    def _on_low_balance(self, balance_wei: int) -> None:
+        self.low_balance_warnings += 1
+        self.metrics.low_balance.add(1)
+
+    # ------------------------------------------------------------------ markets
+    async def _refresh_markets(self) -> None:
+        if self.targets.discover_markets:
+            try:
+                for m in await self.chain.market_ids():
+                    self.markets.setdefault(m, None)
+            except Exception as exc:
+                log.warning("could not list markets: %s", exc)
+        for market_id in list(self.markets):
+            mmr = await self.chain.maintenance_margin_ratio(market_id)
+            state = self.book.market(market_id)
+            state.set_mmr(mmr)
+            if self.markets[market_id]:
+                state.pair = self.markets[market_id]
+        self._last_market_refresh = time.monotonic()
+
+    async def _slow_loop(self) -> None:
+        """Market ratios and funding history every MARKET_REFRESH_S; the wallet balance."""
+        interval = self.settings.market_refresh_s
+        while not self._stop.is_set():
+            await _wait(self._stop, min(interval, 10.0))
+            if self._stop.is_set():
+                return
+            try:
+                await self.sender.balance()  # warns (log + metric) below the threshold
+                if time.monotonic() - self._last_market_refresh >= interval:
+                    await self._refresh_markets()
+                    if self.store is not None:
+                        for market_id, points in (await self.store.funding_history()).items():
+                            self.book.load_funding(market_id, points)
+            except Exception as exc:
+                log.warning("periodic refresh failed: %s", exc)
+
+    # ------------------------------------------------------------------ health
+    async def _health_loop(self) -> None:
+        failures = 0
+        last: int | None = None
+        poll = self.settings.poll_interval
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            try:
+                block = await self.chain.block_number()
+                if block != last:
+                    await self.health_round(block)
+                    last = block
+                if failures:
+                    log.info("chain reads recovered after %d failures", failures)
+                failures = 0
+                self._update_readiness()
+            except Exception as exc:
+                failures += 1
+                self.metrics.rpc_errors.add(1)
+                delay = min(30.0, poll * 2 ** min(failures, 8)) * random.uniform(0.8, 1.2)
+                log.warning(
+                    "chain read failed (%s: %s); retry %d in %.2fs",
+                    type(exc).__name__,
+                    exc,
+                    failures,
+                    delay,
+                )
+                self.health.set_ready(False, f"chain reads failing: {type(exc).__name__}")
+                await _wait(self._stop, delay)
+                continue
+            await _wait(self._stop, poll)
+
+    def _update_readiness(self) -> None:
+        if self.consumer is None or self.consumer.assignments == 0:
+            self.health.set_ready(False, "waiting for partition assignment")
+        else:
+            self.health.set_ready(True, f"watching {len(self.book)} positions")
+
+    async def health_round(self, block: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        calls_before = self.health_rpc.total
+        self.rounds.blocks += 1
+        self.rounds.last_block = block
+        markets = list(self.markets)
+        prices = await asyncio.gather(*(self.chain.index_price(m, block) for m in markets))
+        self.prices = dict(zip(markets, prices, strict=True))
+        for m, p in self.prices.items():
+            if p == 0:
+                log.warning("market %s: the oracle does not answer (no liquidation possible)", m)
+        cands = self.ranker.candidates(self.book, self.prices)
+        by_token: dict[int, Candidate] = {}
+        for c in cands:
+            if self.tracker.needs_check(c.token_id, c.stamp, self.executor.in_flight(c.token_id)):
+                by_token[c.token_id] = c
+        to_check = list(by_token)
+        size = self.settings.health_batch_size
+        batches = [to_check[i : i + size] for i in range(0, len(to_check), size)]
+        results = await asyncio.gather(*(self.chain.positions_health(b, block) for b in batches))
+        started = 0
+        for batch_result in results:
+            for h in batch_result:
+                c = by_token[h.token_id]
+                action = decide(h, self.executor.in_flight(h.token_id))
+                if h.exists and h.index_price and h.liquidatable != c.liquidatable:
+                    self.metrics.mirror_mismatch.add(1)
+                    log.debug(
+                        "mirror disagrees on %d: off-chain %s/%s, chain %s/%s",
+                        h.token_id,
+                        c.health.margin,
+                        c.health.maintenance,
+                        h.margin,
+                        h.maintenance,
+                    )
+                self.tracker.record(h.token_id, c.stamp, action)
+                if action is Action.DROP:
+                    self._dropped(h.token_id, "gone")
+                    self.metrics.liquidations_dropped.add(1, {"reason": "gone"})
+                elif action is Action.LIQUIDATE:
+                    pos = self.book.get(h.token_id)
+                    if pos is None:
+                        continue
+                    if self.executor.liquidate(
+                        h.token_id, pos.market_id, h.margin, h.maintenance, block, pos.trace
+                    ):
+                        started += 1
+        self.tracker.forget_missing(self.book.positions)
+        calls = self.health_rpc.total - calls_before + 1  # + this block's eth_blockNumber
+        self.metrics.health_rpc_calls.add(calls)
+        self.metrics.health_checked.add(len(to_check))
+        self.rounds.rounds += 1
+        self.rounds.candidates += len(cands)
+        self.rounds.checked += len(to_check)
+        self.rounds.batches += len(batches)
+        self.rounds.liquidations_started += started
+        self.rounds.last_round_ms = (time.perf_counter() - t0) * 1000
+        summary = {
+            "block": block,
+            "candidates": len(cands),
+            "checked": len(to_check),
+            "batches": len(batches),
+            "liquidations_started": started,
+            "ms": round(self.rounds.last_round_ms, 2),
+        }
+        if cands or started:
+            log.info(
+                "block %d: %d candidates, %d checked in %d calls, %d liquidations started (%.1f ms)",
+                block,
+                len(cands),
+                len(to_check),
+                len(batches),
+                started,
+                self.rounds.last_round_ms,
+            )
+        for listener in self.round_listeners:
+            listener(summary)
+        return summary
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        return {
+            "wallet": self.sender.address,
+            "balance_eth": (self.sender.last_balance_wei or 0) / 1e18,
+            "positions": len(self.book),
+            "partitions": sorted(self.consumer.ownership.owned) if self.consumer else [],
+            "last_block": self.rounds.last_block,
+            "in_flight": len(self.executor.jobs),
+            "pending_txs": len(self.sender.pending),
+            "liquidations": dict(self.executor.stats),
+            "events": dict(self.consumer.stats) if self.consumer else {},
+            "health_rpc_calls": self.health_rpc.total,
+            "exec_rpc_calls": self.exec_rpc.total,
+            "recovered_in_flight": self.recovered_in_flight,
+        }
+
+
+async def _wait(stop: asyncio.Event, delay: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)

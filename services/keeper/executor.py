@@ -1,0 +1,237 @@
+"""Liquidation executor: one task per position, never two for the same token id.
+
+Each liquidation: simulate (eth_call at the latest block) -> estimate gas x GAS_MULTIPLIER ->
+EIP-1559 fees -> balance check -> nonce -> broadcast (all in TxSender.submit, retried with
+backoff on transient errors), then wait for the receipt, replacing the transaction with a
+bumped fee while it is stuck (TxSender.finish). At most LIQUIDATION_CONCURRENCY liquidations
+are being simulated/broadcast at once, and at most MAX_PENDING_TXS wait for their receipts;
+confirmation does not hold a broadcast slot, so hundreds of liquidations fit in one block.
+Tasks are started in rank order and the semaphores wake waiters first-in first-out, so the
+most underwater positions are sent first.
+
+Outcomes go back to the keeper through callbacks: `liquidated` (mined), `dropped` (the position
+is gone: the simulation said PositionNotFound, or our transaction lost a race on-chain), and
+`retry` (check again at the next block: the simulation said NotLiquidatable, the balance was
+short, retries ran out...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from services.keeper.chain import ChainReader
+from services.keeper.decisions import RevertOutcome, classify_revert
+from services.keeper.metrics import KeeperMetrics
+from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
+from shared.chain.tx import TxSender
+from shared.telemetry import context_from_carrier, tracer
+
+log = logging.getLogger(__name__)
+_tracer = tracer("perpex.keeper")
+
+
+@dataclass
+class Job:
+    token_id: int
+    market_id: str
+    margin: int
+    maintenance: int
+    block: int
+    trace: dict[str, str] | None
+    state: str = "queued"  # queued -> sending -> sent -> done
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+@dataclass
+class Callbacks:
+    liquidated: Callable[[int, dict[str, Any]], None]
+    dropped: Callable[[int, str], None]
+    retry: Callable[[int, str], None]
+
+
+class Executor:
+    def __init__(
+        self,
+        sender: TxSender,
+        chain: ChainReader,
+        callbacks: Callbacks,
+        metrics: KeeperMetrics | None = None,
+        concurrency: int = 32,
+        max_pending: int = 1000,
+    ):
+        self.sender = sender
+        self.chain = chain
+        self.cb = callbacks
+        self.metrics = metrics
+        self._send_slots = asyncio.Semaphore(concurrency)
+        self._pending_slots = asyncio.Semaphore(max_pending)
+        self.jobs: dict[int, Job] = {}
+        self.closing = False
+        self.stats = {"sent": 0, "confirmed": 0, "dropped": 0, "lost_races": 0, "retry": 0}
+        self._last_funds_warning = 0.0
+
+    def in_flight(self, token_id: int) -> bool:
+        return token_id in self.jobs
+
+    @property
+    def pending_count(self) -> int:
+        return sum(1 for j in self.jobs.values() if j.state == "sent")
+
+    def liquidate(
+        self,
+        token_id: int,
+        market_id: str,
+        margin: int,
+        maintenance: int,
+        block: int,
+        trace: dict[str, str] | None,
+    ) -> bool:
+        """Start liquidating `token_id` unless one is already in flight (or shutting down)."""
+        if self.closing or token_id in self.jobs:
+            return False
+        job = Job(token_id, market_id, margin, maintenance, block, trace)
+        self.jobs[token_id] = job
+        job.task = asyncio.create_task(self._run(job), name=f"liquidate-{token_id}")
+        return True
+
+    async def _run(self, job: Job) -> None:
+        ctx = context_from_carrier(job.trace) if job.trace else None
+        attrs: dict[str, Any] = {
+            "perpex.token_id": job.token_id,
+            "perpex.market_id": job.market_id,
+            "perpex.margin": str(job.margin),
+            "perpex.maintenance_margin": str(job.maintenance),
+            "perpex.block": job.block,
+        }
+        try:
+            with _tracer.start_as_current_span(
+                "keeper liquidate", context=ctx, kind=SpanKind.PRODUCER, attributes=attrs
+            ) as span:
+                outcome = await self._liquidate(job)
+                span.set_attribute("perpex.outcome", outcome)
+                if outcome not in ("confirmed", "dropped"):
+                    span.set_status(Status(StatusCode.ERROR, outcome))
+        except asyncio.CancelledError:
+            if job.state in ("queued",):
+                log.info("liquidation of %d cancelled before sending", job.token_id)
+            raise
+        except Exception:  # never let one position kill the keeper
+            log.exception("liquidation of %d failed", job.token_id)
+            self.cb.retry(job.token_id, "error")
+        finally:
+            job.state = "done"
+            self.jobs.pop(job.token_id, None)
+
+    async def _liquidate(self, job: Job) -> str:
+        token = job.token_id
+        tx = self.chain.liquidation_tx(token)
+        label = f"liquidate:{token}"
+        async with self._pending_slots:
+            async with self._send_slots:
+                if self.closing:
+                    return "cancelled"
+                job.state = "sending"
+                try:
+                    pending = await self.sender.submit(tx, label)
+                except TxRevertedError as exc:
+                    outcome = classify_revert(exc.reason)
+                    if outcome is RevertOutcome.DROP:
+                        self._dropped(token, "gone")
+                        return "dropped"
+                    reason = "not_liquidatable" if outcome is RevertOutcome.RECHECK else "revert"
+                    log.info("simulation of %s reverted (%s): check again", label, exc.reason)
+                    self._retry(token, reason)
+                    return reason
+                except InsufficientBalanceError as exc:
+                    now = time.monotonic()
+                    if now - self._last_funds_warning > 10:
+                        self._last_funds_warning = now
+                        log.error("not sending liquidations: %s", exc)
+                    self._retry(token, "insufficient_balance")
+                    return "insufficient_balance"
+                except Exception as exc:
+                    log.warning("could not send %s: %s: %s", label, type(exc).__name__, exc)
+                    self._retry(token, "send_failed")
+                    return "send_failed"
+            job.state = "sent"
+            self.stats["sent"] += 1
+            if self.metrics:
+                self.metrics.liquidations_sent.add(1)
+            try:
+                receipt = await self.sender.finish(pending)
+            except TxMinedRevertedError as exc:
+                # Someone liquidated it first in the same block: the position is gone.
+                self.stats["lost_races"] += 1
+                log.warning("%s lost a race (gas used %s): %s", label, exc.gas_used, exc.tx_hash)
+                self._dropped(token, "lost_race")
+                return "dropped"
+            except Exception as exc:
+                log.warning("%s not confirmed: %s: %s", label, type(exc).__name__, exc)
+                self._retry(token, "unconfirmed")
+                return "unconfirmed"
+        self.stats["confirmed"] += 1
+        if self.metrics:
+            self.metrics.liquidations_confirmed.add(1)
+        log.info(
+            "liquidated %d in block %s (tx %s)",
+            token,
+            receipt.get("blockNumber"),
+            _hex(receipt.get("transactionHash")),
+        )
+        self.cb.liquidated(token, receipt)
+        return "confirmed"
+
+    def _dropped(self, token: int, reason: str) -> None:
+        self.stats["dropped"] += 1
+        if self.metrics:
+            self.metrics.liquidations_dropped.add(1, {"reason": reason})
+        self.cb.dropped(token, reason)
+
+    def _retry(self, token: int, reason: str) -> None:
+        self.stats["retry"] += 1
+        if self.metrics:
+            self.metrics.liquidation_failures.add(1, {"reason": reason})
+        self.cb.retry(token, reason)
+
+    async def release(self, match: Callable[[int], bool], wait_s: float) -> int:
+        """Stop work on the tokens `match` accepts: cancel what is not broadcast yet, wait up to
+        `wait_s` for what is. Returns how many were still unfinished at the deadline."""
+        jobs = [j for t, j in list(self.jobs.items()) if match(t)]
+        for job in jobs:
+            if job.state == "queued" and job.task is not None:
+                job.task.cancel()
+        tasks = [j.task for j in jobs if j.task is not None]
+        if not tasks:
+            return 0
+        done, not_done = await asyncio.wait(tasks, timeout=wait_s)
+        for task in done:
+            with contextlib.suppress(BaseException):
+                task.result()
+        return len(not_done)
+
+    async def shutdown(self, wait_s: float) -> int:
+        """Refuse new work; cancel liquidations not broadcast; wait for the broadcast ones."""
+        self.closing = True
+        return await self.release(lambda _t: True, wait_s)
+
+    async def abort(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.task is not None:
+                job.task.cancel()
+        tasks = [j.task for j in self.jobs.values() if j.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return str(value)
