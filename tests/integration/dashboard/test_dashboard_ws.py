@@ -106,3 +106,35 @@ async def test_client_limit_and_starting_at_latest(
         message = await _next(ws)
         assert message["event"]["event_id"] == new.event_id
         assert message["event"]["summary"] == "funding rate -0.01% on ETH/USDT"
+
+
+async def test_slow_socket_does_not_stall_others(
+    indexer_db: str, start_dashboard: StartDashboard
+) -> None:
+    """A socket that stops reading loses its own oldest messages (and is told how many); the
+    others get every message in order."""
+    running = await start_dashboard(indexer_db, dashboard_ws_queue=8)
+    hub = running.app.state.dashboard.hub
+    padding = "x" * 64_000  # large frames fill the slow socket's TCP buffers quickly
+    count = 400
+    async with (
+        websockets.connect(running.ws_url, max_size=None, compression=None) as fast,
+        websockets.connect(running.ws_url, max_size=None, compression=None, max_queue=1) as slow,
+    ):
+        for ws in (fast, slow):
+            assert (await _next(ws))["type"] == "hello"
+        for i in range(count):
+            hub.publish(json.dumps({"type": "event", "seq": i, "pad": padding}))
+            message = await _next(fast, 5)  # never held up by the slow one
+            assert message["type"] == "event" and message["seq"] == i
+        assert hub.stats()["dropped"] > 0
+        seen: list[int] = []
+        lagged = 0
+        while not seen or seen[-1] != count - 1:
+            message = await _next(slow, 10)
+            if message["type"] == "lagged":
+                lagged += message["dropped"]
+            else:
+                seen.append(message["seq"])
+        assert lagged > 0 and len(seen) + lagged == count
+        assert seen == sorted(seen)  # what arrives is in order, the newest always last
