@@ -2,8 +2,8 @@
 else's, without polling the contract.
 
 Every replica must see every update, so the consumer joins no group (no offsets committed, no
-rebalancing delay) and starts from the latest offset: the chain is read at start and is the
-truth; an event only wakes the market's scheduler early. Redelivered events (at-least-once)
+rebalancing delay): it takes every partition of the topic itself, positioned at the end. The
+chain is read at start and is the truth; an event only wakes the market's scheduler early. Redelivered events (at-least-once)
 are dropped by event id. Messages that do not decode are logged and counted, never fatal.
 """
 
@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from aiokafka import TopicPartition
 
 from shared.events.schema import MalformedEventError, decode_event
 from shared.kafka import make_consumer
@@ -154,6 +156,7 @@ class FundingEventListener:
             consumer = self._factory()
             try:
                 await consumer.start()
+                await self._assign(consumer)
                 self.connected = True
                 failures = 0
                 log.info("listening for %s on %s", EVENT_NAME, self.topic)
@@ -177,6 +180,19 @@ class FundingEventListener:
                 self.connected = False
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(consumer.stop(), 5)
+
+    async def _assign(self, consumer: Any) -> None:
+        """Take every partition of the topic (no group), positioned at its end: from here on,
+        every update is seen. Raises while the topic does not exist yet (retried)."""
+        await consumer.topics()  # refresh the cluster metadata
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise LookupError(f"topic {self.topic} does not exist (yet)")
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
 
     def status(self) -> dict[str, Any]:
         return {

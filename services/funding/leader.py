@@ -110,6 +110,8 @@ class LeaderElector(abc.ABC):
         self.transitions += 1
         if leading:
             log.info("leadership %s acquired (%s)", self.name, why)
+        elif why == "stopped":
+            log.info("leadership %s released", self.name)
         else:
             log.warning("leadership %s lost (%s)", self.name, why)
         for listener in list(self._listeners):

@@ -32,7 +32,7 @@ from services.funding.chain import ChainReader, MarketRef, MarketSnapshot
 from services.funding.decision import Action, Attempt, Decision, MarketView, backoff_delay, decide
 from services.funding.events import FundingEvent, FundingEventListener
 from services.funding.leader import LeaderElector
-from services.funding.rates import format_duration, format_rate, rate_fraction
+from services.funding.rates import format_duration, format_rate, format_timestamp, rate_fraction
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
 from shared.chain.tx import PendingTx, TxSender
 from shared.telemetry import tracer
@@ -286,7 +286,8 @@ class FundingUpdater:
         was_due = state.snapshot is not None and state.snapshot.status().due
         state.snapshot = snapshot
         if snapshot.status().due and not was_due:
-            log.info("%s", snapshot.status().log_line())
+            level = logging.INFO if self.leader.is_leader else logging.DEBUG
+            log.log(level, "%s", snapshot.status().log_line())
         return snapshot
 
     def _observe(self, state: MarketState, snapshot: MarketSnapshot) -> None:
@@ -410,9 +411,9 @@ class FundingUpdater:
             state.our_last_tx = tx_hash
         metrics.instruments().confirmed.add(1, {"market": pair})
         log.info(
-            "%s: funding updated for the window after %d (%s late) in block %d, tx %s, gas %d",
+            "%s: funding updated for the window after %s (%s late) in block %d, tx %s, gas %d",
             pair,
-            window,
+            format_timestamp(window),
             format_duration(max(0, snapshot.chain_time - snapshot.next_funding_time)),
             int(receipt["blockNumber"]),
             tx_hash,
