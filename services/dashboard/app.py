@@ -301,6 +301,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def probe_app(app: Starlette) -> Starlette:
+    """Only /healthz and /readyz of a dashboard app, for the HEALTH_PORT listener."""
+    d: Dashboard = app.state.dashboard
+    return Starlette(routes=[Route("/healthz", d.healthz), Route("/readyz", d.readyz)])
+
+
 def create_app(settings: DashboardSettings, enable_feed: bool | None = None) -> Starlette:
     d = Dashboard(settings, enable_feed)
     api = _json_errors

@@ -57,28 +57,60 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _on_signal(server: uvicorn.Server, sig: signal.Signals) -> None:
-    if server.should_exit:  # a second signal: stop waiting for connections to finish
-        server.force_exit = True
+def _on_signal(servers: list[_Server], sig: signal.Signals) -> None:
     log.info("%s received: closing connections and stopping", sig.name)
-    server.should_exit = True
+    for server in servers:
+        if server.should_exit:  # a second signal: stop waiting for connections to finish
+            server.force_exit = True
+        server.should_exit = True
 
 
 async def serve(settings: DashboardSettings) -> int:
-    from services.dashboard.app import create_app
+    from services.dashboard.app import create_app, probe_app
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.dashboard_host,
-        port=settings.dashboard_port,
-        log_level="warning" if settings.log_level != "DEBUG" else "info",
-        timeout_graceful_shutdown=5,
-        proxy_headers=True,
-    )
-    server = _Server(config)
+    app = create_app(settings)
+    log_level = "warning" if settings.log_level != "DEBUG" else "info"
+    servers = [
+        _Server(
+            uvicorn.Config(
+                app,
+                host=settings.dashboard_host,
+                port=settings.dashboard_port,
+                log_level=log_level,
+                timeout_graceful_shutdown=5,
+                proxy_headers=True,
+            )
+        )
+    ]
+    if settings.health_port:
+        servers.append(
+            _Server(
+                uvicorn.Config(
+                    probe_app(app),
+                    host=settings.dashboard_host,
+                    port=settings.health_port,
+                    log_level=log_level,
+                    lifespan="off",
+                )
+            )
+        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, server, sig)
-    await server.serve()
-    # uvicorn returns without raising when it cannot bind or start the app.
+        loop.add_signal_handler(sig, _on_signal, servers, sig)
+    tasks = [asyncio.create_task(_run(s)) for s in servers]
+    # Either server stopping (a signal, or a failed start) stops the other.
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    codes = await asyncio.gather(*tasks)
+    return max(codes)
+
+
+async def _run(server: _Server) -> int:
+    """Serve until told to stop. uvicorn raises SystemExit(3) when it cannot bind; keep that
+    as the exit status instead of letting it escape the task."""
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
     return 0 if server.started else 1

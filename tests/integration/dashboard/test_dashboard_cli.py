@@ -16,7 +16,7 @@ import pytest
 import websockets
 from dashboard_support import envelope, publish
 
-from shared.devstack.ports import free_port
+from shared.devstack.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def _env(**extra: str) -> dict[str, str]:
 def test_bad_configuration_exits_2(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "perpex_cli.main", "dashboard"],
-        env=_env(DASHBOARD_PORT="eighty", DB_URI="mysql://nope"),
+        env=_env(DASHBOARD_PORT="eighty", DB_URI="mysql://nope", HEALTH_PORT="0"),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -48,7 +48,7 @@ def test_bad_configuration_exits_2(tmp_path: Path) -> None:
 async def test_process_serves_and_stops_on_sigterm(
     indexer_db: str, topic: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port, health_port = free_ports(2)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -58,6 +58,7 @@ async def test_process_serves_and_stops_on_sigterm(
         "127.0.0.1",
         env=_env(
             DASHBOARD_PORT=str(port),
+            HEALTH_PORT=str(health_port),
             DB_URI=indexer_db,
             KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
             KAFKA_TOPIC=topic,
@@ -80,6 +81,11 @@ async def test_process_serves_and_stops_on_sigterm(
             else:
                 pytest.fail("dashboard never became ready with a live feed")
             assert (await client.get("/api/positions")).json()["total"] == 8
+            # The probes alone on HEALTH_PORT, as for every other service.
+            probe = f"http://127.0.0.1:{health_port}"
+            assert (await client.get(probe + "/healthz")).text == "ok"
+            assert "database ok" in (await client.get(probe + "/readyz")).text
+            assert (await client.get(probe + "/api/positions")).status_code == 404
         async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
             event = envelope("MarketPaused", None, {"paused": True}, tx_hash="0xaa")
