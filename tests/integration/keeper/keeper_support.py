@@ -249,3 +249,22 @@ KEEPER_ARGV = [sys.executable, "-m", "perpex_cli.main", "keeper"]
 
 def quiet_kafka_logs() -> None:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+
+def crash_and_mine(market: LocalMarket, pair: str, fraction: float) -> int:
+    """With automine off: send the price move, mine it alone in a block; returns the block."""
+    price = market.price(pair)
+    market.feed(pair).functions.setPrice(int(price * (1 + fraction))).transact(
+        {"from": market.d.deployer}
+    )
+    rpc(market.w3, "evm_mine")
+    return int(market.w3.eth.block_number)
+
+
+@contextlib.contextmanager
+def automine_off(w3: Web3) -> Any:
+    rpc(w3, "evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        rpc(w3, "evm_setAutomine", [True])
