@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.dashboard.cache import QueryCache
 from services.dashboard.feed import KafkaFeed
 from services.dashboard.formatting import (
     format_event_args,
@@ -75,9 +76,15 @@ class Dashboard:
     def __init__(self, settings: DashboardSettings, enable_feed: bool | None = None):
         self.settings = settings
         self.hub = Hub(settings.dashboard_ws_queue, settings.dashboard_max_clients)
+        self.cache = QueryCache(ttl=settings.dashboard_cache_ttl)
         enabled = settings.dashboard_kafka_feed if enable_feed is None else enable_feed
         self.feed: KafkaFeed | None = (
-            KafkaFeed(settings.kafka_bootstrap_servers, settings.kafka_topic, self.hub)
+            KafkaFeed(
+                settings.kafka_bootstrap_servers,
+                settings.kafka_topic,
+                self.hub,
+                before_push=self.cache.invalidate,
+            )
             if enabled
             else None
         )
@@ -123,8 +130,12 @@ class Dashboard:
     # ---- HTTP API ----
     async def positions(self, request: Request) -> Response:
         f = parse_position_filter(request.query_params.multi_items())
-        rows, total = await self.repo.positions(f)
-        return JSONResponse(_listing([format_position(r) for r in rows], total, f.page))
+
+        async def compute() -> dict[str, Any]:
+            rows, total = await self.repo.positions(f)
+            return _listing([format_position(r) for r in rows], total, f.page)
+
+        return JSONResponse(await self.cache.get(("positions", f), compute))
 
     async def position(self, request: Request) -> Response:
         token_id = parse_token_id(request.path_params["token_id"])
@@ -153,19 +164,30 @@ class Dashboard:
 
     async def markets(self, request: Request) -> Response:
         single_values(request.query_params.multi_items(), ())
-        rows = await self.repo.market_stats()
-        return JSONResponse({"items": [format_market(r) for r in rows]})
+
+        async def compute() -> dict[str, Any]:
+            return {"items": [format_market(r) for r in await self.repo.market_stats()]}
+
+        return JSONResponse(await self.cache.get(("markets",), compute))
 
     async def funding(self, request: Request) -> Response:
         market = request.path_params.get("market")
         f = parse_funding_filter(request.query_params.multi_items(), market)
-        rows, total = await self.repo.funding(f)
-        return JSONResponse(_listing([format_funding(r) for r in rows], total, f.page))
+
+        async def compute() -> dict[str, Any]:
+            rows, total = await self.repo.funding(f)
+            return _listing([format_funding(r) for r in rows], total, f.page)
+
+        return JSONResponse(await self.cache.get(("funding", f), compute))
 
     async def liquidations(self, request: Request) -> Response:
         f = parse_liquidation_filter(request.query_params.multi_items())
-        rows, total = await self.repo.liquidations(f)
-        return JSONResponse(_listing([format_liquidation(r) for r in rows], total, f.page))
+
+        async def compute() -> dict[str, Any]:
+            rows, total = await self.repo.liquidations(f)
+            return _listing([format_liquidation(r) for r in rows], total, f.page)
+
+        return JSONResponse(await self.cache.get(("liquidations", f), compute))
 
     async def status(self, request: Request) -> Response:
         single_values(request.query_params.multi_items(), ())
@@ -184,6 +206,7 @@ class Dashboard:
                 "sync": sync,
                 "feed": self.feed.status() if self.feed else None,
                 "websocket": self.hub.stats(),
+                "cache": self.cache.stats(),
             }
         )
 

@@ -64,12 +64,14 @@ class KafkaFeed:
         hub: Hub,
         consumer_factory: ConsumerFactory | None = None,
         assignment_timeout: float = 10.0,
+        before_push: Callable[[], None] | None = None,
     ):
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.hub = hub
         self._factory = consumer_factory or self._default_consumer
         self.assignment_timeout = assignment_timeout
+        self.before_push = before_push  # e.g. drop cached API answers the event makes stale
         self.live = False
         self.consumed = 0
         self.pushed = 0
@@ -164,6 +166,8 @@ class KafkaFeed:
                 self.duplicates += 1
                 return False
             span.set_attribute("perpex.event_id", event_id)
+            if self.before_push is not None:
+                self.before_push()
             self.hub.publish(json.dumps(message, separators=(",", ":")))
         self.pushed += 1
         self.last_event_at = time.monotonic()

@@ -27,6 +27,12 @@ class DashboardSettings(BaseServiceSettings):
     dashboard_max_clients: int = Field(
         default=1000, ge=1, le=100_000, description="concurrent WebSocket clients"
     )
+    dashboard_cache_ttl: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="seconds an API answer is reused (dropped at once on a live event); 0: off",
+    )
     dashboard_db_pool_size: int = Field(default=5, ge=1, le=100)
     dashboard_kafka_feed: bool = Field(
         default=True, description="follow KAFKA_TOPIC and push events on /ws"

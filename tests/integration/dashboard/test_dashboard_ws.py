@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import websockets
@@ -138,3 +139,34 @@ async def test_slow_socket_does_not_stall_others(
                 seen.append(message["seq"])
         assert lagged > 0 and len(seen) + lagged == count
         assert seen == sorted(seen)  # what arrives is in order, the newest always last
+
+
+async def test_live_event_invalidates_cached_answers(
+    indexer_db: str, topic: str, kafka_bootstrap: str, start_dashboard: StartDashboard
+) -> None:
+    running = await start_dashboard(indexer_db, topic, dashboard_cache_ttl=60)
+    await wait_feed_live(running.url)
+    async with (
+        httpx.AsyncClient(base_url=running.url) as client,
+        websockets.connect(running.ws_url) as ws,
+    ):
+        assert (await _next(ws))["type"] == "hello"
+        assert (await client.get("/api/positions")).json()["total"] == 8
+        assert (await client.get("/api/positions?status=open")).json()["total"] == 5
+        conn = await asyncpg.connect(indexer_db)
+        try:
+            await conn.execute(
+                "UPDATE positions SET status = 'closed', closed_block = 80 WHERE token_id = 1"
+            )
+        finally:
+            await conn.close()
+        # Within the TTL and without an event, the cached answer is served.
+        assert (await client.get("/api/positions?status=open")).json()["total"] == 5
+        assert (await client.get("/api/positions")).json()["items"][-1]["status"] == "open"
+        closed = envelope("PositionClosed", 1, {"tokenId": "1"}, tx_hash="0x80")
+        await publish(kafka_bootstrap, topic, closed)
+        assert (await _next(ws))["event"]["event_id"] == closed.event_id
+        # The event dropped the cache before it reached the socket.
+        assert (await client.get("/api/positions")).json()["items"][-1]["status"] == "closed"
+        assert (await client.get("/api/positions?status=open")).json()["total"] == 4
+        assert (await client.get("/api/status")).json()["cache"]["hits"] >= 1
