@@ -206,7 +206,9 @@ def run_demo(
             f"liquidated {summary.liquidated}; funding updates {summary.funding_updates}"
         )
         if summary.trace_id:
-            info(f"trace {summary.trace_id} links a PositionOpened log to its liquidation receipt")
+            info(f"trace {summary.trace_id} links a chain event to its liquidation receipt:")
+            for span in sink.trace(summary.trace_id):
+                info(f"  {span.service:16} {span.name}")
         if not exit_after:
             click.echo(summary.as_json())
             click.secho(

@@ -68,6 +68,10 @@ class OtlpSink:
             self.spans.extend(found)
         return len(found)
 
+    def trace(self, trace_id: str) -> list[SinkSpan]:
+        with self._lock:
+            return [s for s in self.spans if s.trace_id == trace_id]
+
     def traces_with(self, *services: str) -> dict[str, list[SinkSpan]]:
         """Trace ids whose spans come from every one of `services`."""
         with self._lock:
