@@ -4,7 +4,7 @@
 #   .venv/          Python >= 3.11 virtualenv with perpex installed editable (+ dev, local extras)
 #   .venv-helm/     Python 3.12 virtualenv with helm-sdkpy (the real Helm engine, for `helm lint`)
 #   node_modules/   Foundry (forge, anvil, cast), solcjs, OpenZeppelin
-#   PostgreSQL 15 server binaries from Debian when missing
+#   PostgreSQL 15 server binaries and Chromium (browser test) from Debian when missing
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -38,6 +38,15 @@ if ! pg_bindir >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   quiet apt $SUDO apt-get update
   quiet apt $SUDO apt-get install -y postgresql
+fi
+
+# ---- Headless Chromium (Debian) for the dashboard's browser test ----
+if ! command -v chromium >/dev/null 2>&1 && [ "${PERPEX_SKIP_BROWSER:-0}" != "1" ]; then
+  log "installing Chromium from Debian packages (PERPEX_SKIP_BROWSER=1 skips)"
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  quiet apt $SUDO apt-get update
+  quiet apt $SUDO apt-get install -y chromium
 fi
 
 # ---- Python virtualenv ----
