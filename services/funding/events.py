@@ -111,17 +111,13 @@ class FundingEventListener:
         self.market_ids = {m.lower() for m in market_ids}
         self.on_event = on_event
         self.max_backoff = max_backoff
-        self._factory = (
-            consumer_factory
-            or (
-                lambda: make_consumer(
-                    bootstrap_servers,
-                    [topic],
-                    None,
-                    auto_offset_reset="latest",
-                    metadata_max_age_ms=5_000,  # notice the topic soon if the indexer creates it later
-                    request_timeout_ms=15_000,
-                )
+        self._factory = consumer_factory or (
+            lambda: make_consumer(
+                bootstrap_servers,
+                [],  # no subscription: _assign() takes the partitions itself
+                None,
+                auto_offset_reset="latest",
+                request_timeout_ms=15_000,
             )
         )
         self._dedup = Dedup()

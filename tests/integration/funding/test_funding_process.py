@@ -126,6 +126,11 @@ async def test_restart_mid_window_neither_repeats_nor_misses(
     try:
         status = await _ready(port, proc, log)
         assert status["leader"]["leader"] is True and status["wallet"] == funded.funding_address
+
+        async def kafka_connected() -> bool:
+            return bool(((await _status(port)) or {}).get("kafka", {}).get("connected"))
+
+        await wait_for(kafka_connected, "the Kafka listener", 30, poll=0.2)
         opened = asyncio.create_task(window_updated())
         funded.open_next_window()
         await opened
