@@ -92,7 +92,8 @@ def test_lint_namespaced_operator_with_replicas(tmp_path: Path):
         tmp_path,
         example_values(),
         {"operator": {"replicas": 2, "watchNamespaces": ["markets-a", "markets-b"]},
-         "imagePullSecrets": [{"name": "registry"}], "image": {"digest": "sha256:" + "a" * 64}},
+         "imagePullSecrets": [{"name": "registry"}], "image": {"digest": "sha256:" + "a" * 64},
+         "grafana": {"dashboard": {"enabled": True}}},
     )
     assert problems(result, stderr) == []
 
