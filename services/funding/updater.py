@@ -52,6 +52,7 @@ class Outcome(StrEnum):
     FENCED = "fenced"  # waited for the wallet's in-flight transactions; re-read first
     FAILED = "failed"  # not sent (RPC failure after retries, insufficient balance)
     UNKNOWN = "unknown"  # sent, outcome unknown (timeout, nonce taken)
+    STOPPING = "stopping"  # shutting down: no new transaction is started
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,8 @@ class FundingUpdater:
         """Try to update one market whose window `decide()` found open."""
         pair = state.ref.pair
         window = snapshot.last_funding_time
+        if self._stop.is_set():
+            return Outcome.STOPPING
         if await self._fence():
             return Outcome.FENCED  # the chain may have moved: decide again on a fresh read
         if not await self.leader.confirm():
@@ -568,9 +571,15 @@ class FundingUpdater:
             return None, None
         return state.updates.get(state.snapshot.last_funding_time, (None, None))
 
+    @property
+    def wallet_low(self) -> bool:
+        balance, floor = self.sender.last_balance_wei, self.sender.min_balance_wei
+        return balance is not None and bool(floor) and balance < floor
+
     def status(self) -> dict[str, Any]:
         return {
             "wallet": self.sender.address,
+            "wallet_low": self.wallet_low,
             "wallet_balance_wei": (
                 str(self.sender.last_balance_wei)
                 if self.sender.last_balance_wei is not None

@@ -178,3 +178,16 @@ def test_derived_values(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.position_manager() == PM
     assert s.min_balance_wei == 5 * 10**16
     assert "42" * 32 not in repr(s.safe_dump())
+
+
+def test_funding_wallet_is_not_the_keepers(clean_env: Path) -> None:
+    funding, keeper = "0x" + "01" * 32, "0x" + "02" * 32
+    s = load_funding_settings(
+        rpc_url="http://127.0.0.1:8545",
+        position_manager_address=PM,
+        funding_private_key=funding,
+        keeper_private_key=keeper,
+        private_key=KEY,
+    )
+    wallet = s.wallet_key("funding")
+    assert wallet is not None and wallet.get_secret_value() == funding

@@ -56,6 +56,7 @@ class FakeSender:
     chain: FakeChain
     address: str = "0x" + "22" * 20
     last_balance_wei: int | None = 10**18
+    min_balance_wei: int = 5 * 10**16
     submits: int = 0
     revert_with: str | None = None
     fail_finish: BaseException | None = None
@@ -339,3 +340,19 @@ async def test_metrics() -> None:
         metrics.unregister(updater)
     finally:
         setup_telemetry("test", force=True)
+
+
+async def test_no_new_transaction_once_stopping() -> None:
+    updater, chain, sender, _ = make()
+    chain.open_window()
+    updater.stop()
+    snapshot = await chain.snapshot(ETH)
+    assert await updater.attempt(state(updater), snapshot) is Outcome.STOPPING
+    assert sender.submits == 0
+
+
+def test_wallet_low_flag() -> None:
+    updater, _, sender, _ = make()
+    assert not updater.wallet_low and updater.status()["wallet_low"] is False
+    sender.last_balance_wei = 10**16
+    assert updater.wallet_low
