@@ -227,7 +227,7 @@ def test_shipped_example_markets_pass_the_crd_schema_and_the_operator(crd_valida
     for market in markets:
         assert crd_validator.errors(market) == [], market["metadata"]["name"]
         parse_spec(market["spec"], market["metadata"]["name"])
-    # One wallet per market and role: processes sharing a key would race for nonces.
+    # One wallet per market and role, as docs/kubernetes.md recommends.
     for group in (kind_markets, chart_markets):
         wallets = [m["spec"][role]["walletSecretRef"]["name"]
                    for m in group for role in ("keeper", "funding")]
