@@ -111,9 +111,11 @@ class KubeApi:
         """The object, or None when it does not exist."""
         return await self._request("GET", kind.path(namespace, name))
 
-    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def create(self, obj: Mapping[str, Any], kind: Kind | None = None) -> dict[str, Any]:
+        """Create `obj` in its metadata.namespace; `kind` for kinds outside KINDS (e.g. Lease)."""
         meta = obj["metadata"]
-        result = await self._request("POST", kind_of(obj).path(meta["namespace"]), dict(obj))
+        path = (kind or kind_of(obj)).path(meta["namespace"])
+        result = await self._request("POST", path, dict(obj))
         if result is None:
             raise KubeError(404, "NotFound", f"namespace {meta['namespace']} not found")
         return result
