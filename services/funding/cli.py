@@ -79,7 +79,9 @@ async def _watch(updater: object, state: HealthState, stop: asyncio.Event) -> No
     from services.funding.updater import FundingUpdater
 
     assert isinstance(updater, FundingUpdater)
-    wedged_after = max(120.0, 5 * updater.config.max_sleep_s)
+    # A send may legitimately take the fence wait plus the receipt wait.
+    cfg = updater.config
+    wedged_after = max(120.0, 5 * cfg.max_sleep_s, 2 * cfg.fence_timeout_s + 60)
     while not stop.is_set():
         state.alive = not updater.wedged(wedged_after)
         if updater.ready:
