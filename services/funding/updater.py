@@ -364,6 +364,9 @@ class FundingUpdater:
             except InsufficientBalanceError as exc:
                 return self._failed(state, window, f"insufficient balance: {exc}", failures, now)
             except Exception as exc:
+                # A broadcast that failed in transit may still have reached the mempool: wait
+                # for the wallet's in-flight transactions before the next attempt.
+                self._fence_needed = True
                 return self._failed(state, window, f"{type(exc).__name__}: {exc}", failures, now)
 
             # Sent: this window is now ours to settle; nothing else goes out for it meanwhile.

@@ -356,3 +356,26 @@ def test_wallet_low_flag() -> None:
     assert not updater.wallet_low and updater.status()["wallet_low"] is False
     sender.last_balance_wei = 10**16
     assert updater.wallet_low
+
+
+async def test_a_failed_broadcast_fences_the_next_attempt() -> None:
+    updater, chain, sender, clock = make(error_backoff_max_s=5.0)
+    chain.open_window()
+    await updater.step(state(updater))  # start-up fence, then a normal send
+    assert sender.fence_waits == 1
+    chain.open_window()
+
+    async def lost_in_transit(tx: dict[str, Any], label: str = "tx") -> PendingTx:
+        sender.submits += 1
+        sender.in_flight = 1  # it did reach the node after all
+        raise TimeoutError("read timed out")
+
+    real_submit = sender.submit
+    sender.submit = lost_in_transit  # type: ignore[method-assign]
+    await updater.step(state(updater))
+    assert state(updater).last_outcome is Outcome.FAILED
+    sender.submit = real_submit  # type: ignore[method-assign]
+    clock.t += 10
+    await updater.step(state(updater))
+    assert sender.fence_waits == 2  # waited for the in-flight transaction before retrying
+    assert state(updater).last_outcome is Outcome.FENCED
