@@ -226,3 +226,54 @@ def test_bad_configuration_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "RPC_URL" in proc.stderr and "FUNDING_PRIVATE_KEY" in proc.stderr
     assert "zz" * 8 not in proc.stderr
+
+
+async def test_killed_mid_send_the_restart_waits_instead_of_resending(
+    funded: Chain, deployment_file: Path, rpc_url: str, fresh_db: str, tmp_path: Path
+) -> None:
+    """kill -9 while its transactions sit in the mempool: the next process sees the wallet's
+    in-flight transactions, waits for them and sends nothing for that window."""
+    port = free_port()
+    env = _env(
+        rpc_url,
+        deployment_file,
+        LEADER_ELECTION="postgres",
+        DB_URI=fresh_db,
+        KAFKA_LISTEN="false",
+        HEALTH_PORT=str(port),
+    )
+    log = tmp_path / "funding.log"
+    nonce0 = funded.wallet_nonce()
+
+    def pending_nonce() -> int:
+        return int(funded.w3.eth.get_transaction_count(funded.funding_address, "pending"))
+
+    proc = _start(env, log)
+    try:
+        await _ready(port, proc, log)
+        funded.rpc("evm_setAutomine", [False])
+        funded.open_next_window()  # evm_mine still mines, on demand
+        await wait_for(lambda: pending_nonce() == nonce0 + 2, "both sends in the mempool", 30)
+        proc.kill()
+        proc.wait(timeout=10)
+        proc = _start(env, log)
+        await _ready(port, proc, log)
+        await asyncio.sleep(1.5)
+        assert pending_nonce() == nonce0 + 2, "the restart sent again"
+        assert funded.wallet_nonce() == nonce0
+        funded.rpc("evm_mine", [])  # the killed process's transactions land
+        await wait_for(
+            lambda: all(funded.last(p) >= funded.now() - 5 for p in funded.pairs), "updates"
+        )
+        await asyncio.sleep(1.5)
+        funded.rpc("evm_mine", [])  # anything sent after the fence would land now
+        assert funded.wallet_nonce() == nonce0 + 2
+        _stop(proc, log)
+    finally:
+        funded.rpc("evm_setAutomine", [True])
+        if proc.poll() is None:
+            proc.kill()
+    assert funded.wallet_receipts_ok() == [1, 1]
+    for pair in funded.pairs:
+        assert len(funded.updates(pair)) == 1
+    assert "in-flight transaction(s)" in log.read_text()
