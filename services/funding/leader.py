@@ -285,11 +285,8 @@ class KubeLeaseClient:
         return await self._call(self._api.get(self._kind, namespace, name))
 
     async def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        # KubeApi.create() looks the path up by kind from its own table, which has no Lease.
-        result = await self._call(self._api._request("POST", self._kind.path(namespace), body))
-        if result is None:
-            raise RuntimeError(f"namespace {namespace} not found")
-        return result
+        obj = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+        return dict(await self._call(self._api.create(obj, self._kind)))
 
     async def patch(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         result = await self._call(self._api.patch(self._kind, namespace, name, body))
