@@ -55,16 +55,25 @@ async def run_operator(
 
 @click.command(name="operator")
 @click.option(
-    "--namespace", "-n", "namespaces", multiple=True,
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
     help="Namespace to watch (repeatable). Default: all namespaces.",
 )
 @click.option(
-    "--peering", envvar="PERPEX_OPERATOR_PEERING", default="perpex-operator", show_default=True,
+    "--peering",
+    envvar="PERPEX_OPERATOR_PEERING",
+    default="perpex-operator",
+    show_default=True,
     help="kopf peering object through which replicas coordinate.",
 )
 @click.option("--standalone", is_flag=True, help="Run without peering (a single replica only).")
 @click.option(
-    "--priority", envvar="PERPEX_OPERATOR_PRIORITY", type=int, default=None,
+    "--priority",
+    envvar="PERPEX_OPERATOR_PRIORITY",
+    type=int,
+    default=None,
     help="Peering priority; the highest live one is active. Default: random.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")

@@ -86,7 +86,8 @@ class OperatorConfig:
         if problems:
             raise OperatorConfigError("invalid operator configuration:\n  " + "\n  ".join(problems))
         pull_secrets = tuple(
-            s.strip() for s in env.get("PERPEX_OPERATOR_IMAGE_PULL_SECRETS", "").split(",")
+            s.strip()
+            for s in env.get("PERPEX_OPERATOR_IMAGE_PULL_SECRETS", "").split(",")
             if s.strip()
         )
         return cls(

@@ -41,9 +41,7 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 330
 
 
-def _apply_status(
-    patch: kopf.Patch, body: Mapping[str, Any], result: ReconcileResult
-) -> None:
+def _apply_status(patch: kopf.Patch, body: Mapping[str, Any], result: ReconcileResult) -> None:
     if status_changed(body.get("status"), result.status):
         for key, value in result.status.items():
             patch.status[key] = value
@@ -84,8 +82,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             raise kopf.TemporaryError(result.error, delay=RETRY_DELAY)
 
     @kopf.timer(
-        GROUP, VERSION, PLURAL, registry=registry, id="refresh",
-        interval=config.status_interval, initial_delay=config.status_interval,
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="refresh",
+        interval=config.status_interval,
+        initial_delay=config.status_interval,
     )
     async def refresh_market(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Any, **_: Any

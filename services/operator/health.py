@@ -25,8 +25,9 @@ class HealthServer:
     async def _readyz(self, _: web.Request) -> web.Response:
         if self.ready.is_set() and not self.stopping:
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "starting" if not self.stopping else "stopping"},
-                                 status=503)
+        return web.json_response(
+            {"status": "starting" if not self.stopping else "stopping"}, status=503
+        )
 
     async def start(self) -> None:
         app = web.Application()

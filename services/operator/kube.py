@@ -94,7 +94,10 @@ class KubeApi:
         )
         _, url, header_params, payload, _ = serialized
         response = await self._api.call_api(
-            method, url, header_params=header_params, body=payload,
+            method,
+            url,
+            header_params=header_params,
+            body=payload,
             _request_timeout=self._timeout,
         )
         raw = await response.read()

@@ -148,7 +148,11 @@ def role_binding(owner: Owner, cluster_role: str) -> dict[str, Any]:
             "name": cluster_role,
         },
         "subjects": [
-            {"kind": "ServiceAccount", "name": object_name(owner.name), "namespace": owner.namespace}
+            {
+                "kind": "ServiceAccount",
+                "name": object_name(owner.name),
+                "namespace": owner.namespace,
+            }
         ],
     }
 
@@ -273,7 +277,10 @@ def deployment(
             "selector": {"matchLabels": selector_labels(owner, component)},
             # One keeper/funding process per pod; never two funding updaters racing a rollout
             # (the Lease guards it too).
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            }
             if component == "funding"
             else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {

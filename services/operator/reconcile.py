@@ -51,7 +51,9 @@ def _previous_conditions(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list((body.get("status") or {}).get("conditions") or [])
 
 
-async def reconcile(kube: KubeApi, body: Mapping[str, Any], config: OperatorConfig) -> ReconcileResult:
+async def reconcile(
+    kube: KubeApi, body: Mapping[str, Any], config: OperatorConfig
+) -> ReconcileResult:
     owner = Owner.from_body(body)
     generation = _meta(body).get("generation")
     previous = _previous_conditions(body)

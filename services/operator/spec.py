@@ -208,12 +208,23 @@ class _Checker:
         if ref is None:
             return None
         name = self.string(
-            ref, "name", f"{path}.name", DNS_SUBDOMAIN_RE, required=True,
-            reason="must be a DNS-1123 subdomain (a Kubernetes object name)", max_length=253,
+            ref,
+            "name",
+            f"{path}.name",
+            DNS_SUBDOMAIN_RE,
+            required=True,
+            reason="must be a DNS-1123 subdomain (a Kubernetes object name)",
+            max_length=253,
         )
         ref_key = self.string(
-            ref, "key", f"{path}.key", DATA_KEY_RE, required=True, default=default_key,
-            reason="must consist of alphanumerics, '-', '_' or '.'", max_length=253,
+            ref,
+            "key",
+            f"{path}.key",
+            DATA_KEY_RE,
+            required=True,
+            default=default_key,
+            reason="must consist of alphanumerics, '-', '_' or '.'",
+            max_length=253,
         )
         for extra in sorted(set(ref) - {"name", "key"}):
             self.fail(f"{path}.{extra}", "is not allowed (only name and key)")
@@ -280,7 +291,11 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
     _scan_for_key_material(check, spec, "spec")
 
     pair = check.string(
-        spec, "pair", "spec.pair", PAIR_RE, required=True,
+        spec,
+        "pair",
+        "spec.pair",
+        PAIR_RE,
+        required=True,
         reason="must look like BASE/QUOTE in capitals, e.g. ETH/USDT",
     )
     chain_id = check.integer(spec, "chainId", "spec.chainId", 1, 2**53 - 1, default=None)
@@ -292,7 +307,11 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
         if has_url == has_secret:
             check.fail("spec.rpc", "set exactly one of url or secretRef")
         rpc_url = check.string(
-            rpc, "url", "spec.rpc.url", RPC_URL_RE, max_length=2048,
+            rpc,
+            "url",
+            "spec.rpc.url",
+            RPC_URL_RE,
+            max_length=2048,
             reason="must be an http(s):// or ws(s):// URL without credentials "
             "(put URLs with credentials or API keys in a Secret and use secretRef)",
         )
@@ -303,20 +322,28 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
     deployment_cm = None
     if contracts is not None:
         position_manager = check.string(
-            contracts, "positionManager", "spec.contracts.positionManager", ADDRESS_RE,
+            contracts,
+            "positionManager",
+            "spec.contracts.positionManager",
+            ADDRESS_RE,
             reason="must be a 0x-prefixed 20-byte hex address",
         )
         position_nft = check.string(
-            contracts, "positionNFT", "spec.contracts.positionNFT", ADDRESS_RE,
+            contracts,
+            "positionNFT",
+            "spec.contracts.positionNFT",
+            ADDRESS_RE,
             reason="must be a 0x-prefixed 20-byte hex address",
         )
         deployment_cm = check.key_ref(
-            contracts, "deploymentConfigMapRef", "spec.contracts.deploymentConfigMapRef",
+            contracts,
+            "deploymentConfigMapRef",
+            "spec.contracts.deploymentConfigMapRef",
             default_key=DEFAULT_DEPLOYMENT_KEY,
         )
-        inline = contracts.get("positionManager") is not None or contracts.get(
-            "positionNFT"
-        ) is not None
+        inline = (
+            contracts.get("positionManager") is not None or contracts.get("positionNFT") is not None
+        )
         has_ref = contracts.get("deploymentConfigMapRef") is not None
         if inline and has_ref:
             check.fail(
@@ -339,19 +366,31 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
         ),
         wallet=check.key_ref(k, "walletSecretRef", "spec.keeper.walletSecretRef"),
         gas_multiplier=check.number(
-            k, "gasMultiplier", "spec.keeper.gasMultiplier", 1.0, 10.0,
+            k,
+            "gasMultiplier",
+            "spec.keeper.gasMultiplier",
+            1.0,
+            10.0,
             KEEPER_DEFAULTS["gasMultiplier"],
         ),
         max_retries=check.integer(
             k, "maxRetries", "spec.keeper.maxRetries", 0, 100, KEEPER_DEFAULTS["maxRetries"]
         ),
         min_balance_eth=check.string(
-            k, "minBalanceEth", "spec.keeper.minBalanceEth", DECIMAL_RE,
+            k,
+            "minBalanceEth",
+            "spec.keeper.minBalanceEth",
+            DECIMAL_RE,
             default=KEEPER_DEFAULTS["minBalanceEth"],
-            reason="must be a decimal amount of ETH as a string, e.g. \"0.05\"",
-        ) or KEEPER_DEFAULTS["minBalanceEth"],
+            reason='must be a decimal amount of ETH as a string, e.g. "0.05"',
+        )
+        or KEEPER_DEFAULTS["minBalanceEth"],
         poll_interval_ms=check.integer(
-            k, "pollIntervalMs", "spec.keeper.pollIntervalMs", 50, 600_000,
+            k,
+            "pollIntervalMs",
+            "spec.keeper.pollIntervalMs",
+            50,
+            600_000,
             KEEPER_DEFAULTS["pollIntervalMs"],
         ),
     )
@@ -366,7 +405,11 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
         ),
         wallet=check.key_ref(f, "walletSecretRef", "spec.funding.walletSecretRef"),
         interval_seconds=check.integer(
-            f, "intervalSeconds", "spec.funding.intervalSeconds", 60, 86_400,
+            f,
+            "intervalSeconds",
+            "spec.funding.intervalSeconds",
+            60,
+            86_400,
             FUNDING_DEFAULTS["intervalSeconds"],
         ),
     )

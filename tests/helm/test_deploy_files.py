@@ -26,7 +26,8 @@ def merge(base: Any, override: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    "values_file", [None, CHART / "ci" / "markets-values.yaml", KIND / "values-e2e.yaml"],
+    "values_file",
+    [None, CHART / "ci" / "markets-values.yaml", KIND / "values-e2e.yaml"],
     ids=["defaults", "ci-markets", "kind-e2e"],
 )
 def test_values_files_satisfy_values_schema(values_file: Path | None):
@@ -42,14 +43,22 @@ def test_values_files_satisfy_values_schema(values_file: Path | None):
 def test_chart_has_its_parts():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2" and chart["name"] == "perpex"
-    for part in ("crds/perpmarkets.perpex.io.yaml", "crds/kopf.dev-peerings.yaml",
-                 "templates/NOTES.txt", "templates/operator.yaml", "templates/operator-rbac.yaml",
-                 "templates/indexer.yaml", "templates/dashboard.yaml", "templates/markets.yaml",
-                 "values.schema.json"):
+    for part in (
+        "crds/perpmarkets.perpex.io.yaml",
+        "crds/kopf.dev-peerings.yaml",
+        "templates/NOTES.txt",
+        "templates/operator.yaml",
+        "templates/operator-rbac.yaml",
+        "templates/indexer.yaml",
+        "templates/dashboard.yaml",
+        "templates/markets.yaml",
+        "values.schema.json",
+    ):
         assert (CHART / part).is_file(), part
     # The CRD has one home: nothing else in the repository defines it.
-    defs = [p for p in ROOT.glob("deploy/**/*.yaml")
-            if "name: perpmarkets.perpex.io" in p.read_text()]
+    defs = [
+        p for p in ROOT.glob("deploy/**/*.yaml") if "name: perpmarkets.perpex.io" in p.read_text()
+    ]
     assert defs == [CHART / "crds" / "perpmarkets.perpex.io.yaml"]
 
 
@@ -92,7 +101,8 @@ def test_dockerfile_is_multi_stage_and_runs_as_non_root():
 
 def test_dockerfile_copies_exist_and_are_not_dockerignored():
     ignored = [
-        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     for _, lines in dockerfile_stages():
@@ -140,6 +150,12 @@ def test_e2e_script_is_valid_bash():
     assert text.startswith("#!/usr/bin/env bash") and "set -Eeuo pipefail" in text
     # Its own kubeconfig, never the caller's context.
     assert 'export KUBECONFIG="$WORK/kubeconfig"' in text
-    for step in ("kind create cluster", "docker build", "kind load docker-image",
-                 "helm upgrade --install", "markets.yaml", "--for=condition=Ready"):
+    for step in (
+        "kind create cluster",
+        "docker build",
+        "kind load docker-image",
+        "helm upgrade --install",
+        "markets.yaml",
+        "--for=condition=Ready",
+    ):
         assert step in text, step

@@ -54,7 +54,10 @@ def lint(tmp_path: Path, *overrides: dict[str, Any]) -> tuple[dict[str, Any], st
     (chart / "values.yaml").write_text(json.dumps(values, indent=1))  # JSON is YAML
     proc = subprocess.run(
         [str(HELM_PYTHON), str(HELM_ACTION), "lint", str(chart)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
@@ -62,9 +65,7 @@ def lint(tmp_path: Path, *overrides: dict[str, Any]) -> tuple[dict[str, Any], st
 
 def problems(result: dict[str, Any], stderr: str) -> list[str]:
     found = [
-        f"severity {m['severity']} in {m['path']}"
-        for m in result["messages"]
-        if m["severity"] >= 2
+        f"severity {m['severity']} in {m['path']}" for m in result["messages"] if m["severity"] >= 2
     ]
     # Lint mode turns `required` into a WARN line and `fail` into an INFO "funcMap fail" line.
     found += [line for line in stderr.splitlines() if ENGINE_PROBLEM.search(line)]
@@ -91,9 +92,12 @@ def test_lint_namespaced_operator_with_replicas(tmp_path: Path):
     result, stderr = lint(
         tmp_path,
         example_values(),
-        {"operator": {"replicas": 2, "watchNamespaces": ["markets-a", "markets-b"]},
-         "imagePullSecrets": [{"name": "registry"}], "image": {"digest": "sha256:" + "a" * 64},
-         "grafana": {"dashboard": {"enabled": True}}},
+        {
+            "operator": {"replicas": 2, "watchNamespaces": ["markets-a", "markets-b"]},
+            "imagePullSecrets": [{"name": "registry"}],
+            "image": {"digest": "sha256:" + "a" * 64},
+            "grafana": {"dashboard": {"enabled": True}},
+        },
     )
     assert problems(result, stderr) == []
 
@@ -104,11 +108,25 @@ BAD_VALUES = {
     "rpc url with credentials": {"config": {"chain": {"rpcUrl": "https://u:p@node.example"}}},
     "bad kafka bootstrap": {"config": {"kafka": {"bootstrapServers": "no port"}}},
     "two indexers": {"indexer": {"replicas": 2}},
-    "market with lowercase pair": {"markets": [{"name": "m", "spec": {
-        "pair": "eth/usdt", "chainId": 1, "rpc": {}, "contracts": {}}}]},
-    "market with an inline private key": {"markets": [{"name": "m", "spec": {
-        "pair": "ETH/USDT", "chainId": 1, "rpc": {}, "contracts": {},
-        "keeper": {"privateKey": "0x" + "ab" * 32}}}]},
+    "market with lowercase pair": {
+        "markets": [
+            {"name": "m", "spec": {"pair": "eth/usdt", "chainId": 1, "rpc": {}, "contracts": {}}}
+        ]
+    },
+    "market with an inline private key": {
+        "markets": [
+            {
+                "name": "m",
+                "spec": {
+                    "pair": "ETH/USDT",
+                    "chainId": 1,
+                    "rpc": {},
+                    "contracts": {},
+                    "keeper": {"privateKey": "0x" + "ab" * 32},
+                },
+            }
+        ]
+    },
     "missing database secret": {"config": {"database": {"existingSecret": ""}}},
 }
 

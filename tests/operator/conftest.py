@@ -34,7 +34,6 @@ def kmock_options(kmock_options: dict[str, Any]) -> dict[str, Any]:
     return {**kmock_options, "cls": VersionedEmulator}
 
 
-
 @pytest.fixture
 def emulator(kmock: km.KubernetesEmulator) -> OperatorEnv:
     """kmock's Kubernetes API emulation, serving the kinds the operator and the chart use."""

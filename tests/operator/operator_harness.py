@@ -194,7 +194,10 @@ def declare_resources(kmock: km.KubernetesEmulator) -> None:
     info = km.ResourceInfo
     every = ["get", "list", "watch", "create", "patch", "update", "delete"]
     kmock.resources[PM] = info(
-        kind="PerpMarket", singular="perpmarket", namespaced=True, subresources=["status"],
+        kind="PerpMarket",
+        singular="perpmarket",
+        namespaced=True,
+        subresources=["status"],
         verbs=every,
     )
     kmock.resources[DEPLOY] = info(kind="Deployment", namespaced=True, verbs=every)

@@ -33,19 +33,31 @@ pytestmark = pytest.mark.skipif(
 
 async def helm_install(env: OperatorEnv, tmp_path: Path, values: dict[str, Any]) -> dict[str, Any]:
     kubeconfig = tmp_path / "kubeconfig.json"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": env.base}}],
-        "users": [{"name": "test", "user": {"token": "unused"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "test"}}],
-        "current-context": "test",
-    }))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": env.base}}],
+                "users": [{"name": "test", "user": {"token": "unused"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "test"}}],
+                "current-context": "test",
+            }
+        )
+    )
     values_file = tmp_path / "values.json"
     values_file.write_text(json.dumps(values))
     proc = await asyncio.create_subprocess_exec(
-        str(HELM_PYTHON), str(HELM_ACTION), "install", str(CHART), str(kubeconfig), NS,
-        "perpex", str(values_file),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(HELM_PYTHON),
+        str(HELM_ACTION),
+        "install",
+        str(CHART),
+        str(kubeconfig),
+        NS,
+        "perpex",
+        str(values_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         # The release record stays in memory: the emulator does not speak protobuf, which
         # client-go uses for the Secrets of Helm's default storage driver.
         env={**os.environ, "HELM_DRIVER": "memory"},
@@ -113,7 +125,9 @@ async def test_helm_install_default_values_renders_hardened_release(
     assert db["valueFrom"]["secretKeyRef"] == {"name": "perpex-db", "key": "dsn"}
 
     # Least privilege: the operator may not touch Secrets, and nothing is a wildcard.
-    (role,) = [r for r in objects_of(env, "clusterroles") if r["metadata"]["name"] == "perpex-operator"]
+    (role,) = [
+        r for r in objects_of(env, "clusterroles") if r["metadata"]["name"] == "perpex-operator"
+    ]
     for rule in role["rules"]:
         assert "secrets" not in rule["resources"]
         assert "*" not in rule["resources"] and "*" not in rule["verbs"]
@@ -137,7 +151,9 @@ async def test_chart_markets_are_reconciled_until_ready(
         assert crd_validator.errors(market) == [], market["metadata"]["name"]
 
     assert {d["metadata"]["name"] for d in objects_of(env, "deployments")} == {
-        "perpex-operator", "perpex-indexer", "perpex-dashboard"
+        "perpex-operator",
+        "perpex-indexer",
+        "perpex-dashboard",
     }
     # The chart's markets were created while no operator ran; one starting now, coordinated
     # through the chart's peering object as in the cluster, picks them up.
@@ -159,8 +175,11 @@ async def test_chart_markets_are_reconciled_until_ready(
     eth_keeper = env.get(DEPLOY, "perpex-eth-usdt-keeper")
     assert eth_keeper is not None
     volumes = eth_keeper["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "deployment", "configMap": {
-        "name": "perpex-deployment",
-        "items": [{"key": "deployment.json", "path": "deployment.json"}],
-    }} in volumes
+    assert {
+        "name": "deployment",
+        "configMap": {
+            "name": "perpex-deployment",
+            "items": [{"key": "deployment.json", "path": "deployment.json"}],
+        },
+    } in volumes
     assert env.get(PM, "btc-usdt")["status"]["keepers"] == "1/1"  # type: ignore[index]

@@ -85,8 +85,11 @@ INVALID: dict[str, dict[str, Any]] = {
     "only one address": _with("contracts", {"positionManager": ADDR_PM}),
     "addresses and configmap": _with(
         "contracts",
-        {"positionManager": ADDR_PM, "positionNFT": ADDR_NFT,
-         "deploymentConfigMapRef": {"name": "dep"}},
+        {
+            "positionManager": ADDR_PM,
+            "positionNFT": ADDR_NFT,
+            "deploymentConfigMapRef": {"name": "dep"},
+        },
     ),
     "keeper replicas 11": _with("keeper.replicas", 11),
     "keeper replicas negative": _with("keeper.replicas", -1),
@@ -179,7 +182,9 @@ def test_crd_shape_status_subresource_and_printer_columns():
     assert columns["AGE"] == ".metadata.creationTimestamp"
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["conditions"]["items"]["properties"]["type"]["enum"] == [
-        "Ready", "Progressing", "Degraded"
+        "Ready",
+        "Progressing",
+        "Degraded",
     ]
     assert {"observedGeneration", "keeper", "funding", "keepers"} <= set(status)
 
@@ -229,6 +234,9 @@ def test_shipped_example_markets_pass_the_crd_schema_and_the_operator(crd_valida
         parse_spec(market["spec"], market["metadata"]["name"])
     # One wallet per market and role, as docs/kubernetes.md recommends.
     for group in (kind_markets, chart_markets):
-        wallets = [m["spec"][role]["walletSecretRef"]["name"]
-                   for m in group for role in ("keeper", "funding")]
+        wallets = [
+            m["spec"][role]["walletSecretRef"]["name"]
+            for m in group
+            for role in ("keeper", "funding")
+        ]
         assert len(wallets) == len(set(wallets))

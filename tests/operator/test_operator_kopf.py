@@ -61,8 +61,12 @@ async def test_new_market_creates_owned_deployments_with_env_and_secret_refs(
     for obj in (keeper, funding, config_map, account):
         (ref,) = obj["metadata"]["ownerReferences"]
         assert ref == {
-            "apiVersion": "perpex.io/v1alpha1", "kind": "PerpMarket", "name": "eth-usdt",
-            "uid": UID, "controller": True, "blockOwnerDeletion": True,
+            "apiVersion": "perpex.io/v1alpha1",
+            "kind": "PerpMarket",
+            "name": "eth-usdt",
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
         }
 
     # Shared, non-secret settings come from the market ConfigMap.
@@ -136,7 +140,9 @@ async def test_second_reconcile_changes_nothing_and_replicas_change_patches(
     writes = {kind: env.writes(kind) for kind in ("deployments", "configmaps", "serviceaccounts")}
     status_writes = env.writes("perpmarkets/eth-usdt/status")
     later = reads() + 6
-    await env.wait_for(lambda: reads() >= later, "three more reconciles (reads of both Deployments)")
+    await env.wait_for(
+        lambda: reads() >= later, "three more reconciles (reads of both Deployments)"
+    )
     assert {k: env.writes(k) for k in writes} == writes
     assert env.writes("perpmarkets/eth-usdt/status") == status_writes
 
@@ -211,10 +217,15 @@ async def test_invalid_spec_is_degraded_and_creates_nothing(start_operator: Oper
     # Fixing the spec reconciles normally.
     await env.patch(
         "eth-usdt",
-        {"spec": {
-            "pair": "ETH/USDT",
-            "keeper": {"replicas": 2, "walletSecretRef": {"name": "keeper-wallet", "key": "key"}},
-        }},
+        {
+            "spec": {
+                "pair": "ETH/USDT",
+                "keeper": {
+                    "replicas": 2,
+                    "walletSecretRef": {"name": "keeper-wallet", "key": "key"},
+                },
+            }
+        },
     )
     await env.wait_for(lambda: replicas(env, "keeper") == 2, "keeper after the fix")
     await env.wait_for(
@@ -284,7 +295,8 @@ async def test_name_held_by_a_foreign_object_is_a_conflict_and_nothing_is_writte
 ):
     env = await start_operator()
     foreign = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": "perpex-eth-usdt-keeper", "namespace": NS},
         "spec": {"replicas": 7},
     }
@@ -322,8 +334,12 @@ async def test_peering_higher_priority_peer_pauses_this_replica(
 ):
     caplog.set_level(logging.INFO, logger="kopf")
     # The chart creates this peering object; replicas announce themselves in its status.
-    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
-               "metadata": {"name": "perpex-operator"}, "status": {}}
+    peering = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": "perpex-operator"},
+        "status": {},
+    }
     env = await start_operator(peering="perpex-operator", priority=10)
     async with env.kmock.post("/apis/kopf.dev/v1/clusterkopfpeerings", json=peering) as resp:
         assert resp.status < 300

@@ -33,13 +33,18 @@ async def test_perpex_operator_process_reconciles_and_stops_on_sigterm(
     emulator: OperatorEnv, tmp_path: Path
 ):
     kubeconfig = tmp_path / "kubeconfig.json"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": emulator.base}}],
-        "users": [{"name": "test", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "test"}}],
-        "current-context": "test",
-    }))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": emulator.base}}],
+                "users": [{"name": "test", "user": {"token": "test-token"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "test"}}],
+                "current-context": "test",
+            }
+        )
+    )
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "PERPEX_"))},
@@ -51,8 +56,13 @@ async def test_perpex_operator_process_reconciles_and_stops_on_sigterm(
     }
     perpex = Path(sys.executable).with_name("perpex")
     proc = await asyncio.create_subprocess_exec(
-        str(perpex), "operator", "--standalone", cwd=str(ROOT), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(perpex),
+        "operator",
+        "--standalone",
+        cwd=str(ROOT),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         readyz = f"http://127.0.0.1:{port}/readyz"

@@ -18,7 +18,8 @@ from services.operator.status import ComponentObservation, Outcome, compute_stat
 
 OWNER = mf.Owner(name="eth-usdt", namespace="markets", uid="uid-1")
 CONFIG = OperatorConfig(
-    image="perpex:1", workload_env={"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "LOG_LEVEL": "INFO"},
+    image="perpex:1",
+    workload_env={"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "LOG_LEVEL": "INFO"},
     db_secret=KeyRef("perpex-db", "dsn"),
 )
 
@@ -33,9 +34,12 @@ def spec(**overrides: Any):
 def test_spec_defaults_fill_in():
     parsed = parse_spec(
         {
-            "pair": "ETH/USDT", "chainId": 1, "rpc": {"url": "https://node.example/v1"},
+            "pair": "ETH/USDT",
+            "chainId": 1,
+            "rpc": {"url": "https://node.example/v1"},
             "contracts": {"positionManager": ADDR_PM, "positionNFT": ADDR_NFT},
-            "keeper": {"enabled": False}, "funding": {"enabled": False},
+            "keeper": {"enabled": False},
+            "funding": {"enabled": False},
         },
         "m",
     )
@@ -50,7 +54,13 @@ def test_spec_errors_list_every_problem_without_values():
     with pytest.raises(SpecError) as err:
         parse_spec({"pair": "x", "chainId": -1, "keeper": {"privateKey": secret_looking}}, "m")
     text = str(err.value)
-    for path in ("spec.pair", "spec.chainId", "spec.rpc", "spec.contracts", "spec.keeper.privateKey"):
+    for path in (
+        "spec.pair",
+        "spec.chainId",
+        "spec.rpc",
+        "spec.contracts",
+        "spec.keeper.privateKey",
+    ):
         assert path in text
     assert secret_looking not in text and "ab" * 32 not in text
 
@@ -88,7 +98,8 @@ def test_keeper_deployment_env_and_db_secret():
     assert env["KEEPER_PRIVATE_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "keeper-wallet"
     assert container["image"] == "perpex:1"
     assert keeper["spec"]["selector"]["matchLabels"] == {
-        "perpex.io/market": "eth-usdt", "app.kubernetes.io/component": "keeper",
+        "perpex.io/market": "eth-usdt",
+        "app.kubernetes.io/component": "keeper",
     }
     assert keeper["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     funding = mf.deployment(OWNER, spec(), CONFIG, "funding")
@@ -109,16 +120,19 @@ def test_deployment_configmap_is_mounted_as_a_file():
     assert data["DEPLOYMENT_FILE"] == "/etc/perpex/deployment/chain.json"
     assert "POSITION_MANAGER_ADDRESS" not in data
     pod = mf.deployment(OWNER, parsed, CONFIG, "keeper")["spec"]["template"]["spec"]
-    assert {"name": "deployment", "configMap": {
-        "name": "dep", "items": [{"key": "chain.json", "path": "chain.json"}]}} in pod["volumes"]
+    assert {
+        "name": "deployment",
+        "configMap": {"name": "dep", "items": [{"key": "chain.json", "path": "chain.json"}]},
+    } in pod["volumes"]
 
 
 def test_config_change_changes_the_pod_template_hash():
     a = mf.deployment(OWNER, spec(), CONFIG, "keeper")
     b = mf.deployment(OWNER, spec(chainId=1), CONFIG, "keeper")
     key = mf.CONFIG_HASH_ANNOTATION
-    assert a["spec"]["template"]["metadata"]["annotations"][key] != (
-        b["spec"]["template"]["metadata"]["annotations"][key]
+    assert (
+        a["spec"]["template"]["metadata"]["annotations"][key]
+        != (b["spec"]["template"]["metadata"]["annotations"][key])
     )
 
 
@@ -199,38 +213,62 @@ def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def test_status_ready_progressing_degraded():
-    ready = compute_status(Outcome(components={"keeper": comp(True, 2, 2), "funding": comp(True, 1, 1)}), 4)
+    ready = compute_status(
+        Outcome(components={"keeper": comp(True, 2, 2), "funding": comp(True, 1, 1)}), 4
+    )
     assert conds(ready) == {
         "Ready": ("True", "AllReplicasReady"),
         "Progressing": ("False", "RolledOut"),
         "Degraded": ("False", "AsExpected"),
     }
     assert ready["observedGeneration"] == 4 and ready["keepers"] == "2/2"
-    rolling = compute_status(Outcome(components={"keeper": comp(True, 2, 1), "funding": comp(False, 1, None)}), 4)
+    rolling = compute_status(
+        Outcome(components={"keeper": comp(True, 2, 1), "funding": comp(False, 1, None)}), 4
+    )
     assert conds(rolling)["Ready"] == ("False", "RollingOut")
     assert conds(rolling)["Progressing"] == ("True", "RollingOut")
     assert rolling["funding"] == {"enabled": False, "replicas": 0, "readyReplicas": 0}
-    stuck = comp(True, 1, 0, conditions=[
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "slow"},
-    ])
+    stuck = comp(
+        True,
+        1,
+        0,
+        conditions=[
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": "slow",
+            },
+        ],
+    )
     failed = compute_status(Outcome(components={"keeper": stuck}), 1)
     assert conds(failed)["Degraded"] == ("True", "RolloutFailed")
 
 
 def test_status_invalid_conflict_error_paused():
-    assert conds(compute_status(Outcome(invalid=["spec.pair: bad"]), 1))["Degraded"] == ("True", "InvalidSpec")
+    assert conds(compute_status(Outcome(invalid=["spec.pair: bad"]), 1))["Degraded"] == (
+        "True",
+        "InvalidSpec",
+    )
     assert conds(compute_status(Outcome(conflict="taken"), 1))["Degraded"] == ("True", "Conflict")
-    assert conds(compute_status(Outcome(error="HTTP 500"), 1))["Degraded"] == ("True", "ReconcileError")
+    assert conds(compute_status(Outcome(error="HTTP 500"), 1))["Degraded"] == (
+        "True",
+        "ReconcileError",
+    )
     paused = compute_status(Outcome(paused=True, components={"keeper": comp(True, 0, 0)}), 1)
     assert conds(paused)["Ready"] == ("False", "Paused")
 
 
 def test_last_transition_time_only_moves_on_flips():
     first = compute_status(Outcome(components={"keeper": comp(True, 1, 0)}), 1, now="T1")
-    same = compute_status(Outcome(components={"keeper": comp(True, 1, 0)}), 1, first["conditions"], now="T2")
+    same = compute_status(
+        Outcome(components={"keeper": comp(True, 1, 0)}), 1, first["conditions"], now="T2"
+    )
     assert [c["lastTransitionTime"] for c in same["conditions"]] == ["T1", "T1", "T1"]
     assert not status_changed(first, same)
-    flipped = compute_status(Outcome(components={"keeper": comp(True, 1, 1)}), 1, same["conditions"], now="T3")
+    flipped = compute_status(
+        Outcome(components={"keeper": comp(True, 1, 1)}), 1, same["conditions"], now="T3"
+    )
     times = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
     assert times == {"Ready": "T3", "Progressing": "T3", "Degraded": "T1"}
     assert status_changed(same, flipped)
@@ -240,26 +278,31 @@ def test_last_transition_time_only_moves_on_flips():
 
 
 def test_operator_config_from_env():
-    config = OperatorConfig.from_env({
-        "PERPEX_OPERATOR_IMAGE": "registry/perpex:2",
-        "PERPEX_OPERATOR_STATUS_INTERVAL": "5",
-        "PERPEX_OPERATOR_DB_SECRET_NAME": "db",
-        "PERPEX_OPERATOR_IMAGE_PULL_SECRETS": "a, b",
-        "PERPEX_WORKLOAD_ENV_KAFKA_TOPIC": "t",
-        "PERPEX_WORKLOAD_ENV_OTEL_EXPORTER_OTLP_ENDPOINT": "",
-    })
+    config = OperatorConfig.from_env(
+        {
+            "PERPEX_OPERATOR_IMAGE": "registry/perpex:2",
+            "PERPEX_OPERATOR_STATUS_INTERVAL": "5",
+            "PERPEX_OPERATOR_DB_SECRET_NAME": "db",
+            "PERPEX_OPERATOR_IMAGE_PULL_SECRETS": "a, b",
+            "PERPEX_WORKLOAD_ENV_KAFKA_TOPIC": "t",
+            "PERPEX_WORKLOAD_ENV_OTEL_EXPORTER_OTLP_ENDPOINT": "",
+        }
+    )
     assert config.image == "registry/perpex:2" and config.status_interval == 5
     assert config.db_secret == KeyRef("db", "dsn")
     assert config.image_pull_secrets == ("a", "b")
     assert dict(config.workload_env) == {"KAFKA_TOPIC": "t"}
 
 
-@pytest.mark.parametrize("env", [
-    {"PERPEX_WORKLOAD_ENV_KEEPER_PRIVATE_KEY": "0x1"},
-    {"PERPEX_WORKLOAD_ENV_DB_URI": "postgresql://u:p@h/d"},
-    {"PERPEX_OPERATOR_IMAGE_PULL_POLICY": "Sometimes"},
-    {"PERPEX_OPERATOR_STATUS_INTERVAL": "never"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PERPEX_WORKLOAD_ENV_KEEPER_PRIVATE_KEY": "0x1"},
+        {"PERPEX_WORKLOAD_ENV_DB_URI": "postgresql://u:p@h/d"},
+        {"PERPEX_OPERATOR_IMAGE_PULL_POLICY": "Sometimes"},
+        {"PERPEX_OPERATOR_STATUS_INTERVAL": "never"},
+    ],
+)
 def test_operator_config_refuses_secrets_and_nonsense(env: dict[str, str]):
     with pytest.raises(OperatorConfigError):
         OperatorConfig.from_env(env)
