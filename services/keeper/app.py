@@ -121,6 +121,7 @@ class Keeper:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._last_market_refresh = 0.0
+        self._last_sweep: float | None = None  # None: sweep at the first round
         self.stopped = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -166,6 +167,7 @@ class Keeper:
             asyncio.create_task(self.consumer.run(self._stop), name="keeper-consumer"),
             asyncio.create_task(self._health_loop(), name="keeper-health"),
             asyncio.create_task(self._slow_loop(), name="keeper-slow"),
+            asyncio.create_task(self._watchdog(), name="keeper-watchdog"),
         ]
         try:
             await self._stop.wait()
@@ -308,6 +310,13 @@ class Keeper:
                 state.pair = self.markets[market_id]
         self._last_market_refresh = time.monotonic()
 
+    async def _watchdog(self) -> None:
+        """Liveness: the health loop must come around (even failing, it backs off <= 30 s)."""
+        wedged_after = max(90.0, 20 * self.settings.poll_interval)
+        while not self._stop.is_set():
+            self.health.alive = time.monotonic() - self.heartbeat < wedged_after
+            await _wait(self._stop, 1.0)
+
     async def _slow_loop(self) -> None:
         """Market ratios and funding history every MARKET_REFRESH_S; the wallet balance."""
         interval = self.settings.market_refresh_s
@@ -376,19 +385,34 @@ class Keeper:
                 log.warning("market %s: the oracle does not answer (no liquidation possible)", m)
         cands = self.ranker.candidates(self.book, self.prices)
         by_token: dict[int, Candidate] = {}
-        for c in cands:
-            if self.tracker.needs_check(c.token_id, c.stamp, self.executor.in_flight(c.token_id)):
-                by_token[c.token_id] = c
+        for cand in cands:
+            if self.tracker.needs_check(
+                cand.token_id, cand.stamp, self.executor.in_flight(cand.token_id)
+            ):
+                by_token[cand.token_id] = cand
         to_check = list(by_token)
+        sweep = self._sweep_due()
+        if sweep:
+            # Insurance against a mirror that is wrong (a missed event, stale funding): read
+            # every position once in a while, not only the ranked candidates.
+            to_check += [
+                t
+                for t in self.book.positions
+                if t not in by_token and not self.executor.in_flight(t)
+            ]
         size = self.settings.health_batch_size
         batches = [to_check[i : i + size] for i in range(0, len(to_check), size)]
         results = await asyncio.gather(*(self.chain.positions_health(b, block) for b in batches))
         started = 0
         for batch_result in results:
             for h in batch_result:
-                c = by_token[h.token_id]
+                c = by_token.get(h.token_id)
                 action = decide(h, self.executor.in_flight(h.token_id))
-                if h.exists and h.index_price and h.liquidatable != c.liquidatable:
+                if c is None:  # swept, not a candidate: the mirror said far from maintenance
+                    if action is Action.LIQUIDATE:
+                        self.metrics.mirror_mismatch.add(1)
+                        log.warning("position %d is liquidatable but was not ranked", h.token_id)
+                elif h.exists and h.index_price and h.liquidatable != c.liquidatable:
                     self.metrics.mirror_mismatch.add(1)
                     log.debug(
                         "mirror disagrees on %d: off-chain %s/%s, chain %s/%s",
@@ -398,7 +422,8 @@ class Keeper:
                         h.margin,
                         h.maintenance,
                     )
-                self.tracker.record(h.token_id, c.stamp, action)
+                if c is not None:
+                    self.tracker.record(h.token_id, c.stamp, action)
                 if action is Action.DROP:
                     self._dropped(h.token_id, "gone")
                     self.metrics.liquidations_dropped.add(1, {"reason": "gone"})
@@ -422,6 +447,7 @@ class Keeper:
         self.rounds.last_round_ms = (time.perf_counter() - t0) * 1000
         summary = {
             "block": block,
+            "sweep": sweep,
             "candidates": len(cands),
             "checked": len(to_check),
             "batches": len(batches),
@@ -441,6 +467,16 @@ class Keeper:
         for listener in self.round_listeners:
             listener(summary)
         return summary
+
+    def _sweep_due(self) -> bool:
+        every = self.settings.full_sweep_s
+        if every <= 0 or not self.book.positions:
+            return False
+        now = time.monotonic()
+        if self._last_sweep is None or now - self._last_sweep >= every:
+            self._last_sweep = now
+            return True
+        return False
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:

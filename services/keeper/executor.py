@@ -77,6 +77,8 @@ class Executor:
         self.closing = False
         self.stats = {"sent": 0, "confirmed": 0, "dropped": 0, "lost_races": 0, "retry": 0}
         self._last_funds_warning = 0.0
+        self.first_sent_at: float | None = None  # time.monotonic() of broadcasts
+        self.last_sent_at: float | None = None
 
     def in_flight(self, token_id: int) -> bool:
         return token_id in self.jobs
@@ -162,6 +164,8 @@ class Executor:
                     self._retry(token, "send_failed")
                     return "send_failed"
             job.state = "sent"
+            self.last_sent_at = time.monotonic()
+            self.first_sent_at = self.first_sent_at or self.last_sent_at
             self.stats["sent"] += 1
             if self.metrics:
                 self.metrics.liquidations_sent.add(1)

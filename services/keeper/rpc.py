@@ -33,6 +33,10 @@ class RpcCounter:
 
 
 class CountingHTTPProvider(AsyncHTTPProvider):
+    """Counts every request that reaches the node. The chain id, which web3's validation asks
+    for before every eth_call and gas estimate, is answered from memory once known: it cannot
+    change under a running keeper (web3's own request cache is not safe under concurrency)."""
+
     def __init__(self, endpoint_uri: str, counter: RpcCounter, timeout: float = 15.0):
         super().__init__(
             endpoint_uri,
@@ -40,14 +44,20 @@ class CountingHTTPProvider(AsyncHTTPProvider):
             exception_retry_configuration=None,
         )
         self.counter = counter
+        self._chain_id: str | None = None
 
     async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        if method == "eth_chainId" and self._chain_id is not None:
+            return {"jsonrpc": "2.0", "id": 0, "result": self._chain_id}
         self.counter.add(str(method))
         try:
-            return await super().make_request(method, params)
+            response = await super().make_request(method, params)
         except Exception:
             self.counter.errors += 1
             raise
+        if method == "eth_chainId" and isinstance(response.get("result"), str):
+            self._chain_id = response["result"]
+        return response
 
     async def make_batch_request(
         self, batch_requests: list[tuple[RPCEndpoint, Any]]

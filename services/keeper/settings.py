@@ -56,6 +56,12 @@ class KeeperSettings(BaseServiceSettings):
     market_refresh_s: float = Field(
         default=30.0, gt=0, description="re-read market ratios and the funding history"
     )
+    full_sweep_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="every this many seconds (and at start) confirm every position on-chain, "
+        "not only the ranked candidates (0: never)",
+    )
     rpc_timeout_s: float = Field(default=15.0, gt=0, le=600)
     in_flight_wait_s: float = Field(
         default=120.0,

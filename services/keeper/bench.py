@@ -1,0 +1,666 @@
+"""`perpex bench keeper`: liquidation latency and health-check RPC cost, vs a naive keeper.
+
+1. A private anvil, PostgreSQL and broker; Perp-EX deployed; --positions positions opened over
+   ETH/USDT and BTC/USDT (longs and shorts alternating, so the vAMMs stay near the index).
+   Exactly --liquidatable of them (half per market) are built to go under when ETH drops and
+   BTC rises by --move; --near others end within MARGIN_BUFFER of maintenance but stay
+   healthy (the off-chain ranking must confirm them on-chain and leave them alone); the rest
+   stay far from maintenance.
+2. The real indexer runs as a `perpex indexer` process and syncs everything to PostgreSQL and
+   Kafka.
+3. Naive baseline: for --naive-blocks blocks, call isPositionLiquidatable once per open position
+   per block (what a keeper without a book and a batch view does), counting its JSON-RPC
+   requests at the RPC layer.
+4. This keeper (in-process, so its RPC counters can be read): bootstraps the book from
+   PostgreSQL, joins the consumer group; anvil mines a block every --block-time seconds. Both
+   price moves are sent together and land in one block P; the run waits until every
+   liquidatable position is liquidated and reads the liquidation blocks from the chain.
+
+health_rpc_calls_per_block counts every JSON-RPC request of the keeper's health path
+(eth_blockNumber polls at POLL_INTERVAL_MS, one indexPrice per market per block, market
+refreshes, getPositionsHealth batches) from just before block P is mined until the keeper has
+processed the block holding the last liquidation, divided by the blocks in that window.
+naive_rpc_calls_per_block is the baseline's requests (its eth_blockNumber reads and its
+isPositionLiquidatable calls) divided by the blocks it swept.
+
+Details go to stderr; the last stdout line is one JSON object:
+{"positions", "liquidatable", "liquidated", "blocks_to_last", "health_rpc_calls_per_block",
+ "naive_rpc_calls_per_block", "rpc_ratio"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from eth_abi import decode as abi_decode
+from web3 import Web3
+
+WAD = 10**18
+OPENED_SIG = (
+    "PositionOpened(uint256,address,bytes32,bool,uint256,uint256,uint256,uint256,uint256,uint256)"
+)
+LIQUIDATED_SIG = (
+    "PositionLiquidated(uint256,address,bytes32,address,uint256,int256,uint256,uint256,uint256)"
+)
+TRADERS = (3, 4, 5, 6, 7, 8)
+SETUP_MAX_FEE = 50 * 10**9
+KEEPER_KEY = 1
+FUNDING_KEY = 2
+
+log = logging.getLogger("perpex.bench.keeper")
+
+
+def _info(msg: str, *args: Any) -> None:
+    print(msg % args if args else msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- chain set-up
+class Chain:
+    """Batched eth_sendTransaction from anvil's unlocked accounts (no signing in Python)."""
+
+    def __init__(self, url: str, deployment: Any):
+        from services.indexer.loadgen import AnvilRpc
+        from shared.chain.abi import load_abi
+
+        self.url = url
+        self.rpc = AnvilRpc(url, timeout=300)
+        self.d = deployment
+        w3 = Web3()
+        c = deployment.contracts
+        self.pm = w3.eth.contract(address=c.position_manager, abi=load_abi("PositionManager"))
+        self.vault = w3.eth.contract(address=c.vault, abi=load_abi("Vault"))
+        self.token = w3.eth.contract(address=c.collateral_token, abi=load_abi("CollateralToken"))
+        self.feed_abi = load_abi("SettableFeed")
+        self.accounts = [Web3.to_checksum_address(a) for a in self.rpc.call("eth_accounts")]
+        self.nonces: dict[str, int] = {}
+
+    def tx(self, sender: str, to: str, data: str, gas: int = 900_000) -> tuple[str, list[Any]]:
+        if sender not in self.nonces:
+            self.nonces[sender] = int(
+                self.rpc.call("eth_getTransactionCount", [sender, "pending"]), 16
+            )
+        nonce = self.nonces[sender]
+        self.nonces[sender] = nonce + 1
+        tx = {
+            "from": sender,
+            "to": to,
+            "data": data,
+            "gas": hex(gas),
+            "nonce": hex(nonce),
+            "maxFeePerGas": hex(SETUP_MAX_FEE),
+            "maxPriorityFeePerGas": hex(10**7),
+        }
+        return ("eth_sendTransaction", [tx])
+
+    def send_all(self, txs: list[tuple[str, list[Any]]], batch: int = 1000) -> None:
+        """Send with automine off and mine until the pool is empty. The base fee is held at
+        1 gwei while setting up (dozens of full blocks would otherwise push it up ~12% a
+        block, stranding transactions and leaving the keeper a distorted fee market)."""
+        self.rpc.call("evm_setAutomine", [False])
+        try:
+            for i in range(0, len(txs), batch):
+                self.rpc.batch(txs[i : i + batch])
+                idle = 0
+                while True:
+                    status = self.rpc.call("txpool_status")
+                    pending, queued = int(status["pending"], 16), int(status["queued"], 16)
+                    if pending == 0 and queued == 0:
+                        break
+                    idle = idle + 1 if pending == 0 else 0
+                    if idle > 3:
+                        raise click.ClickException(f"{queued} set-up transactions stuck")
+                    self.rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(10**9)])
+                    self.rpc.call("evm_mine")
+        finally:
+            self.rpc.call("evm_setAutomine", [True])
+
+    def block_number(self) -> int:
+        return int(self.rpc.call("eth_blockNumber"), 16)
+
+    def feed_tx(self, pair: str, price: float) -> tuple[str, list[Any]]:
+        m = self.d.market(pair)
+        feed = Web3().eth.contract(address=m.oracle_feed, abi=self.feed_abi)
+        data = feed.encode_abi("setPrice", args=[int(price * 10**m.feed_decimals)])
+        return self.tx(self.d.deployer, m.oracle_feed, data, gas=200_000)
+
+    def logs(self, signature: str, from_block: int) -> list[dict[str, Any]]:
+        topic = "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
+        return list(
+            self.rpc.call(
+                "eth_getLogs",
+                [
+                    {
+                        "address": self.pm.address,
+                        "topics": [topic],
+                        "fromBlock": hex(from_block),
+                        "toBlock": "latest",
+                    }
+                ],
+            )
+        )
+
+    def health(self, tokens: list[int]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for i in range(0, len(tokens), 500):
+            data = self.pm.encode_abi("getPositionsHealth", args=[tokens[i : i + 500]])
+            raw = self.rpc.call("eth_call", [{"to": self.pm.address, "data": data}, "latest"])
+            (rows,) = abi_decode(
+                ["(uint256,bool,bool,int256,uint256,uint256)[]"], bytes.fromhex(raw[2:])
+            )
+            out += [tuple(r) for r in rows]
+        return out
+
+
+def position_plan(positions: int, liquidatable: int, near: int) -> list[tuple[str, bool, int]]:
+    """(pair, is_long, leverage in tenths) for every position.
+
+    ETH drops and BTC rises by the move (8% by default): ETH longs and BTC shorts at 15-20x go
+    under; 9.5x ETH longs / 9.2x BTC shorts end ~5-10% above maintenance (near); everything
+    else (2-7x on the losing side, a little more on the winning side so that both sides hold
+    the same notional and the vAMM stays at the index) stays far from it."""
+    rng = random.Random(7)
+    plan: list[tuple[str, bool, int]] = []
+    for m, pair in enumerate(("ETH/USDT", "BTC/USDT")):
+        losing_long = pair == "ETH/USDT"
+        n = positions // 2 + (positions % 2 if m == 1 else 0)
+        k = liquidatable // 2 + (liquidatable % 2 if m == 1 else 0)
+        nn = near // 2 + (near % 2 if m == 1 else 0)
+        skew = 0  # losing-side minus winning-side leverage (tenths), same collateral each
+        for i in range(k):
+            lev = 150 + (i % 51)
+            plan.append((pair, losing_long, lev))
+            skew += lev
+        for _ in range(nn):
+            lev = 95 if losing_long else 92
+            plan.append((pair, losing_long, lev))
+            skew += lev
+        far = n - k - nn
+        winning = far // 2
+        base = [20 + (i % 51) for i in range(far)]
+        skew += sum(base[winning:]) - sum(base[:winning])
+        extra = skew / winning if winning else 0
+        for i in range(far):
+            if i < winning:
+                plan.append((pair, not losing_long, base[i] + round(extra)))
+            else:
+                plan.append((pair, losing_long, base[i]))
+    rng.shuffle(plan)  # interleave markets and kinds so the skew never builds up
+    return plan
+
+
+def build_positions(chain: Chain, plan: list[tuple[str, bool, int]], collateral: int) -> None:
+    traders = [chain.accounts[i] for i in TRADERS]
+    per_trader = collateral * (len(plan) // len(traders) + 2) * 2
+    deployer = chain.d.deployer
+    fund: list[tuple[str, list[Any]]] = []
+    for t in traders:
+        fund.append(
+            chain.tx(
+                deployer, chain.token.address, chain.token.encode_abi("mint", args=[t, per_trader])
+            )
+        )
+        fund.append(
+            chain.tx(
+                t,
+                chain.token.address,
+                chain.token.encode_abi("approve", args=[chain.vault.address, per_trader]),
+            )
+        )
+        fund.append(
+            chain.tx(t, chain.vault.address, chain.vault.encode_abi("deposit", args=[per_trader]))
+        )
+    chain.send_all(fund)
+    txs = []
+    for i, (pair, is_long, lev10) in enumerate(plan):
+        mid = chain.d.market(pair).market_id_bytes
+        data = chain.pm.encode_abi(
+            "openPosition", args=[mid, is_long, collateral, lev10 * WAD // 10, 0]
+        )
+        txs.append(chain.tx(traders[i % len(traders)], chain.pm.address, data, gas=400_000))
+    chain.send_all(txs)
+
+
+def measure_move(chain: Chain, move: float, tokens: list[int]) -> list[tuple[Any, ...]]:
+    """Health of `tokens` after the price move, read on a snapshot that is then reverted."""
+    snap = chain.rpc.call("evm_snapshot")
+    eth0 = float(chain.d.market("ETH/USDT").initial_price)
+    btc0 = float(chain.d.market("BTC/USDT").initial_price)
+    try:
+        chain.send_all(
+            [
+                chain.feed_tx("ETH/USDT", eth0 * (1 - move)),
+                chain.feed_tx("BTC/USDT", btc0 * (1 + move)),
+            ]
+        )
+        return chain.health(tokens)
+    finally:
+        chain.rpc.call("evm_revert", [snap])
+        chain.nonces.clear()
+
+
+# ---------------------------------------------------------------------- naive baseline
+async def naive_baseline(
+    rpc_url: str, pm_address: str, tokens: list[int], blocks: int, chain: Chain, poll_s: float
+) -> tuple[float, float, int]:
+    """Per block: isPositionLiquidatable for every position. Returns (calls per block,
+    seconds per sweep, liquidatable seen in the last sweep)."""
+    from eth_utils import function_signature_to_4byte_selector
+
+    from services.keeper.rpc import RpcCounter, counting_web3
+
+    counter = RpcCounter()
+    w3 = counting_web3(rpc_url, counter, timeout=60)
+    selector = function_signature_to_4byte_selector("isPositionLiquidatable(uint256)").hex()
+
+    async def is_liq(token: int, block: int) -> bool:
+        resp = await w3.provider.make_request(
+            "eth_call",  # type: ignore[arg-type]
+            [{"to": pm_address, "data": "0x" + selector + f"{token:064x}"}, hex(block)],
+        )
+        return int(resp["result"], 16) == 1
+
+    sem = asyncio.Semaphore(32)
+
+    async def bounded(token: int, block: int) -> bool:
+        async with sem:
+            return await is_liq(token, block)
+
+    sweep_s = 0.0
+    found = 0
+    last = -1
+    swept = 0
+    try:
+        while swept < blocks:
+            resp = await w3.provider.make_request("eth_blockNumber", [])  # type: ignore[arg-type]
+            block = int(resp["result"], 16)
+            if block == last:
+                chain.rpc.call("evm_mine")  # the next block (driver, not counted)
+                await asyncio.sleep(poll_s)
+                continue
+            t0 = time.perf_counter()
+            flags = await asyncio.gather(*(bounded(t, block) for t in tokens))
+            sweep_s += time.perf_counter() - t0
+            found = sum(flags)
+            last = block
+            swept += 1
+    finally:
+        await w3.provider.disconnect()
+    return counter.total / swept, sweep_s / swept, found
+
+
+# ---------------------------------------------------------------------- the run
+def _indexer_env(stack: Any, dep_file: Path, topic: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PERPEX_"))}
+    env.update(
+        {
+            "RPC_URL": stack["rpc_url"],
+            "DB_URI": stack["db_uri"],
+            "KAFKA_BOOTSTRAP_SERVERS": stack["kafka"],
+            "KAFKA_TOPIC": topic,
+            "DEPLOYMENT_FILE": str(dep_file),
+            "POLL_INTERVAL_MS": "100",
+            "KAFKA_PARTITIONS": "6",
+            "HEALTH_PORT": "0",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+async def _wait_indexed(db_uri: str, head: int, within: float) -> None:
+    import asyncpg
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            conn = await asyncpg.connect(db_uri)
+            try:
+                synced = await conn.fetchval("SELECT min(last_synced_block) FROM sync_status")
+                unsent = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            finally:
+                await conn.close()
+            if synced is not None and synced >= head and unsent == 0:
+                return
+        except Exception:
+            pass
+        await asyncio.sleep(0.5)
+    raise click.ClickException(f"the indexer did not reach block {head} in {within:.0f}s")
+
+
+async def keeper_phase(
+    stack: dict[str, str],
+    dep_file: Path,
+    topic: str,
+    chain: Chain,
+    expected: set[int],
+    block_time: int,
+    poll_ms: int,
+    move: float,
+) -> dict[str, Any]:
+    from services.keeper.app import Keeper
+    from services.keeper.settings import load_keeper_settings
+    from shared.devstack.accounts import anvil_key
+    from shared.health import HealthState
+
+    settings = load_keeper_settings(
+        rpc_url=stack["rpc_url"],
+        db_uri=stack["db_uri"],
+        kafka_bootstrap_servers=stack["kafka"],
+        kafka_topic=topic,
+        deployment_file=dep_file,
+        keeper_private_key=anvil_key(KEEPER_KEY).get_secret_value(),
+        funding_private_key=anvil_key(FUNDING_KEY).get_secret_value(),
+        private_key=None,
+        position_manager_address=None,
+        markets="",
+        keeper_group_id="perpex-keeper-bench",
+        poll_interval_ms=poll_ms,
+        keeper_min_balance_eth=1.0,
+    )
+    keeper = Keeper(settings, HealthState())
+    rounds: list[tuple[float, int, int]] = []  # (time, block, health calls so far)
+    keeper.round_listeners.append(
+        lambda s: rounds.append((time.monotonic(), s["block"], keeper.health_rpc.total))
+    )
+    t0 = time.perf_counter()
+    await keeper.start()
+    task = asyncio.create_task(keeper.run(), name="keeper")
+    try:
+        while not (keeper.health.ready and len(keeper.book) >= len(expected)):
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.1)
+        _info(
+            "keeper ready in %.1fs: %d positions in its book",
+            time.perf_counter() - t0,
+            len(keeper.book),
+        )
+        chain.rpc.call("evm_setAutomine", [False])
+        chain.rpc.call("evm_setIntervalMining", [block_time])  # whole seconds
+        # steady state: a few blocks with nothing to do
+        b0 = chain.block_number()
+        while chain.block_number() < b0 + 3:
+            await asyncio.sleep(0.05)
+        steady_from = next((r for r in rounds if r[1] > b0), None)
+        # the price move: both feeds, sent together right after a block, land in one block
+        b = chain.block_number()
+        while chain.block_number() == b:
+            await asyncio.sleep(0.01)
+        eth0 = float(chain.d.market("ETH/USDT").initial_price)
+        btc0 = float(chain.d.market("BTC/USDT").initial_price)
+        calls_before = keeper.health_rpc.total
+        steady_calls = calls_before - steady_from[2] if steady_from else 0
+        steady_blocks = (rounds[-1][1] - steady_from[1]) if steady_from and rounds else 0
+        chain.rpc.batch(
+            [
+                chain.feed_tx("ETH/USDT", eth0 * (1 - move)),
+                chain.feed_tx("BTC/USDT", btc0 * (1 + move)),
+            ]
+        )
+        move_sent = time.monotonic()
+        deadline = move_sent + 120
+        while time.monotonic() < deadline:
+            if expected <= set(keeper.liquidated):
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        all_done = time.monotonic()
+        liq_logs = chain.logs(LIQUIDATED_SIG, b + 1)
+        last_block = max((int(lg["blockNumber"], 16) for lg in liq_logs), default=None)
+        # let the keeper process the last liquidation's block
+        while last_block is not None and not any(r[1] >= last_block for r in rounds):
+            await asyncio.sleep(0.05)
+        calls_to_last = next(r[2] for r in rounds if last_block is not None and r[1] >= last_block)
+        price_block = None
+        feeds = {chain.d.market(p).oracle_feed.lower() for p in ("ETH/USDT", "BTC/USDT")}
+        answered = (
+            Web3.keccak(text="AnswerUpdated(int256,uint256,uint256)").hex().removeprefix("0x")
+        )
+        set_logs = chain.rpc.call(
+            "eth_getLogs",
+            [
+                {
+                    "address": list(feeds),
+                    "topics": ["0x" + answered],
+                    "fromBlock": hex(b + 1),
+                    "toBlock": "latest",
+                }
+            ],
+        )
+        price_block = max(int(lg["blockNumber"], 16) for lg in set_logs)
+        first_price_block = min(int(lg["blockNumber"], 16) for lg in set_logs)
+    finally:
+        with contextlib.suppress(Exception):
+            chain.rpc.call("evm_setIntervalMining", [0])
+            chain.rpc.call("evm_setAutomine", [True])
+        keeper.stop()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 60)
+    liquidated = {int(lg["topics"][1], 16) for lg in liq_logs}
+    seen_move = next((r[0] for r in rounds if r[1] >= price_block), None)
+    ex = keeper.executor
+    first_sent = (ex.first_sent_at - seen_move) if ex.first_sent_at and seen_move else None
+    last_sent = (ex.last_sent_at - seen_move) if ex.last_sent_at and seen_move else None
+    keeper_addr = keeper.sender.address.lower()
+    by_keeper = [lg for lg in liq_logs if "0x" + lg["data"][26:66].lower() == keeper_addr]
+    window_blocks = (last_block - price_block + 1) if last_block is not None else 1
+    per_block: dict[int, int] = {}
+    for lg in liq_logs:
+        n = int(lg["blockNumber"], 16)
+        per_block[n] = per_block.get(n, 0) + 1
+    return {
+        "liquidated": len(liquidated & expected),
+        "extra_liquidated": len(liquidated - expected),
+        "by_keeper": len(by_keeper),
+        "price_block": price_block,
+        "price_blocks_differ": first_price_block != price_block,
+        "last_block": last_block,
+        "blocks_to_last": (last_block - price_block) if last_block is not None else None,
+        "per_block": dict(sorted(per_block.items())),
+        "health_calls_window": calls_to_last - calls_before,
+        "window_blocks": window_blocks,
+        "health_calls_per_block": (calls_to_last - calls_before) / window_blocks,
+        "steady_calls_per_block": (steady_calls / steady_blocks) if steady_blocks else None,
+        "seconds_to_all": round(all_done - move_sent, 2),
+        "first_broadcast_s": round(first_sent, 2) if first_sent is not None else None,
+        "last_broadcast_s": round(last_sent, 2) if last_sent is not None else None,
+        "executor": dict(keeper.executor.stats),
+        "exec_rpc": keeper.exec_rpc.snapshot(),
+        "health_rpc": keeper.health_rpc.snapshot(),
+    }
+
+
+def run_bench(
+    positions: int,
+    liquidatable: int,
+    near: int,
+    block_time: int,
+    naive_blocks: int,
+    poll_ms: int,
+    move: float,
+    gas_limit: int | None,
+) -> dict[str, Any]:
+    from shared.chain.deploy import deploy_local
+    from shared.devstack.accounts import anvil_key
+    from shared.devstack.ephemeral import ephemeral_stack
+    from shared.kafka import ensure_topic
+
+    topic = "perpex.events"
+    with (
+        ephemeral_stack() as stack,
+        tempfile.TemporaryDirectory(prefix="perpex-keeper-bench-") as tmp,
+    ):
+        anvil = stack.anvil
+        env = {"rpc_url": anvil.url, "db_uri": stack.postgres.url, "kafka": stack.broker.url}
+        t0 = time.perf_counter()
+        dep_file = Path(tmp) / "deployment.json"
+        deployment = deploy_local(anvil.url, anvil_key(0), dep_file)
+        chain = Chain(anvil.url, deployment)
+        if gas_limit:
+            chain.rpc.call("anvil_setBlockGasLimit", [hex(gas_limit)])
+        plan = position_plan(positions, liquidatable, near)
+        build_positions(chain, plan, collateral=200 * WAD)
+        opened_logs = chain.logs(OPENED_SIG, 0)
+        opened = [int(lg["topics"][1], 16) for lg in opened_logs]
+        owners = {
+            int(lg["topics"][1], 16): Web3.to_checksum_address("0x" + lg["topics"][2][-40:])
+            for lg in opened_logs
+        }
+        levs = {
+            int(lg["topics"][1], 16): int(lg["data"][2 + 128 : 2 + 192], 16) for lg in opened_logs
+        }
+        if len(opened) != positions:
+            raise click.ClickException(f"opened {len(opened)} positions, wanted {positions}")
+        _info(
+            "%d positions opened in %.1fs (head block %d)",
+            len(opened),
+            time.perf_counter() - t0,
+            chain.block_number(),
+        )
+        # Which positions the move sinks, asked of the chain itself on a copy of the state
+        # (snapshot, move, read, revert): K is measured, not assumed. The 15-20x positions
+        # are built to go under; any other that would (a vAMM entry a little off the index)
+        # gets margin added until exactly those are liquidatable.
+        fragile = {t for t, lev in levs.items() if lev >= 15 * WAD}
+        for attempt in range(4):
+            after = measure_move(chain, move, opened)
+            liq = {int(h[0]) for h in after if h[2]}
+            if fragile - liq:
+                raise click.ClickException(
+                    f"{len(fragile - liq)} 15-20x positions survive the move"
+                )
+            extra = liq - fragile
+            if not extra:
+                break
+            if attempt == 3:
+                raise click.ClickException(f"{len(extra)} positions still go under unexpectedly")
+            _info("adding margin to %d positions the move would also sink", len(extra))
+            chain.send_all(
+                [
+                    chain.tx(
+                        owners[t],
+                        chain.pm.address,
+                        chain.pm.encode_abi("addMargin", args=[t, 100 * WAD]),
+                    )
+                    for t in sorted(extra)
+                ]
+            )
+        expected = liq
+        near_count = sum(1 for h in after if h[1] and not h[2] and h[3] * 10 < h[4] * 11)
+        _info(
+            "the move makes %d positions liquidatable; %d more end within 10%% of maintenance",
+            len(expected),
+            near_count,
+        )
+        naive_calls, naive_sweep, _ = asyncio.run(
+            naive_baseline(
+                anvil.url,
+                deployment.contracts.position_manager,
+                opened,
+                naive_blocks,
+                chain,
+                poll_ms / 1000,
+            )
+        )
+        _info(
+            "naive baseline: %.0f requests per block, %.2fs per sweep of %d positions",
+            naive_calls,
+            naive_sweep,
+            len(opened),
+        )
+        asyncio.run(ensure_topic(stack.broker.url, topic, 6))
+        log_path = Path(tmp) / "indexer.log"
+        with open(log_path, "w") as log_file:
+            indexer = subprocess.Popen(
+                [sys.executable, "-m", "perpex_cli.main", "indexer"],
+                env=_indexer_env(env, dep_file, topic),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                t1 = time.perf_counter()
+                asyncio.run(_wait_indexed(stack.postgres.url, chain.block_number(), 600))
+                _info("indexer synced and published in %.1fs", time.perf_counter() - t1)
+                result = asyncio.run(
+                    keeper_phase(env, dep_file, topic, chain, expected, block_time, poll_ms, move)
+                )
+            finally:
+                indexer.send_signal(signal.SIGTERM)
+                try:
+                    indexer.wait(30)
+                except subprocess.TimeoutExpired:
+                    indexer.kill()
+    _info("keeper: %s", json.dumps(result, default=str))
+    c = result["health_calls_per_block"]
+    details = {
+        "block_time_s": block_time,
+        "poll_interval_ms": poll_ms,
+        "naive_seconds_per_sweep": round(naive_sweep, 2),
+        "keeper_seconds_to_all": result["seconds_to_all"],
+        "keeper_first_broadcast_s_after_seeing_the_move": result["first_broadcast_s"],
+        "keeper_last_broadcast_s_after_seeing_the_move": result["last_broadcast_s"],
+        "near_positions_within_buffer": near_count,
+        "gas_limit": gas_limit or 30_000_000,
+        "liquidations_per_block": result["per_block"],
+        "steady_health_calls_per_block": result["steady_calls_per_block"],
+    }
+    _info("details: %s", json.dumps(details))
+    return {
+        "positions": positions,
+        "liquidatable": len(expected),
+        "liquidated": result["liquidated"],
+        "blocks_to_last": result["blocks_to_last"],
+        "health_rpc_calls_per_block": round(c, 2),
+        "naive_rpc_calls_per_block": round(naive_calls, 2),
+        "rpc_ratio": round(naive_calls / c, 1) if c else None,
+    }
+
+
+@click.command("keeper")
+@click.option("--positions", default=10_000, show_default=True)
+@click.option("--liquidatable", default=500, show_default=True, help="positions the move sinks")
+@click.option("--near", default=200, show_default=True, help="positions left near maintenance")
+@click.option("--block-time", default=2, show_default=True, help="seconds between blocks")
+@click.option("--naive-blocks", default=2, show_default=True)
+@click.option("--poll-ms", default=100, show_default=True, help="keeper POLL_INTERVAL_MS")
+@click.option("--move", default=0.08, show_default=True, help="ETH falls / BTC rises by this")
+@click.option("--gas-limit", type=int, default=None, help="anvil block gas limit (default 30M)")
+def bench(
+    positions: int,
+    liquidatable: int,
+    near: int,
+    block_time: int,
+    naive_blocks: int,
+    poll_ms: int,
+    move: float,
+    gas_limit: int | None,
+) -> None:
+    """Keeper vs a naive isPositionLiquidatable-per-position keeper (JSON on the last line)."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    from shared.telemetry import setup_telemetry
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwind: stop the indexer and the stack
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+    setup_telemetry("perpex-keeper-bench")
+    result = run_bench(
+        positions, liquidatable, near, block_time, naive_blocks, poll_ms, move, gas_limit
+    )
+    print(json.dumps(result), flush=True)
