@@ -114,18 +114,21 @@ class OutboxDrainer:
         with _tracer.start_as_current_span("kafka produce") as span:
             span.set_attribute("messaging.system", "kafka")
             span.set_attribute("messaging.destination.name", self.topic)
-            span.set_attribute("messaging.batch.message_count", len(rows))
+            span.set_attribute("messaging.batch.message_count", sum(len(r.keys) for r in rows))
             await asyncio.wait_for(self._send_all(producer, rows), self.send_timeout)
         await self.store.mark_sent([r.id for r in rows])
-        self.sent += len(rows)
-        return len(rows)
+        count = sum(len(r.keys) for r in rows)
+        self.sent += count
+        return count
 
     async def _send_all(self, producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
         futures: list[Any] = []
+        send = producer.send
+        topic = self.topic
         for row in rows:
-            futures.append(
-                await producer.send(self.topic, value=row.value, key=row.key, headers=row.headers)
-            )
+            headers = row.headers
+            for key, value in zip(row.keys, row.values, strict=True):
+                futures.append(await send(topic, value=value, key=key, headers=headers))
         acks = await asyncio.gather(*futures)
         # Trust the acks only if the partitions written still exist. A broker that lost its
         # state (e.g. an in-memory broker restarted during the batch) can acknowledge writes

@@ -55,7 +55,15 @@ EVENT_COLUMNS = (
     "args",
     "funding_index_at",
 )
-OUTBOX_COLUMNS = ("event_id", "msg_key", "msg_value", "headers", "reverted")
+OUTBOX_COLUMNS = (
+    "event_ids",
+    "msg_keys",
+    "msg_values",
+    "headers",
+    "reverted",
+    "first_block",
+    "last_block",
+)
 
 
 class ConcurrentWriterError(RuntimeError):
@@ -74,7 +82,8 @@ class ChunkWrite:
     to_block: int
     to_hash: str
     events: list[DecodedLog]
-    envelopes: list[tuple[str, bytes, bytes]]  # (event_id, key, value) in event order
+    args_json: list[str]  # per event: its args as JSON (integers as decimal strings)
+    messages: list[tuple[str, bytes, bytes]]  # (event_id, key, value) in event order
     fold: FoldResult
     block_hashes: dict[int, str]  # blocks to remember for reorg checks
     window_floor: int  # forget hashes of blocks below this
@@ -92,10 +101,36 @@ class RollbackResult:
 @dataclass(frozen=True)
 class OutboxRow:
     id: int
-    event_id: str
-    key: bytes
-    value: bytes
+    event_ids: list[str]
+    keys: list[bytes]
+    values: list[bytes]
     headers: list[tuple[str, bytes]]
+
+
+def outbox_records(
+    messages: Sequence[tuple[str, bytes, bytes]],
+    blocks: Sequence[int],
+    headers: str | None,
+    reverted: bool,
+    batch: int,
+) -> list[tuple[Any, ...]]:
+    """Outbox rows of at most `batch` messages each, in order."""
+    records = []
+    for i in range(0, len(messages), batch):
+        part = messages[i : i + batch]
+        part_blocks = blocks[i : i + batch]
+        records.append(
+            (
+                [m[0] for m in part],
+                [m[1] for m in part],
+                [m[2] for m in part],
+                headers,
+                reverted,
+                min(part_blocks),
+                max(part_blocks),
+            )
+        )
+    return records
 
 
 def _num(value: Any) -> int | None:
@@ -109,7 +144,9 @@ class Store:
         chain_id: int,
         contracts: Sequence[str],
         specs_by_name: Mapping[str, EventSpec],
+        outbox_batch: int = 2000,
     ):
+        self.outbox_batch = outbox_batch
         self.pool = pool
         self.chain_id = chain_id
         self.contracts = [c.lower() for c in contracts]
@@ -224,10 +261,10 @@ class Store:
                         e.name,
                         e.token_id,
                         e.market_id,
-                        json.dumps(e.json_args(), separators=(",", ":")),
+                        args,
                         fidx.get((e.block_number, e.log_index)),
                     )
-                    for e in chunk.events
+                    for e, args in zip(chunk.events, chunk.args_json, strict=True)
                 ],
             )
         await self._upsert_positions(conn, fold.positions.values())
@@ -244,12 +281,18 @@ class Store:
                 records=[r.record() for r in fold.funding],
             )
         await self._upsert_markets(conn, fold.markets.values())
-        if chunk.envelopes:
+        if chunk.messages:
             headers = json.dumps(chunk.trace_carrier) if chunk.trace_carrier else None
             await conn.copy_records_to_table(
                 "outbox",
                 columns=OUTBOX_COLUMNS,
-                records=[(eid, key, value, headers, False) for eid, key, value in chunk.envelopes],
+                records=outbox_records(
+                    chunk.messages,
+                    [e.block_number for e in chunk.events],
+                    headers,
+                    False,
+                    self.outbox_batch,
+                ),
             )
 
     async def _upsert_positions(
@@ -342,10 +385,13 @@ class Store:
                     if r["pair"]:
                         market_pairs.setdefault(r["market_id"], r["pair"])
                 headers = json.dumps(trace_carrier) if trace_carrier else None
-                outbox = []
+                messages = []
                 for r in removed:
                     env = self.envelope_from_row(r, market_pairs, trace_carrier, reverted=True)
-                    outbox.append((env.event_id, env.key, encode_event(env), headers, True))
+                    messages.append((env.event_id, env.key, encode_event(env)))
+                outbox = outbox_records(
+                    messages, [r["block_number"] for r in removed], headers, True, self.outbox_batch
+                )
                 tokens = sorted({int(r["token_id"]) for r in removed if r["token_id"] is not None})
                 markets = sorted({r["market_id"] for r in removed if r["market_id"] is not None})
                 for table in ("events", "liquidations", "funding_updates"):
@@ -461,24 +507,20 @@ class Store:
 
     # ---------------------------------------------------------------- outbox
     async def fetch_unsent(self, limit: int) -> list[OutboxRow]:
+        """The oldest unsent outbox rows, up to about `limit` messages in all."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id, event_id, msg_key, msg_value, headers FROM outbox "
+                "SELECT id, event_ids, msg_keys, msg_values, headers FROM outbox "
                 "WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                limit,
+                max(1, limit // self.outbox_batch),
             )
         out = []
-        cache: dict[str, list[tuple[str, bytes]]] = {}
         for r in rows:
             raw = r["headers"]
-            if raw is None:
-                headers: list[tuple[str, bytes]] = []
-            elif raw in cache:
-                headers = cache[raw]
-            else:
-                headers = [(k, str(v).encode()) for k, v in json.loads(raw).items()]
-                cache[raw] = headers
-            out.append(OutboxRow(r["id"], r["event_id"], r["msg_key"], r["msg_value"], headers))
+            headers = (
+                [] if raw is None else [(k, str(v).encode()) for k, v in json.loads(raw).items()]
+            )
+            out.append(OutboxRow(r["id"], r["event_ids"], r["msg_keys"], r["msg_values"], headers))
         return out
 
     async def mark_sent(self, ids: Sequence[int]) -> None:
@@ -490,8 +532,12 @@ class Store:
             )
 
     async def outbox_pending(self) -> int:
+        """Messages not yet acknowledged by the broker."""
         async with self.pool.acquire() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))
+            value = await conn.fetchval(
+                "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM outbox WHERE sent_at IS NULL"
+            )
+        return int(value)
 
     async def purge_sent(self, older_than_s: float) -> int:
         async with self.pool.acquire() as conn:

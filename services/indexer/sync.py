@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.indexer.chunking import ChunkPolicy, Outcome
-from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder
+from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder, dump_compact
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
 from services.indexer.rows import Fold, MarketState
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
-from shared.events.schema import encode_event
 from shared.telemetry import meter, trace_carrier, tracer
 
 log = logging.getLogger(__name__)
@@ -393,20 +392,24 @@ class Indexer:
                 if m.pair:
                     pairs[mid] = m.pair
             carrier = trace_carrier()
+            trace_json = dump_compact(carrier) if carrier else None
             chain_id = self.settings.chain_id
-            envelopes = []
+            messages = []
+            args_json = []
             for e in events:
-                env = e.envelope(
-                    chain_id, pairs.get(e.market_id) if e.market_id else None, carrier or None
+                value, args = e.encode(
+                    chain_id, pairs.get(e.market_id) if e.market_id else None, trace_json
                 )
-                envelopes.append((env.event_id, env.key, encode_event(env)))
+                messages.append((e.event_id(chain_id), e.key(chain_id), value))
+                args_json.append(args)
             floor = window_floor(chunk.to_block, self.settings.reorg_window)
             write = ChunkWrite(
                 from_block=chunk.from_block,
                 to_block=chunk.to_block,
                 to_hash=chunk.headers[chunk.to_block].hash,
                 events=events,
-                envelopes=envelopes,
+                args_json=args_json,
+                messages=messages,
                 fold=result,
                 block_hashes={n: h for n, h in hashes.items() if n >= floor},
                 window_floor=floor,

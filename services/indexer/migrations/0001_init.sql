@@ -113,14 +113,18 @@ CREATE TABLE block_hashes (
 );
 
 -- Transactional outbox: written in the chunk's transaction, drained to Kafka, marked after ack.
+-- One row holds up to OUTBOX_BATCH messages of one chunk, in chain order (row-per-batch keeps
+-- the backfill's write and drain cost per event low); rows are sent in id order.
 CREATE TABLE outbox (
-    id         bigserial PRIMARY KEY,
-    event_id   text NOT NULL,
-    msg_key    bytea NOT NULL,
-    msg_value  bytea NOT NULL,
-    headers    jsonb,                                   -- W3C trace carrier of the writing span
-    reverted   boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    sent_at    timestamptz
+    id          bigserial PRIMARY KEY,
+    event_ids   text[] NOT NULL,                        -- "<chain>:<tx>:<log index>" per message
+    msg_keys    bytea[] NOT NULL,
+    msg_values  bytea[] NOT NULL,                       -- encode_event(envelope)
+    headers     jsonb,                                  -- W3C trace carrier of the writing span
+    reverted    boolean NOT NULL DEFAULT false,         -- compensating events of a reorg
+    first_block bigint,
+    last_block  bigint,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    sent_at     timestamptz
 );
 CREATE INDEX outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;

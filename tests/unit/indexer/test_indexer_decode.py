@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from eth_abi import encode
 
 from services.indexer.app import load_event_table
-from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder, market_id_of
+from services.indexer.decode import (
+    DecodedLog,
+    DecodeFailure,
+    LogDecoder,
+    dump_compact,
+    market_id_of,
+)
 from shared.events.schema import decode_event, encode_event
 
 PM = "0x" + "11" * 20
@@ -182,3 +189,33 @@ def test_timestamp_from_headers_when_log_lacks_it(decoder: LogDecoder) -> None:
 def test_non_dict_input_never_raises(decoder: LogDecoder) -> None:
     assert isinstance(decoder.decode({}), DecodeFailure)
     assert isinstance(decoder.decode("junk"), DecodeFailure)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reverted", [False, True])
+@pytest.mark.parametrize("market", [None, "ETH/USDT", 'Q"U\\OTE/€\n'])
+@pytest.mark.parametrize(
+    "trace", [None, {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}]
+)
+def test_fast_encoding_is_byte_identical_to_encode_event(
+    decoder: LogDecoder, reverted: bool, market: str | None, trace: dict[str, str] | None
+) -> None:
+    vamm, feed = "0x" + "33" * 20, "0x" + "44" * 20
+    logs = [
+        opened(),
+        raw_log("MarketAdded", [MID], ["string", "address", "address"], ['E"T€H', vamm, feed]),
+        raw_log(
+            "FundingRateUpdated",
+            [MID],
+            ["int256", "int256", "uint256", "uint256", "uint256"],
+            [-(2**255), 2**255 - 1, 0, 1, 2**256 - 1],
+        ),
+    ]
+    for raw in logs:
+        d = decoder.decode(raw)
+        assert isinstance(d, DecodedLog)
+        value, args_json = d.encode(31337, market, dump_compact(trace) if trace else None, reverted)
+        env = d.envelope(31337, market, trace, reverted=reverted)
+        assert value == encode_event(env)
+        assert json.loads(args_json) == env.args
+        assert d.key(31337) == env.key
+        assert decode_event(value) == env
