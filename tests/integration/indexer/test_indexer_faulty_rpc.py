@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fault_proxy import FaultProxy
 from indexer_support import (
     assert_db_matches_chain,
     chain_event_ids,
@@ -16,6 +15,7 @@ from indexer_support import (
 from web3 import Web3
 
 from services.indexer.loadgen import LoadGen
+from shared.devstack.fault_proxy import FaultProxy
 
 
 async def test_converges_through_faulty_rpc(
@@ -30,7 +30,10 @@ async def test_converges_through_faulty_rpc(
     gen.close()
     expected = chain_event_ids(rpc_url, deployment)
 
-    proxy = FaultProxy(rpc_url, seed=4, delay=0.8, max_span=60, max_results=150)
+    proxy = FaultProxy(
+        rpc_url, seed=4, p_429=0.08, p_5xx=0.08, p_timeout=0.03, p_truncate=0.06,
+        delay=0.8, max_span=60, max_results=150,
+    )  # fmt: skip
     url = await proxy.start()
     try:
         settings = settings_for(

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fault_proxy import FaultProxy
 from keeper_support import (
     ETH,
     KEEPER_KEY,
@@ -33,6 +32,7 @@ from keeper_support import (
 )
 from web3 import Web3
 
+from shared.devstack.fault_proxy import FaultProxy
 from shared.devstack.market import LocalMarket
 
 

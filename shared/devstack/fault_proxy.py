@@ -1,10 +1,14 @@
 """A fault-injecting JSON-RPC proxy for tests (127.0.0.1, random port).
 
-Forwards to a real node and, at random (seeded), answers instead: HTTP 429 with Retry-After,
-HTTP 5xx, a reply slower than the client's timeout, or a 200 whose body is cut short. It also
-plays a rate-limited provider's eth_getLogs limits: spans over `max_span` blocks get a "block
-range too large" error and answers with more than `max_results` logs a -32005 "query returned
-more than N results".
+It forwards POSTs to a real node and, when told to, answers instead:
+- at random (seeded): HTTP 429 with Retry-After, HTTP 5xx, a reply slower than the client's
+  timeout, or a 200 whose body is cut short (`p_429`, `p_5xx`, `p_timeout`, `p_truncate`);
+- a rate-limited provider's eth_getLogs limits: spans over `max_span` blocks get "block range
+  too large", answers with more than `max_results` logs get -32005 "query returned more than N
+  results";
+- on demand: HTTP 503 for everything while `down` is set, or for the next N requests of a
+  method (`fail_next["eth_call"] = 2`).
+It counts requests per method (`seen`), refused ones (`failed`) and injected faults (`faults`).
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ class FaultProxy:
         self,
         upstream: str,
         seed: int = 1,
-        p_429: float = 0.08,
-        p_5xx: float = 0.08,
-        p_timeout: float = 0.03,
-        p_truncate: float = 0.06,
+        p_429: float = 0.0,
+        p_5xx: float = 0.0,
+        p_timeout: float = 0.0,
+        p_truncate: float = 0.0,
         delay: float = 1.5,
-        max_span: int | None = 60,
-        max_results: int | None = 150,
+        max_span: int | None = None,
+        max_results: int | None = None,
     ):
         self.upstream = upstream
         self.rng = random.Random(seed)
@@ -38,6 +42,10 @@ class FaultProxy:
         self.delay = delay
         self.max_span = max_span
         self.max_results = max_results
+        self.down = False
+        self.fail_next: Counter[str] = Counter()  # method -> how many more to refuse
+        self.seen: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.requests = 0
         self._runner: web.AppRunner | None = None
@@ -52,7 +60,7 @@ class FaultProxy:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 
@@ -62,6 +70,13 @@ class FaultProxy:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    async def __aenter__(self) -> FaultProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     def _roll(self) -> str | None:
         x = self.rng.random()
         for kind, p in self.p.items():
@@ -70,9 +85,26 @@ class FaultProxy:
             x -= p
         return None
 
+    @staticmethod
+    def _methods(payload: Any) -> list[str]:
+        items = payload if isinstance(payload, list) else [payload]
+        return [str(i.get("method", "?")) for i in items if isinstance(i, dict)] or ["?"]
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         body = await request.read()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        methods = self._methods(payload)
+        self.seen.update(methods)
+        if self.down or any(self.fail_next[m] > 0 for m in methods):
+            for m in methods:
+                if self.fail_next[m] > 0:
+                    self.fail_next[m] -= 1
+            self.failed.update(methods)
+            return web.Response(status=503, text="Service Temporarily Unavailable")
         fault = self._roll()
         if fault == "429":
             self.faults["429"] += 1
@@ -83,7 +115,6 @@ class FaultProxy:
         if fault == "timeout":
             self.faults["timeout"] += 1
             await asyncio.sleep(self.delay)
-        payload = json.loads(body)
         limited = self._limits(payload)
         if limited is not None:
             return web.json_response(limited)
