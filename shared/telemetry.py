@@ -66,6 +66,16 @@ def setup_telemetry(
     _configured = True
 
 
+def add_span_processor(processor: SpanProcessor, service_name: str = "perpex") -> None:
+    """Send finished spans to `processor` too (e.g. an in-memory exporter in tests). Tracers
+    obtained earlier stay bound to the installed provider, so extend it rather than replace it."""
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        current.add_span_processor(processor)
+    else:
+        setup_telemetry(service_name, span_processors=[processor], force=True)
+
+
 def _set_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
     # The API refuses to replace a global provider; tests need to, so reset the guard.
     trace._TRACER_PROVIDER_SET_ONCE._done = False  # type: ignore[attr-defined]
