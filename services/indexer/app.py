@@ -67,7 +67,7 @@ class IndexerApp:
             # What could not be sent stays in the outbox for the next start.
             await self.drainer.flush(within=3.0)
 
-    async def wait_drained(self, stop: asyncio.Event, poll: float = 0.05) -> None:
+    async def wait_drained(self, stop: asyncio.Event, poll: float = 0.01) -> None:
         while not stop.is_set():
             if await self.store.outbox_pending() == 0:
                 return

@@ -14,13 +14,13 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.indexer.chunking import ChunkPolicy, Outcome
 from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder, dump_compact
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
-from services.indexer.rows import Fold, MarketState
+from services.indexer.rows import Fold, MarketState, PositionRow
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
@@ -50,6 +50,18 @@ class FetchedChunk:
     headers: dict[int, BlockHeader]
     logs: list[dict[str, Any]]
     fetched_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Prepared:
+    write: ChunkWrite
+    expected_last: int | None  # sync_status block the write expects (None: first write)
+
+
+@dataclass
+class _InFlight:
+    task: asyncio.Task[None]
+    prepared: _Prepared
 
 
 @dataclass
@@ -110,6 +122,10 @@ class Indexer:
         self.last_block: int = targets.start_block - 1
         self.last_hash: str | None = None
         self.has_status = False
+        # where the chain will be once the chunk being written commits
+        self._tip_block = self.last_block
+        self._tip_hash: str | None = None
+        self._tip_has_status = False
         self.markets: dict[str, MarketState] = {}
         self.pairs: dict[str, str] = {}
         self.ranges: list[tuple[int, int]] = []  # every committed range (bench / tests)
@@ -168,6 +184,9 @@ class Indexer:
             if m.pair:
                 self.pairs.setdefault(mid, m.pair)
         self.stats.last_block = self.last_block
+        self._tip_block = self.last_block
+        self._tip_hash = self.last_hash
+        self._tip_has_status = self.has_status
 
     # ---------------------------------------------------------------- main loop
     async def run(self, stop: asyncio.Event, until_caught_up: bool = False) -> None:
@@ -215,14 +234,17 @@ class Indexer:
             await self._check_tip()
             return True
         pending: asyncio.Task[FetchedChunk | None] | None = None
+        inflight: _InFlight | None = None
         try:
             chunk = await self._fetch(start, target, head, stop)
             while chunk is not None:
                 if (
                     chunk.parent is not None
-                    and self.last_hash is not None
-                    and not head_matches(self.last_hash, chunk.parent.hash)
+                    and self._tip_hash is not None
+                    and not head_matches(self._tip_hash, chunk.parent.hash)
                 ):
+                    await self._settle(inflight)
+                    inflight = None
                     await self._handle_reorg()
                     return False
                 if chunk.to_block < target and not stop.is_set():
@@ -230,8 +252,10 @@ class Indexer:
                         self._fetch(chunk.to_block + 1, target, head, stop)
                     )
                 try:
-                    await self._commit(chunk)
+                    prepared = await self._prepare(chunk, inflight)
                 except ReorgInFlight as exc:
+                    await self._settle(inflight)
+                    inflight = None
                     log.info(
                         "chunk %d-%d changed while fetching (%s); refetching",
                         chunk.from_block,
@@ -239,16 +263,29 @@ class Indexer:
                         exc,
                     )
                     return False
+                # The previous chunk's transaction ran while this one was prepared.
+                await self._settle(inflight)
+                inflight = _InFlight(
+                    asyncio.create_task(
+                        self.store.write_chunk(prepared.write, prepared.expected_last)
+                    ),
+                    prepared,
+                )
                 self.heartbeat = time.monotonic()
                 if stop.is_set() or pending is None:
                     break
                 chunk = await pending
                 pending = None
+            await self._settle(inflight)
+            inflight = None
         finally:
             if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
+            if inflight is not None:  # an error elsewhere: let the open transaction end
+                with contextlib.suppress(BaseException):
+                    await inflight.task
         return self.last_block >= target
 
     async def _check_tip(self) -> None:
@@ -356,7 +393,10 @@ class Indexer:
                 seen + 1,
             )
 
-    async def _commit(self, chunk: FetchedChunk) -> None:
+    async def _prepare(self, chunk: FetchedChunk, inflight: _InFlight | None) -> _Prepared:
+        """Decode, fold and encode a chunk (CPU work, done while the previous chunk's
+        transaction is still running). Positions that chunk touched come from its fold,
+        copied, since the database does not have them yet."""
         with _tracer.start_as_current_span("indexer chunk") as span:
             span.set_attribute("indexer.from_block", chunk.from_block)
             span.set_attribute("indexer.to_block", chunk.to_block)
@@ -375,7 +415,11 @@ class Indexer:
                 for e in events
                 if e.name in POSITION_FOLLOWUPS and e.token_id is not None
             } - opened
-            existing = await self.store.load_positions(needed)
+            existing: dict[int, PositionRow] = {}
+            if inflight is not None:
+                recent = inflight.prepared.write.fold.positions
+                existing = {t: replace(recent[t]) for t in needed if t in recent}
+            existing.update(await self.store.load_positions(needed - set(existing)))
             markets = {mid: _copy_market(m) for mid, m in self.markets.items()}
             fold = Fold(existing, markets, self.pairs)
             result = fold.apply_all(events)
@@ -415,24 +459,35 @@ class Indexer:
                 window_floor=floor,
                 trace_carrier=carrier,
             )
-            try:
-                await self.store.write_chunk(write, self.last_block if self.has_status else None)
-            except ConcurrentWriterError:
-                log.error("sync_status moved under us; reloading")
-                await self.load()
-                raise
-        # committed
-        self.last_block = chunk.to_block
-        self.last_hash = write.to_hash
-        self.has_status = True
+        prepared = _Prepared(write, self._tip_block if self._tip_has_status else None)
+        # Tentative state: what the chain looks like once this chunk commits. Any failure
+        # reloads everything from the database.
+        self._tip_block = chunk.to_block
+        self._tip_hash = write.to_hash
+        self._tip_has_status = True
         self.markets.update(result.markets)
         self.pairs = pairs
-        self.ranges.append((chunk.from_block, chunk.to_block))
-        self.stats.last_block = chunk.to_block
+        return prepared
+
+    async def _settle(self, inflight: _InFlight | None) -> None:
+        """Wait for a chunk's transaction; on success advance the committed state."""
+        if inflight is None:
+            return
+        try:
+            await inflight.task
+        except ConcurrentWriterError:
+            log.error("sync_status moved under us; reloading")
+            raise
+        write = inflight.prepared.write
+        self.last_block = write.to_block
+        self.last_hash = write.to_hash
+        self.has_status = True
+        self.ranges.append((write.from_block, write.to_block))
+        self.stats.last_block = write.to_block
         self.stats.chunks += 1
-        self.stats.record_events(len(events))
-        if events:
-            self._events_counter.add(len(events))
+        self.stats.record_events(len(write.events))
+        if write.events:
+            self._events_counter.add(len(write.events))
             self.on_commit()
 
     # ---------------------------------------------------------------- reorg
