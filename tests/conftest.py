@@ -48,6 +48,9 @@ def chain(w3: Web3) -> Iterator[Web3]:
         yield w3
     finally:
         w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        # anvil keeps a spiked next base fee and automine settings across evm_revert.
+        w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(10**9)])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
 
 
 @pytest.fixture
