@@ -148,6 +148,7 @@ class DecodedLog:
     args: dict[str, Any]  # ints as int, bools as bool, addresses/bytes32 as 0x lower-case hex
     token_id: int | None
     market_id: str | None
+    plain: bool = False  # all args from static ABI types (fast JSON path is exact)
 
     @property
     def position(self) -> tuple[int, int]:
@@ -179,7 +180,21 @@ class DecodedLog:
         `encode_event(self.envelope(...))` gives (a unit test holds it to that), built without
         pydantic because it runs once per event on the backfill's hot path. `trace_json` is the
         carrier already dumped with `dump_compact`."""
-        args_json = dump_compact(self.json_args())
+        if self.plain:
+            # Static ABI types only: every string is 0x-hex and every name an identifier, so
+            # nothing needs escaping.
+            parts = []
+            for k, v in self.args.items():
+                t = type(v)
+                if t is int:
+                    parts.append(f'"{k}":"{v}"')
+                elif t is bool:
+                    parts.append(f'"{k}":true' if v else f'"{k}":false')
+                else:
+                    parts.append(f'"{k}":"{v}"')
+            args_json = "{" + ",".join(parts) + "}"
+        else:
+            args_json = dump_compact(self.json_args())
         out = [
             '{"v":1,"event_id":"',
             str(chain_id),
@@ -275,7 +290,8 @@ class LogDecoder:
             data_decoders: Any = tuple((n, _WORD_DECODERS[t]) for n, t in spec.data)
         else:
             data_decoders = None
-        return topic_decoders, data_decoders
+        in_order = tuple(n for n, _ in (*spec.indexed, *spec.data)) == spec.order
+        return topic_decoders, data_decoders, in_order
 
     @property
     def topics(self) -> list[str]:
@@ -299,9 +315,9 @@ class LogDecoder:
         self, raw: Mapping[str, Any], timestamps: Mapping[int, int] | None
     ) -> DecodedLog | DecodeFailure:
         address = raw["address"].lower()
-        block_number = _hex_int(raw["blockNumber"])
+        block_number = int(raw["blockNumber"], 16)
         tx_hash = raw["transactionHash"].lower()
-        log_index = _hex_int(raw["logIndex"])
+        log_index = int(raw["logIndex"], 16)
         emitter = self.contracts.get(address)
         if emitter is None:
             return DecodeFailure(
@@ -316,7 +332,7 @@ class LogDecoder:
             return DecodeFailure(
                 "unknown_event", f"topic0 {topic0} from {emitter}", block_number, tx_hash, log_index
             )
-        topic_decoders, data_decoders = self._plans[topic0]
+        topic_decoders, data_decoders, in_order = self._plans[topic0]
         if len(topics) != 1 + len(topic_decoders):
             return DecodeFailure(
                 "malformed",
@@ -345,6 +361,8 @@ class LogDecoder:
             for name, dec in data_decoders:
                 args[name] = dec(data[pos : pos + 64])
                 pos += 64
+            if len(args) != len(spec.order):
+                raise MalformedWord("argument names repeat")
         else:
             values = abi_decode([t for _, t in spec.data], bytes.fromhex(data[2:]))
             for (name, abi_type), value in zip(spec.data, values, strict=True):
@@ -353,11 +371,11 @@ class LogDecoder:
                 elif isinstance(value, bytes):
                     value = "0x" + value.hex()
                 args[name] = value
-        if len(spec.order) != len(args):
-            raise MalformedWord("argument names repeat")
+            if len(args) != len(spec.order):
+                raise MalformedWord("argument names repeat")
         ts_raw = raw.get("blockTimestamp")
         if ts_raw is not None:
-            block_timestamp = _hex_int(ts_raw)
+            block_timestamp = int(ts_raw, 16)
         elif timestamps is not None and block_number in timestamps:
             block_timestamp = timestamps[block_number]
         else:
@@ -374,9 +392,10 @@ class LogDecoder:
             block_timestamp=block_timestamp,
             tx_hash=tx_hash,
             log_index=log_index,
-            args={n: args[n] for n in spec.order},
-            token_id=token_id if isinstance(token_id, int) else None,
+            args=args if in_order else {n: args[n] for n in spec.order},
+            token_id=token_id if type(token_id) is int else None,
             market_id=market_id if isinstance(market_id, str) else None,
+            plain=data_decoders is not None,
         )
 
 
