@@ -55,14 +55,14 @@ class PositionRow:
         values = {}
         for name in POSITION_COLUMNS:
             value = record[name]
-            if name in _NUMERIC_POSITION_COLUMNS and value is not None:
+            if name in NUMERIC_POSITION_COLUMNS and value is not None:
                 value = int(value)
             values[name] = value
         return cls(**values)
 
 
 POSITION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(PositionRow))
-_NUMERIC_POSITION_COLUMNS = frozenset(
+NUMERIC_POSITION_COLUMNS = frozenset(
     {
         "token_id",
         "collateral",

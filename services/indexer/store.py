@@ -23,6 +23,7 @@ from services.indexer.rows import (
     FUNDING_COLUMNS,
     LIQUIDATION_COLUMNS,
     MARKET_COLUMNS,
+    NUMERIC_POSITION_COLUMNS,
     POSITION_COLUMNS,
     Fold,
     FoldResult,
@@ -63,6 +64,23 @@ OUTBOX_COLUMNS = (
     "reverted",
     "first_block",
     "last_block",
+)
+
+
+def _stage_type(column: str) -> str:
+    if column in NUMERIC_POSITION_COLUMNS:
+        return "text"
+    if column == "is_long":
+        return "boolean"
+    if column.endswith("_block") or column.endswith("_timestamp"):
+        return "bigint"
+    return "text"
+
+
+_POSITIONS_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS positions_stage_txt ("
+    + ", ".join(f"{c} {_stage_type(c)}" for c in POSITION_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
 )
 
 
@@ -298,20 +316,28 @@ class Store:
     async def _upsert_positions(
         self, conn: asyncpg.Connection, rows: Iterable[PositionRow]
     ) -> None:
-        records = [r.record() for r in rows]
+        # Numerics go through a text staging table and are cast by the server: asyncpg's
+        # binary numeric encoding of a Python int costs more than everything else per row.
+        records = [
+            tuple(
+                str(v) if (v is not None and c in NUMERIC_POSITION_COLUMNS) else v
+                for c, v in zip(POSITION_COLUMNS, r.record(), strict=True)
+            )
+            for r in rows
+        ]
         if not records:
             return
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS positions_stage "
-            "(LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
+        await conn.execute(_POSITIONS_STAGE_DDL)
         await conn.copy_records_to_table(
-            "positions_stage", columns=POSITION_COLUMNS, records=records
+            "positions_stage_txt", columns=POSITION_COLUMNS, records=records
         )
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in POSITION_COLUMNS if c != "token_id")
         cols = ", ".join(POSITION_COLUMNS)
+        casts = ", ".join(
+            f"{c}::numeric" if c in NUMERIC_POSITION_COLUMNS else c for c in POSITION_COLUMNS
+        )
         await conn.execute(
-            f"INSERT INTO positions ({cols}) SELECT {cols} FROM positions_stage "
+            f"INSERT INTO positions ({cols}) SELECT {casts} FROM positions_stage_txt "
             f"ON CONFLICT (token_id) DO UPDATE SET {updates}"
         )
 
