@@ -104,8 +104,10 @@ async def indexer_pass(
     stop = asyncio.Event()
     async with open_app(settings) as app:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         await app.run(stop, until_caught_up=True)
         elapsed = time.perf_counter() - t0
+        _info("indexer process CPU %.2fs of %.2fs wall", time.process_time() - c0, elapsed)
         return app.indexer.stats.events, elapsed, app.indexer.ranges, app.status()
 
 
