@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from services.indexer.chunking import ChunkPolicy, Outcome
 from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder, dump_compact
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
@@ -56,6 +58,7 @@ class FetchedChunk:
 class _Prepared:
     write: ChunkWrite
     expected_last: int | None  # sync_status block the write expects (None: first write)
+    trace_context: otel_context.Context
 
 
 @dataclass
@@ -265,12 +268,16 @@ class Indexer:
                     return False
                 # The previous chunk's transaction ran while this one was prepared.
                 await self._settle(inflight)
-                inflight = _InFlight(
-                    asyncio.create_task(
+                # The write runs as a child of the chunk's span (same trace as the outbox rows'
+                # headers), although the span itself already ended.
+                token = otel_context.attach(prepared.trace_context)
+                try:
+                    task = asyncio.create_task(
                         self.store.write_chunk(prepared.write, prepared.expected_last)
-                    ),
-                    prepared,
-                )
+                    )
+                finally:
+                    otel_context.detach(token)
+                inflight = _InFlight(task, prepared)
                 self.heartbeat = time.monotonic()
                 if stop.is_set() or pending is None:
                     break
@@ -459,7 +466,10 @@ class Indexer:
                 window_floor=floor,
                 trace_carrier=carrier,
             )
-        prepared = _Prepared(write, self._tip_block if self._tip_has_status else None)
+            trace_context = otel_context.get_current()
+        prepared = _Prepared(
+            write, self._tip_block if self._tip_has_status else None, trace_context
+        )
         # Tentative state: what the chain looks like once this chunk commits. Any failure
         # reloads everything from the database.
         self._tip_block = chunk.to_block

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from web3 import Web3
 
 from services.indexer.loadgen import LoadGen
-from shared.telemetry import setup_telemetry
+from shared.telemetry import add_span_processor
 
 
 async def test_backfill_equals_chain(
@@ -35,7 +35,7 @@ async def test_backfill_equals_chain(
     assert len(expected) > 400
 
     spans = InMemorySpanExporter()
-    setup_telemetry("perpex-indexer-test", span_processors=[SimpleSpanProcessor(spans)], force=True)
+    add_span_processor(SimpleSpanProcessor(spans), "perpex-indexer-test")
     topic = "perpex.events.backfill." + dep_file.stem
     settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file)
     status = await index_once(settings)
@@ -71,6 +71,13 @@ async def test_backfill_equals_chain(
     assert parents <= chunk_traces
     names = {s.name for s in spans.get_finished_spans()}
     assert {"rpc eth_getLogs", "db write_chunk", "kafka produce"} <= names
+    # each chunk's transaction is part of that chunk's trace
+    writes = {
+        format(s.context.trace_id, "032x")
+        for s in spans.get_finished_spans()
+        if s.name == "db write_chunk"
+    }
+    assert writes <= chunk_traces
     sample = next(e for _, e, _ in msgs if e.name == "PositionOpened")
     assert sample.market in ("ETH/USDT", "BTC/USDT") and sample.args["collateral"].isdigit()
 
