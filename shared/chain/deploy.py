@@ -81,7 +81,18 @@ def deploy_local(
         env["BTC_PRICE"] = str(int(btc_price))
     if funding_interval is not None:
         env["FUNDING_INTERVAL"] = str(int(funding_interval))
-    cmd = [str(FORGE_SH), "script", DEPLOY_SCRIPT, "--rpc-url", rpc_url, "--broadcast"]
+    # forge prices its transactions from the latest block's base fee; the next block may charge
+    # more (after a busy block, or a base fee set with anvil_setNextBlockBaseFeePerGas). Offer
+    # twice the pending block's base fee plus the tip, as the services' sender does.
+    pending = _rpc(rpc_url, "eth_getBlockByNumber", ["pending", False])
+    base_fee = (
+        int(str(pending.get("baseFeePerGas") or "0x0"), 16) if isinstance(pending, dict) else 0
+    )
+    tip = 10**9
+    cmd = [
+        str(FORGE_SH), "script", DEPLOY_SCRIPT, "--rpc-url", rpc_url, "--broadcast",
+        "--with-gas-price", str(2 * base_fee + tip), "--priority-gas-price", str(tip),
+    ]  # fmt: skip
     scratch_path = CONTRACTS_DIR / scratch
     try:
         try:
