@@ -66,6 +66,7 @@ class IndexerApp:
                 await asyncio.wait_for(drain_task, 10)
             # What could not be sent stays in the outbox for the next start.
             await self.drainer.flush(within=3.0)
+            await self.drainer.close()
 
     async def wait_drained(self, stop: asyncio.Event, poll: float = 0.01) -> None:
         while not stop.is_set():
