@@ -50,11 +50,17 @@ def setup_telemetry(
     resource = Resource.create(
         {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
     )  # OTEL_RESOURCE_ATTRIBUTES is merged by Resource.create
-    tracer_provider = TracerProvider(resource=resource)
+    # Tracers obtained before stay bound to the provider that was installed then (OTel's proxy
+    # tracers bind once), so an installed SDK provider is extended, never replaced.
+    existing = trace.get_tracer_provider()
+    tracer_provider = (
+        existing if isinstance(existing, TracerProvider) else TracerProvider(resource=resource)
+    )
+    reuse = tracer_provider is existing
     for processor in span_processors:
         tracer_provider.add_span_processor(processor)
     readers = list(metric_readers)
-    if _otlp_enabled("TRACES"):
+    if _otlp_enabled("TRACES") and not reuse:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
@@ -62,7 +68,9 @@ def setup_telemetry(
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    _set_providers(tracer_provider, MeterProvider(resource=resource, metric_readers=readers))
+    _set_providers(
+        None if reuse else tracer_provider, MeterProvider(resource=resource, metric_readers=readers)
+    )
     _configured = True
 
 
@@ -76,11 +84,12 @@ def add_span_processor(processor: SpanProcessor, service_name: str = "perpex") -
         setup_telemetry(service_name, span_processors=[processor], force=True)
 
 
-def _set_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+def _set_providers(tracer_provider: TracerProvider | None, meter_provider: MeterProvider) -> None:
     # The API refuses to replace a global provider; tests need to, so reset the guard.
-    trace._TRACER_PROVIDER_SET_ONCE._done = False  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-    trace.set_tracer_provider(tracer_provider)
+    if tracer_provider is not None:
+        trace._TRACER_PROVIDER_SET_ONCE._done = False  # type: ignore[attr-defined]
+        trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+        trace.set_tracer_provider(tracer_provider)
     metrics._internal._METER_PROVIDER_SET_ONCE._done = False  # type: ignore[attr-defined]
     metrics._internal._METER_PROVIDER = None  # type: ignore[attr-defined]
     metrics.set_meter_provider(meter_provider)
