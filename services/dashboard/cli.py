@@ -18,6 +18,7 @@ import uvicorn
 
 from services.dashboard.settings import DashboardSettings, load_dashboard_settings
 from shared.config import exit_on_config_error
+from shared.service import configure_logging
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("perpex.dashboard")
@@ -37,12 +38,7 @@ def dashboard(host: str | None, port: int | None, no_feed: bool) -> None:
     if no_feed:
         overrides["dashboard_kafka_feed"] = False
     settings = exit_on_config_error(lambda: load_dashboard_settings(**overrides))
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    configure_logging(settings.log_level)
     setup_telemetry("perpex-dashboard")
 
     sys.exit(asyncio.run(serve(settings)))

@@ -8,10 +8,8 @@ and the process exits 0. Exit 2 on bad configuration, 1 on another fatal error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 
 import click
@@ -22,57 +20,36 @@ from services.funding.settings import (
     load_status_settings,
 )
 from shared.config import ConfigError, exit_on_config_error
-from shared.health import HealthState, serve_health
+from shared.health import HealthState
+from shared.service import configure_logging, service_scope
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("perpex.funding")
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("web3").setLevel(logging.WARNING)
+    configure_logging(level, {"web3": logging.WARNING})
 
 
 async def run_service(settings: FundingSettings) -> int:
     from services.funding.app import open_updater
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, stop, sig)
-
-    state = HealthState()
-    health_task = asyncio.create_task(serve_health(state), name="health")
-    try:
-        async with open_updater(settings) as updater:
-            state._status = updater.status
-            watchdog = asyncio.create_task(_watch(updater, state, stop), name="watchdog")
-            try:
-                await updater.run(stop)
-            finally:
-                watchdog.cancel()
-        return 0
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except Exception:
-        log.exception("funding updater failed")
-        return 1
-    finally:
-        health_task.cancel()
-        with contextlib.suppress(BaseException):
-            await health_task
-
-
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
-    log.info("%s received: finishing any send in progress, then exiting", sig.name)
-    stop.set()
+    async with service_scope(log, "finishing any send in progress, then exiting") as (stop, state):
+        try:
+            async with open_updater(settings) as updater:
+                state._status = updater.status
+                watchdog = asyncio.create_task(_watch(updater, state, stop), name="watchdog")
+                try:
+                    await updater.run(stop)
+                finally:
+                    watchdog.cancel()
+            return 0
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        except Exception:
+            log.exception("funding updater failed")
+            return 1
 
 
 async def _watch(updater: object, state: HealthState, stop: asyncio.Event) -> None:

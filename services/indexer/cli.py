@@ -8,9 +8,7 @@ than REORG_WINDOW or another fatal error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 import time
 
@@ -18,7 +16,8 @@ import click
 
 from services.indexer.settings import IndexerSettings, load_indexer_settings
 from shared.config import ConfigError, exit_on_config_error
-from shared.health import HealthState, serve_health
+from shared.health import HealthState
+from shared.service import configure_logging, service_scope
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("perpex.indexer")
@@ -28,38 +27,23 @@ async def run_service(settings: IndexerSettings, until_caught_up: bool = False) 
     from services.indexer.app import open_app
     from services.indexer.sync import ReorgTooDeepError
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, stop, sig)
-
-    state = HealthState()
-    health_task = asyncio.create_task(serve_health(state), name="health")
-    try:
-        async with open_app(settings) as app:
-            state._status = app.status
-            watchdog = asyncio.create_task(_watch(app, state, stop), name="watchdog")
-            try:
-                await app.run(stop, until_caught_up=until_caught_up)
-            finally:
-                watchdog.cancel()
-        log.info("indexer stopped")
-        return 0
-    except ReorgTooDeepError as exc:
-        log.critical("%s", exc)
-        return 1
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    finally:
-        health_task.cancel()
-        with contextlib.suppress(BaseException):
-            await health_task
-
-
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
-    log.info("%s received: finishing the current chunk, then exiting", sig.name)
-    stop.set()
+    async with service_scope(log, "finishing the current chunk, then exiting") as (stop, state):
+        try:
+            async with open_app(settings) as app:
+                state._status = app.status
+                watchdog = asyncio.create_task(_watch(app, state, stop), name="watchdog")
+                try:
+                    await app.run(stop, until_caught_up=until_caught_up)
+                finally:
+                    watchdog.cancel()
+            log.info("indexer stopped")
+            return 0
+        except ReorgTooDeepError as exc:
+            log.critical("%s", exc)
+            return 1
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
 
 
 async def _watch(app: object, state: HealthState, stop: asyncio.Event) -> None:
@@ -86,13 +70,8 @@ async def _watch(app: object, state: HealthState, stop: asyncio.Event) -> None:
 def indexer(until_caught_up: bool) -> None:
     """Index PositionManager/PositionNFT events into PostgreSQL and Kafka."""
     settings = exit_on_config_error(load_indexer_settings)
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the drainer logs outages itself
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # the drainer logs broker outages itself
+    configure_logging(settings.log_level, {"aiokafka": logging.CRITICAL})
     setup_telemetry("perpex-indexer")
     code = asyncio.run(run_service(settings, until_caught_up))
     sys.exit(code)

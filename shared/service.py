@@ -1,0 +1,50 @@
+"""What every long-running Perp-EX service does around its main loop: logging set-up, a stop
+event set by SIGTERM/SIGINT (graceful shutdown), and the /healthz and /readyz server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+from shared.health import HealthState, serve_health
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str, quiet: dict[str, int] | None = None) -> None:
+    """Log to stderr at `level`; `quiet` lowers chatty libraries (name -> level)."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    for name, lib_level in {"aiokafka": logging.ERROR, "httpx": logging.WARNING,
+                            **(quiet or {})}.items():  # fmt: skip
+        logging.getLogger(name).setLevel(lib_level)
+
+
+@contextlib.asynccontextmanager
+async def service_scope(
+    log: logging.Logger, on_stop: str, health_port: int | None = None
+) -> AsyncIterator[tuple[asyncio.Event, HealthState]]:
+    """Yield (stop, health): `stop` is set on SIGTERM/SIGINT (logging `on_stop`); the probes
+    serve `health` on HEALTH_PORT until the block exits."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def _on_signal(sig: signal.Signals) -> None:
+        log.info("%s received: %s", sig.name, on_stop)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig)
+    state = HealthState()
+    health_task = asyncio.create_task(serve_health(state, health_port), name="health")
+    try:
+        yield stop, state
+    finally:
+        health_task.cancel()
+        with contextlib.suppress(BaseException):
+            await health_task
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
