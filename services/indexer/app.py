@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ async def open_app(
         indexer = Indexer(
             settings, targets, rpc, store, make_decoder(targets, table), on_commit=drainer.notify
         )
+        # Everything built so far (modules, ABIs, clients) lives as long as the process: keep
+        # it out of the cyclic GC's scans, which the per-chunk garbage triggers often.
+        gc.freeze()
         yield IndexerApp(settings, targets, rpc, pool, store, indexer, drainer, lock_conn)
     finally:
         if lock_conn is not None:

@@ -1,7 +1,7 @@
 """Async JSON-RPC over httpx, with the errors classified for the chunk policy.
 
 Plain JSON-RPC (not web3's contract layer) keeps eth_getLogs cheap: the response is parsed once
-and handed to the decoder as dicts. Every failure becomes an `RpcError` carrying an `Outcome`:
+(orjson) and handed to the decoder as dicts. Every failure becomes an `RpcError` carrying an `Outcome`:
 429 -> RATE_LIMITED (with Retry-After), 5xx / connection errors / truncated or non-JSON bodies
 -> TRANSIENT, timeouts -> TIMEOUT, and the providers' "block range too large" / "too many
 results" messages -> RANGE_TOO_LARGE / TOO_MANY_RESULTS.
@@ -9,13 +9,13 @@ results" messages -> RANGE_TOO_LARGE / TOO_MANY_RESULTS.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -125,7 +125,7 @@ class JsonRpc:
             span.set_attribute("rpc.system", "jsonrpc")
             span.set_attribute("rpc.method", label)
             try:
-                resp = await self._client.post(self.url, content=json.dumps(payload))
+                resp = await self._client.post(self.url, content=orjson.dumps(payload))
             except httpx.TimeoutException as exc:
                 raise RpcError(Outcome.TIMEOUT, f"{label}: {type(exc).__name__}") from None
             except httpx.HTTPError as exc:
@@ -138,8 +138,8 @@ class JsonRpc:
                     parse_retry_after(resp.headers.get("retry-after")),
                 )
             try:
-                return json.loads(resp.content)
-            except ValueError as exc:
+                return orjson.loads(resp.content)
+            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
                 raise RpcError(Outcome.TRANSIENT, f"{label}: body is not JSON ({exc})") from None
 
     def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
