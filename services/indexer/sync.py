@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 _tracer = tracer("perpex.indexer")
 _meter = meter("perpex.indexer")
 
+# Preparing a chunk is CPU work on the event loop's thread; it gives the loop a turn every
+# YIELD_EVERY logs so the previous chunk's transaction (asyncpg's COPY is encoded and sent from
+# this thread too), the prefetch and the outbox drainer progress in parallel with it instead of
+# stalling until the whole chunk is prepared (PostgreSQL, anvil and the broker run on the other
+# core meanwhile).
+YIELD_EVERY = 500
+
 POSITION_FOLLOWUPS = frozenset({"MarginChanged", "PositionClosed", "PositionLiquidated"})
 
 
@@ -356,12 +363,14 @@ class Indexer:
         return None
 
     # ---------------------------------------------------------------- decode + write
-    def _decode(self, chunk: FetchedChunk) -> list[DecodedLog]:
+    async def _decode(self, chunk: FetchedChunk) -> list[DecodedLog]:
         timestamps = {n: h.timestamp for n, h in chunk.headers.items()}
         decoded: list[DecodedLog] = []
         market_filter = self.targets.market_filter
         decode = self.decoder.decode
-        for raw in chunk.logs:
+        for i, raw in enumerate(chunk.logs):
+            if not i % YIELD_EVERY and i:
+                await asyncio.sleep(0)  # let the previous chunk's COPY stream meanwhile
             result = decode(raw, timestamps)
             if isinstance(result, DecodeFailure):
                 self._count_failure(result)
@@ -409,7 +418,7 @@ class Indexer:
             span.set_attribute("indexer.from_block", chunk.from_block)
             span.set_attribute("indexer.to_block", chunk.to_block)
             await self._fill_timestamps(chunk)
-            events = self._decode(chunk)
+            events = await self._decode(chunk)
             span.set_attribute("indexer.events", len(events))
             hashes: dict[int, str] = {n: h.hash for n, h in chunk.headers.items()}
             for e in events:
@@ -448,7 +457,9 @@ class Indexer:
             chain_id = self.settings.chain_id
             messages = []
             args_json = []
-            for e in events:
+            for i, e in enumerate(events):
+                if not i % YIELD_EVERY and i:
+                    await asyncio.sleep(0)
                 value, args = e.encode(
                     chain_id, pairs.get(e.market_id) if e.market_id else None, trace_json
                 )
