@@ -314,11 +314,14 @@ class LogDecoder:
     def _decode(
         self, raw: Mapping[str, Any], timestamps: Mapping[int, int] | None
     ) -> DecodedLog | DecodeFailure:
-        address = raw["address"].lower()
+        address = raw["address"]
+        emitter = self.contracts.get(address)  # keys are lower-case: a hit needs no .lower()
+        if emitter is None:
+            address = address.lower()
+            emitter = self.contracts.get(address)
         block_number = int(raw["blockNumber"], 16)
         tx_hash = raw["transactionHash"].lower()
         log_index = int(raw["logIndex"], 16)
-        emitter = self.contracts.get(address)
         if emitter is None:
             return DecodeFailure(
                 "unknown_contract", f"log from {address}", block_number, tx_hash, log_index
@@ -342,10 +345,11 @@ class LogDecoder:
                 log_index,
             )
         args: dict[str, Any] = {}
-        for (name, dec), topic in zip(topic_decoders, topics[1:], strict=True):
+        # (the topic count was checked above; uint256, the common case, is parsed inline)
+        for (name, dec), topic in zip(topic_decoders, topics[1:], strict=False):
             if len(topic) != 66:
                 raise MalformedWord(f"topic {name} is not 32 bytes")
-            args[name] = dec(topic[2:])
+            args[name] = int(topic[2:], 16) if dec is _uint else dec(topic[2:])
         data: str = raw["data"]
         if data_decoders is not None:
             expected = 2 + 64 * len(data_decoders)
@@ -359,7 +363,8 @@ class LogDecoder:
                 )
             pos = 2
             for name, dec in data_decoders:
-                args[name] = dec(data[pos : pos + 64])
+                word = data[pos : pos + 64]
+                args[name] = int(word, 16) if dec is _uint else dec(word)
                 pos += 64
             if len(args) != len(spec.order):
                 raise MalformedWord("argument names repeat")
@@ -384,18 +389,18 @@ class LogDecoder:
             )
         token_id = args.get("tokenId")
         market_id = args.get("marketId")
-        return DecodedLog(
-            name=spec.name,
-            contract=address,
-            block_number=block_number,
-            block_hash=raw["blockHash"].lower(),
-            block_timestamp=block_timestamp,
-            tx_hash=tx_hash,
-            log_index=log_index,
-            args=args if in_order else {n: args[n] for n in spec.order},
-            token_id=token_id if type(token_id) is int else None,
-            market_id=market_id if isinstance(market_id, str) else None,
-            plain=data_decoders is not None,
+        return DecodedLog(  # positional: this runs once per log
+            spec.name,
+            address,
+            block_number,
+            raw["blockHash"].lower(),
+            block_timestamp,
+            tx_hash,
+            log_index,
+            args if in_order else {n: args[n] for n in spec.order},
+            token_id if type(token_id) is int else None,
+            market_id if isinstance(market_id, str) else None,
+            data_decoders is not None,
         )
 
 
