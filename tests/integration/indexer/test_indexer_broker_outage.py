@@ -32,6 +32,16 @@ async def test_broker_stopped_then_restarted(
 ) -> None:
     broker = Broker(StackConfig(data_dir=tmp_path / "broker", kafka_port=free_port()))
     await asyncio.to_thread(broker.start)
+    try:
+        await _run_outage(broker, chain, rpc_url, fresh_db, tmp_path)
+    finally:
+        await asyncio.to_thread(broker.stop)
+    assert "outbox: send failed" in (tmp_path / "indexer.log").read_text()
+
+
+async def _run_outage(
+    broker: Broker, chain: Web3, rpc_url: str, fresh_db: str, tmp_path: Path
+) -> None:
     deployment, dep_file = deploy(rpc_url, tmp_path)
     gen = LoadGen(rpc_url, deployment, seed=9, batch_size=20)
     gen.fund_traders()
@@ -75,5 +85,3 @@ async def test_broker_stopped_then_restarted(
         if proc.poll() is None:
             proc.kill()
         gen.close()
-        await asyncio.to_thread(broker.stop)
-    assert "outbox: send failed" in log.read_text()
