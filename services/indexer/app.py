@@ -99,7 +99,11 @@ async def open_app(
         pool = await create_pool(settings.db_uri, min_size=2, max_size=6)
         table = load_event_table()
         store = Store(
-            pool, settings.chain_id, targets.addresses, {s.name: s for s in table.values()}
+            pool,
+            settings.chain_id,
+            targets.addresses,
+            {s.name: s for s in table.values()},
+            outbox_batch=settings.outbox_batch,
         )
         applied = await store.migrate()
         if applied:
@@ -114,9 +118,17 @@ async def open_app(
             batch=settings.outbox_batch,
             partitions=settings.kafka_partitions,
             poll_interval=settings.poll_interval,
+            memory_messages=settings.outbox_memory_messages,
         )
+        drainer.rebuild_upto = await store.last_outbox_id()
         indexer = Indexer(
-            settings, targets, rpc, store, make_decoder(targets, table), on_commit=drainer.notify
+            settings,
+            targets,
+            rpc,
+            store,
+            make_decoder(targets, table),
+            on_commit=drainer.notify,
+            outbox_sink=drainer.offer,
         )
         # Everything built so far (modules, ABIs, clients) lives as long as the process: keep
         # it out of the cyclic GC's scans, which the per-chunk garbage triggers often.

@@ -8,15 +8,16 @@ ours, or does not fit its ABI, becomes a `DecodeFailure` with a reason; the call
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from shared.events.schema import EVENT_NAMES, EventEnvelope, make_event_id
+from shared.events.schema import EVENT_NAMES, EventEnvelope
 
 _UINT_MAX = 1 << 256
 _INT_MIN_NEG = 1 << 255
@@ -29,6 +30,20 @@ _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 def dump_compact(value: Any) -> str:
     """JSON the way pydantic writes it: no spaces, UTF-8 kept as is."""
     return _compact(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_str(value: str) -> str:
+    """A JSON string literal (market pairs: a handful of values, encoded once each)."""
+    return _compact(value)
+
+
+def trace_json(carrier: Mapping[str, str] | None) -> str | None:
+    """The envelope's `trace` field as compact JSON, keys sorted: the same bytes whether the
+    carrier comes from the live span or back from the outbox row's jsonb (which reorders)."""
+    if not carrier:
+        return None
+    return _compact(dict(sorted(carrier.items())))
 
 
 class MalformedWord(ValueError):
@@ -90,6 +105,72 @@ def _word_decoder(abi_type: str) -> Callable[[str], Any] | None:
     return None
 
 
+_JSON_BOOL = ("false", "true")
+
+# Word -> value expressions of the compiled decoders, by ABI type: `{w}` is a 64-hex-digit
+# word (a slice of the data, or a topic without its 0x). uint256 is parsed inline.
+_EXPR = {
+    "uint256": "int({w}, 16)",
+    "int256": "_int({w})",
+    "bool": "_bool({w})",
+    "address": "_address({w})",
+    "bytes32": "'0x' + {w}.lower()",
+}
+# Value -> its text in the args JSON (integers as decimal strings), as an f-string fragment
+# over the variable VAR.
+_JSON_FRAGMENT = {
+    "uint256": '"{VAR}"',
+    "int256": '"{VAR}"',
+    "bool": "{_JSON_BOOL[VAR]}",
+    "address": '"{VAR}"',
+    "bytes32": '"{VAR}"',
+}
+
+StaticDecoder = Callable[[Sequence[str], str], tuple[dict[str, Any], str]]
+
+
+def compile_static_decoder(spec: EventSpec) -> StaticDecoder | None:
+    """A function (topics, data) -> (args in ABI order, args JSON) for an event whose
+    arguments are all 32-byte static words, generated once from the ABI (as namedtuple and
+    dataclasses generate their methods): no per-argument loop, lookup or call on the hot path.
+    The caller has checked the topic count and the data length. None: not compilable (a
+    dynamic type, or a name that is not a plain identifier)."""
+    if not spec.static or not all(t in _EXPR for _, t in spec.indexed):
+        return None
+    names = [n for n, _ in (*spec.indexed, *spec.data)]
+    if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
+        return None
+    var: dict[str, str] = {}
+    types: dict[str, str] = {}
+    body = []
+    if spec.indexed:
+        checks = " or ".join(f"len(topics[{i + 1}]) != 66" for i in range(len(spec.indexed)))
+        body.append(f"if {checks}: raise MalformedWord('a topic is not 32 bytes')")
+    for i, (name, abi_type) in enumerate(spec.indexed):
+        var[name], types[name] = f"t{i}", abi_type
+        body.append(f"t{i} = " + _EXPR[abi_type].format(w=f"topics[{i + 1}][2:]"))
+    for j, (name, abi_type) in enumerate(spec.data):
+        var[name], types[name] = f"d{j}", abi_type
+        word = f"data[{2 + 64 * j}:{66 + 64 * j}]"
+        body.append(f"d{j} = " + _EXPR[abi_type].format(w=word))
+    args = ", ".join(f"{name!r}: {var[name]}" for name in spec.order)
+    text = ",".join(
+        f'"{name}":' + _JSON_FRAGMENT[types[name]].replace("VAR", var[name]) for name in spec.order
+    )
+    body.append(f"return {{{args}}}, f'{{{{{text}}}}}'")
+    source = "def decode(topics, data):\n" + "".join(f"    {line}\n" for line in body)
+    namespace: dict[str, Any] = {
+        "MalformedWord": MalformedWord,
+        "_int": _int,
+        "_bool": _bool,
+        "_address": _address,
+        "_JSON_BOOL": _JSON_BOOL,
+    }
+    exec(compile(source, f"<decoder {spec.signature}>", "exec"), namespace)
+    fn: StaticDecoder = namespace["decode"]
+    return fn
+
+
 @dataclass(frozen=True)
 class EventSpec:
     name: str
@@ -148,14 +229,17 @@ class DecodedLog:
     args: dict[str, Any]  # ints as int, bools as bool, addresses/bytes32 as 0x lower-case hex
     token_id: int | None
     market_id: str | None
-    plain: bool = False  # all args from static ABI types (fast JSON path is exact)
+    # args as JSON (integers as decimal strings, ABI order); set by the decoder's compiled
+    # static-event path, computed on first use otherwise
+    args_json: str | None = None
 
     @property
     def position(self) -> tuple[int, int]:
         return self.block_number, self.log_index
 
     def event_id(self, chain_id: int) -> str:
-        return make_event_id(chain_id, self.tx_hash, self.log_index)
+        """As make_event_id (the hash is already lower-case here)."""
+        return f"{chain_id}:{self.tx_hash}:{self.log_index}"
 
     def key(self, chain_id: int) -> bytes:
         """Kafka key, as EventEnvelope.key: the token, else the market, else the event."""
@@ -169,67 +253,38 @@ class DecodedLog:
         """Args as the Kafka schema wants them: integers as decimal strings."""
         return {k: (str(v) if type(v) is int else v) for k, v in self.args.items()}
 
+    def args_text(self) -> str:
+        """`json_args()` as compact JSON, in ABI order."""
+        if self.args_json is None:
+            self.args_json = dump_compact(self.json_args())
+        return self.args_json
+
     def encode(
         self,
         chain_id: int,
         market: str | None = None,
         trace_json: str | None = None,
         reverted: bool = False,
-    ) -> tuple[bytes, str]:
-        """(Kafka value, args JSON). The value is byte-for-byte what
-        `encode_event(self.envelope(...))` gives (a unit test holds it to that), built without
-        pydantic because it runs once per event on the backfill's hot path. `trace_json` is the
-        carrier already dumped with `dump_compact`."""
-        if self.plain:
-            # Static ABI types only: every string is 0x-hex and every name an identifier, so
-            # nothing needs escaping.
-            parts = []
-            for k, v in self.args.items():
-                t = type(v)
-                if t is int:
-                    parts.append(f'"{k}":"{v}"')
-                elif t is bool:
-                    parts.append(f'"{k}":true' if v else f'"{k}":false')
-                else:
-                    parts.append(f'"{k}":"{v}"')
-            args_json = "{" + ",".join(parts) + "}"
-        else:
-            args_json = dump_compact(self.json_args())
-        out = [
-            '{"v":1,"event_id":"',
-            str(chain_id),
-            ":",
-            self.tx_hash,
-            ":",
-            str(self.log_index),
-            '","name":"',
-            self.name,
-            '","chain_id":',
-            str(chain_id),
-            ',"contract":"',
-            self.contract,
-            '","block_number":',
-            str(self.block_number),
-            ',"block_hash":"',
-            self.block_hash,
-            '","block_timestamp":',
-            str(self.block_timestamp),
-            ',"tx_hash":"',
-            self.tx_hash,
-            '","log_index":',
-            str(self.log_index),
-        ]
-        if self.market_id is not None:
-            out += [',"market_id":"', self.market_id, '"']
-        if market is not None:
-            out += [',"market":', dump_compact(market)]
-        if self.token_id is not None:
-            out += [',"token_id":', str(self.token_id)]
-        out += [',"args":', args_json, ',"reverted":', "true" if reverted else "false"]
-        if trace_json is not None:
-            out += [',"trace":', trace_json]
-        out.append("}")
-        return "".join(out).encode(), args_json
+    ) -> bytes:
+        """The Kafka value: byte-for-byte what `encode_event(self.envelope(...))` gives (a unit
+        test holds it to that), built with one format operation instead of pydantic because it
+        runs once per event on the backfill's hot path. `trace_json` is the carrier already
+        dumped with `trace_json()`."""
+        args_json = self.args_json if self.args_json is not None else self.args_text()
+        tx = self.tx_hash
+        li = self.log_index
+        mid = "" if self.market_id is None else f',"market_id":"{self.market_id}"'
+        pair = "" if market is None else ',"market":' + _json_str(market)
+        token = "" if self.token_id is None else f',"token_id":{self.token_id}'
+        trace = "" if trace_json is None else ',"trace":' + trace_json
+        return (
+            f'{{"v":1,"event_id":"{chain_id}:{tx}:{li}","name":"{self.name}",'
+            f'"chain_id":{chain_id},"contract":"{self.contract}",'
+            f'"block_number":{self.block_number},"block_hash":"{self.block_hash}",'
+            f'"block_timestamp":{self.block_timestamp},"tx_hash":"{tx}","log_index":{li}'
+            f'{mid}{pair}{token},"args":{args_json},'
+            f'"reverted":{"true" if reverted else "false"}{trace}}}'
+        ).encode()
 
     def envelope(
         self,
@@ -275,6 +330,16 @@ def _hex_int(value: Any) -> int:
     return int(value, 16)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    spec: EventSpec
+    topic_count: int  # topics including topic0
+    data_length: int | None  # hex characters with 0x, for all-static data
+    compiled: StaticDecoder | None
+    topic_decoders: tuple[tuple[str, Callable[[str], Any] | None], ...]
+    in_order: bool  # indexed-then-data order is the ABI order
+
+
 class LogDecoder:
     """Decodes logs of the followed contracts. `contracts` maps lower-case address -> emitter."""
 
@@ -284,14 +349,15 @@ class LogDecoder:
         self._plans = {t0: self._plan(spec) for t0, spec in self.table.items()}
 
     @staticmethod
-    def _plan(spec: EventSpec) -> tuple[Any, ...]:
-        topic_decoders = tuple((n, _word_decoder(t)) for n, t in spec.indexed)
-        if spec.static:
-            data_decoders: Any = tuple((n, _WORD_DECODERS[t]) for n, t in spec.data)
-        else:
-            data_decoders = None
-        in_order = tuple(n for n, _ in (*spec.indexed, *spec.data)) == spec.order
-        return topic_decoders, data_decoders, in_order
+    def _plan(spec: EventSpec) -> _Plan:
+        return _Plan(
+            spec=spec,
+            topic_count=1 + len(spec.indexed),
+            data_length=2 + 64 * len(spec.data) if spec.static else None,
+            compiled=compile_static_decoder(spec),
+            topic_decoders=tuple((n, _word_decoder(t)) for n, t in spec.indexed),
+            in_order=tuple(n for n, _ in (*spec.indexed, *spec.data)) == spec.order,
+        )
 
     @property
     def topics(self) -> list[str]:
@@ -329,55 +395,41 @@ class LogDecoder:
         topics = raw["topics"]
         if not topics:
             return DecodeFailure("unknown_event", "anonymous log", block_number, tx_hash, log_index)
-        topic0 = topics[0].lower()
-        spec = self.table.get(topic0)
-        if spec is None or spec.emitter != emitter:
+        plan = self._plans.get(topics[0])
+        if plan is None:
+            plan = self._plans.get(topics[0].lower())
+        if plan is None or plan.spec.emitter != emitter:
             return DecodeFailure(
-                "unknown_event", f"topic0 {topic0} from {emitter}", block_number, tx_hash, log_index
-            )
-        topic_decoders, data_decoders, in_order = self._plans[topic0]
-        if len(topics) != 1 + len(topic_decoders):
-            return DecodeFailure(
-                "malformed",
-                f"{spec.name}: {len(topics) - 1} indexed topics, expected {len(topic_decoders)}",
+                "unknown_event",
+                f"topic0 {topics[0].lower()} from {emitter}",
                 block_number,
                 tx_hash,
                 log_index,
             )
-        args: dict[str, Any] = {}
-        # (the topic count was checked above; uint256, the common case, is parsed inline)
-        for (name, dec), topic in zip(topic_decoders, topics[1:], strict=False):
-            if len(topic) != 66:
-                raise MalformedWord(f"topic {name} is not 32 bytes")
-            args[name] = int(topic[2:], 16) if dec is _uint else dec(topic[2:])
+        spec = plan.spec
+        if len(topics) != plan.topic_count:
+            return DecodeFailure(
+                "malformed",
+                f"{spec.name}: {len(topics) - 1} indexed topics, expected {plan.topic_count - 1}",
+                block_number,
+                tx_hash,
+                log_index,
+            )
         data: str = raw["data"]
-        if data_decoders is not None:
-            expected = 2 + 64 * len(data_decoders)
-            if len(data) != expected:
-                return DecodeFailure(
-                    "malformed",
-                    f"{spec.name}: data is {(len(data) - 2) // 2} bytes, expected {(expected - 2) // 2}",
-                    block_number,
-                    tx_hash,
-                    log_index,
-                )
-            pos = 2
-            for name, dec in data_decoders:
-                word = data[pos : pos + 64]
-                args[name] = int(word, 16) if dec is _uint else dec(word)
-                pos += 64
-            if len(args) != len(spec.order):
-                raise MalformedWord("argument names repeat")
+        if plan.data_length is not None and len(data) != plan.data_length:
+            return DecodeFailure(
+                "malformed",
+                f"{spec.name}: data is {(len(data) - 2) // 2} bytes, "
+                f"expected {(plan.data_length - 2) // 2}",
+                block_number,
+                tx_hash,
+                log_index,
+            )
+        args_json: str | None = None
+        if plan.compiled is not None:
+            args, args_json = plan.compiled(topics, data)
         else:
-            values = abi_decode([t for _, t in spec.data], bytes.fromhex(data[2:]))
-            for (name, abi_type), value in zip(spec.data, values, strict=True):
-                if abi_type == "address":
-                    value = value.lower()
-                elif isinstance(value, bytes):
-                    value = "0x" + value.hex()
-                args[name] = value
-            if len(args) != len(spec.order):
-                raise MalformedWord("argument names repeat")
+            args = self._decode_generic(plan, topics, data)
         ts_raw = raw.get("blockTimestamp")
         if ts_raw is not None:
             block_timestamp = int(ts_raw, 16)
@@ -397,11 +449,32 @@ class LogDecoder:
             block_timestamp,
             tx_hash,
             log_index,
-            args if in_order else {n: args[n] for n in spec.order},
+            args,
             token_id if type(token_id) is int else None,
             market_id if isinstance(market_id, str) else None,
-            data_decoders is not None,
+            args_json,
         )
+
+    @staticmethod
+    def _decode_generic(plan: _Plan, topics: Sequence[str], data: str) -> dict[str, Any]:
+        """Events the compiled path does not cover (dynamic data such as MarketAdded's
+        string): topics word by word, data through eth_abi."""
+        spec = plan.spec
+        args: dict[str, Any] = {}
+        for (name, dec), topic in zip(plan.topic_decoders, topics[1:], strict=True):
+            if len(topic) != 66:
+                raise MalformedWord(f"topic {name} is not 32 bytes")
+            args[name] = dec(topic[2:]) if dec is not None else "0x" + topic[2:].lower()
+        values = abi_decode([t for _, t in spec.data], bytes.fromhex(data[2:]))
+        for (name, abi_type), value in zip(spec.data, values, strict=True):
+            if abi_type == "address":
+                value = value.lower()
+            elif isinstance(value, bytes):
+                value = "0x" + value.hex()
+            args[name] = value
+        if len(args) != len(spec.order):
+            raise MalformedWord("argument names repeat")
+        return args if plan.in_order else {n: args[n] for n in spec.order}
 
 
 def _safe_int(value: Any) -> int | None:

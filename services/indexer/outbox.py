@@ -1,8 +1,11 @@
 """Outbox drainer: PostgreSQL outbox -> Kafka, at least once, in order.
 
-Rows are read in id order (= chain order within a chunk, chunks in commit order), packed into
+Rows are taken in id order (= chain order within a chunk, chunks in commit order), packed into
 per-partition record batches, sent with acks=all through one producer (which keeps
-per-partition order), and marked sent only after every batch is acknowledged. Any broker problem (down at start, lost mid-batch,
+per-partition order), and marked sent only after every batch is acknowledged. The database
+says which rows are unsent; their messages come from memory when the indexer handed them over
+at commit (`offer`, up to a budget of messages), otherwise from the row or rebuilt from
+`events` (after a restart, or when the budget was full during a broker outage). Any broker problem (down at start, lost mid-batch,
 timeouts) closes the producer and retries the same rows with exponential backoff: a message can
 be delivered twice (consumers deduplicate on event_id) but never lost. Indexing never waits for
 the drainer.
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 _tracer = tracer("perpex.indexer.outbox")
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
+OFFER_GRACE_S = 2.0
 
 
 class BrokerStateChanged(RuntimeError):
@@ -48,6 +52,7 @@ class OutboxDrainer:
         max_backoff: float = 10.0,
         retention_s: float = 3600.0,
         producer_factory: ProducerFactory | None = None,
+        memory_messages: int = 100_000,
     ):
         self.store = store
         self.bootstrap = bootstrap_servers
@@ -69,6 +74,18 @@ class OutboxDrainer:
         )
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = DefaultPartitioner()
+        self._partition_of: dict[tuple[bytes, int], int] = {}  # (key, partitions) -> partition
+        # committed rows handed over by the indexer, until sent
+        self._memory: dict[int, OutboxRow] = {}
+        self._memory_messages = 0
+        self.memory_budget = memory_messages
+        # Rows up to this id may be rebuilt from the database: those written before this
+        # process started (set by the app) and those handed over, kept or not. A newer row is
+        # one whose commit the drainer saw before the hand-over that follows it: it waits for
+        # that (OFFER_GRACE_S at most) rather than rebuilding what is about to arrive.
+        self.rebuild_upto = 0
+        self._unoffered_since: dict[int, float] = {}
+        self.per_round = max(batch, 8 * batch)  # messages sent per round
         self._topic_ready = False
         self._wake = asyncio.Event()
         self.sent = 0
@@ -80,6 +97,31 @@ class OutboxDrainer:
     def notify(self) -> None:
         """New rows were committed: drain now instead of at the next poll."""
         self._wake.set()
+
+    def offer(self, rows: list[OutboxRow]) -> None:
+        """Committed outbox rows with their messages: kept (within the memory budget) so that
+        sending them needs no read back from the database; then drain now."""
+        for row in rows:
+            self.rebuild_upto = max(self.rebuild_upto, row.id)
+            n = len(row.messages)
+            if self._memory_messages + n <= self.memory_budget:
+                self._memory[row.id] = row
+                self._memory_messages += n
+            # else: rebuilt from the database when its turn comes
+        self._unoffered_since.clear()
+        self._wake.set()
+
+    def _may_rebuild(self, row_id: int) -> bool:
+        if row_id <= self.rebuild_upto:
+            return True
+        first = self._unoffered_since.setdefault(row_id, time.monotonic())
+        return time.monotonic() - first > OFFER_GRACE_S
+
+    def _forget(self, ids: list[int]) -> None:
+        for row_id in ids:
+            row = self._memory.pop(row_id, None)
+            if row is not None:
+                self._memory_messages -= len(row.messages)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -109,17 +151,21 @@ class OutboxDrainer:
 
     async def drain_once(self) -> int:
         """Send one batch; returns how many rows were sent (0: nothing pending)."""
-        rows = await self.store.fetch_unsent(self.batch)
+        rows = await self.store.fetch_unsent(
+            self.per_round, cached=self._memory, may_rebuild=self._may_rebuild
+        )
         if not rows:
             return 0
+        count = sum(len(r.messages) for r in rows)
         producer = await self._ensure_producer()
         with _tracer.start_as_current_span("kafka produce") as span:
             span.set_attribute("messaging.system", "kafka")
             span.set_attribute("messaging.destination.name", self.topic)
-            span.set_attribute("messaging.batch.message_count", sum(len(r.keys) for r in rows))
+            span.set_attribute("messaging.batch.message_count", count)
             await asyncio.wait_for(self._send_all(producer, rows), self.send_timeout)
-        await self.store.mark_sent([r.id for r in rows])
-        count = sum(len(r.keys) for r in rows)
+        ids = [r.id for r in rows]
+        await self.store.mark_sent(ids)
+        self._forget(ids)
         self.sent += count
         return count
 
@@ -136,15 +182,18 @@ class OutboxDrainer:
         if not partitions:
             raise BrokerStateChanged(f"topic {topic} has no partitions")
         partitioner = self._partitioner
-        by_key: dict[bytes, int] = {}
+        n = len(partitions)
+        if len(self._partition_of) > 200_000:
+            self._partition_of.clear()
+        by_key = self._partition_of
         open_batches: dict[int, Any] = {}
         futures: list[Any] = []
         for row in rows:
             headers = row.headers
-            for key, value in zip(row.keys, row.values, strict=True):
-                part = by_key.get(key)
+            for _, key, value in row.messages:
+                part = by_key.get((key, n))
                 if part is None:
-                    part = by_key[key] = partitioner(key, partitions, partitions)
+                    part = by_key[(key, n)] = partitioner(key, partitions, partitions)
                 batch = open_batches.get(part)
                 if batch is None:
                     batch = open_batches[part] = producer.create_batch()

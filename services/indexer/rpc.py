@@ -9,8 +9,10 @@ results" messages -> RANGE_TOO_LARGE / TOO_MANY_RESULTS.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,26 @@ class RpcError(Exception):
         super().__init__(f"{outcome.value}: {message}")
         self.outcome = outcome
         self.retry_after = retry_after
+
+
+def _transport_error(exc: httpx.HTTPError, label: str) -> RpcError:
+    if isinstance(exc, httpx.TimeoutException):
+        return RpcError(Outcome.TIMEOUT, f"{label}: {type(exc).__name__}")
+    return RpcError(Outcome.TRANSIENT, f"{label}: {type(exc).__name__}: {exc}")
+
+
+def _parse_reply(resp: httpx.Response, label: str) -> Any:
+    outcome = classify_http_status(resp.status_code)
+    if outcome is not None:
+        raise RpcError(
+            outcome,
+            f"{label}: HTTP {resp.status_code}",
+            parse_retry_after(resp.headers.get("retry-after")),
+        )
+    try:
+        return orjson.loads(resp.content)
+    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+        raise RpcError(Outcome.TRANSIENT, f"{label}: body is not JSON ({exc})") from None
 
 
 def classify_http_status(status: int) -> Outcome | None:
@@ -101,16 +123,24 @@ class JsonRpc:
         self.url = url
         self.timeout = timeout
         self.max_retries = max_retries
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            timeout=self._timeout,
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             headers={"Content-Type": "application/json"},
         )
+        self._blocking_client: httpx.Client | None = None  # used by the fetch thread only
+        self._fetch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rpc-fetch")
         self._id = 0
         self.calls = 0
 
     async def close(self) -> None:
         await self._client.aclose()
+        # a request still running there ends by itself within the timeout
+        self._fetch_thread.shutdown(wait=False, cancel_futures=True)
+        client, self._blocking_client = self._blocking_client, None
+        if client is not None:
+            client.close()
 
     async def __aenter__(self) -> JsonRpc:
         return self
@@ -126,21 +156,35 @@ class JsonRpc:
             span.set_attribute("rpc.method", label)
             try:
                 resp = await self._client.post(self.url, content=orjson.dumps(payload))
-            except httpx.TimeoutException as exc:
-                raise RpcError(Outcome.TIMEOUT, f"{label}: {type(exc).__name__}") from None
             except httpx.HTTPError as exc:
-                raise RpcError(Outcome.TRANSIENT, f"{label}: {type(exc).__name__}: {exc}") from None
-            outcome = classify_http_status(resp.status_code)
-            if outcome is not None:
-                raise RpcError(
-                    outcome,
-                    f"{label}: HTTP {resp.status_code}",
-                    parse_retry_after(resp.headers.get("retry-after")),
-                )
-            try:
-                return orjson.loads(resp.content)
-            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-                raise RpcError(Outcome.TRANSIENT, f"{label}: body is not JSON ({exc})") from None
+                raise _transport_error(exc, label) from None
+            return _parse_reply(resp, label)
+
+    def _post_blocking(self, body: bytes, label: str) -> Any:
+        """The same POST on a blocking client (run in the fetch thread)."""
+        if self._blocking_client is None:
+            self._blocking_client = httpx.Client(
+                timeout=self._timeout, headers={"Content-Type": "application/json"}
+            )
+        try:
+            resp = self._blocking_client.post(self.url, content=body)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, label) from None
+        return _parse_reply(resp, label)
+
+    async def _post_in_thread(self, payload: Any, label: str) -> Any:
+        """A POST whose answer is large (eth_getLogs): received and parsed in a thread of its
+        own, so the response streams in at the node's pace while the event loop is busy with
+        the previous chunk (socket reads release the GIL). Awaited on the loop, it would be
+        read 64 KiB per loop turn, and a busy loop would throttle the node to its pace."""
+        self.calls += 1
+        loop = asyncio.get_running_loop()
+        with _tracer.start_as_current_span(f"rpc {label}") as span:
+            span.set_attribute("rpc.system", "jsonrpc")
+            span.set_attribute("rpc.method", label)
+            return await loop.run_in_executor(
+                self._fetch_thread, self._post_blocking, orjson.dumps(payload), label
+            )
 
     def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
         self._id += 1
@@ -159,8 +203,10 @@ class JsonRpc:
             raise RpcError(Outcome.TRANSIENT, f"{label}: reply has no result")
         return reply["result"]
 
-    async def call_once(self, method: str, params: Sequence[Any] = ()) -> Any:
-        reply = await self._post(self._request(method, params), method)
+    async def call_once(self, method: str, params: Sequence[Any] = (), large: bool = False) -> Any:
+        """One call, not retried. `large`: the answer may be megabytes (see _post_in_thread)."""
+        post = self._post_in_thread if large else self._post
+        reply = await post(self._request(method, params), method)
         return self._result(reply, method)
 
     async def batch_once(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -220,7 +266,7 @@ class JsonRpc:
         }
         if topics:
             flt["topics"] = [list(topics)]
-        result = await self.call_once("eth_getLogs", [flt])
+        result = await self.call_once("eth_getLogs", [flt], large=True)
         if not isinstance(result, list):
             raise RpcError(Outcome.TRANSIENT, "eth_getLogs: result is not a list")
         return result

@@ -31,6 +31,12 @@ class IndexerSettings(BaseServiceSettings):
     )
     reorg_window: int = Field(default=128, ge=1, le=100_000, description="block hashes kept")
     outbox_batch: int = Field(default=2000, ge=1, le=100_000)
+    outbox_memory_messages: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="committed messages kept in memory for the drainer (the rest is rebuilt)",
+    )
     rpc_timeout_s: float = Field(default=15.0, gt=0, le=600)
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
 

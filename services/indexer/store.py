@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from services.indexer.decode import DecodedLog, EventSpec
+from services.indexer.copy_text import positions_copy
+from services.indexer.decode import DecodedLog, EventSpec, trace_json
 from services.indexer.rows import (
     FUNDING_COLUMNS,
     LIQUIDATION_COLUMNS,
     MARKET_COLUMNS,
-    NUMERIC_POSITION_COLUMNS,
     POSITION_COLUMNS,
     Fold,
     FoldResult,
@@ -64,23 +64,24 @@ OUTBOX_COLUMNS = (
     "reverted",
     "first_block",
     "last_block",
+    "message_count",
 )
 
 
-def _stage_type(column: str) -> str:
-    if column in NUMERIC_POSITION_COLUMNS:
-        return "text"
-    if column == "is_long":
-        return "boolean"
-    if column.endswith("_block") or column.endswith("_timestamp"):
-        return "bigint"
-    return "text"
-
-
 _POSITIONS_STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS positions_stage_txt ("
-    + ", ".join(f"{c} {_stage_type(c)}" for c in POSITION_COLUMNS)
-    + ") ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS positions_stage (LIKE positions) ON COMMIT DELETE ROWS"
+)
+_POSITIONS_UPSERT = (
+    f"INSERT INTO positions ({', '.join(POSITION_COLUMNS)}) "
+    f"SELECT {', '.join(POSITION_COLUMNS)} FROM positions_stage "
+    "ON CONFLICT (token_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in POSITION_COLUMNS if c != "token_id")
+)
+
+
+_OUTBOX_META = (
+    "id, message_count, headers, msg_values IS NOT NULL AS inline, first_block, "
+    "first_log_index, last_block, last_log_index"
 )
 
 
@@ -100,8 +101,8 @@ class ChunkWrite:
     to_block: int
     to_hash: str
     events: list[DecodedLog]
-    args_json: list[str]  # per event: its args as JSON (integers as decimal strings)
-    messages: list[tuple[str, bytes, bytes]]  # (event_id, key, value) in event order
+    events_copy: bytes  # the events rows in COPY text format (copy_text.events_copy)
+    messages: list[Message]  # (event_id, key, value) in event order
     fold: FoldResult
     block_hashes: dict[int, str]  # blocks to remember for reorg checks
     window_floor: int  # forget hashes of blocks below this
@@ -116,23 +117,28 @@ class RollbackResult:
     markets: list[str]
 
 
+Message = tuple[str, bytes, bytes]  # (event_id, Kafka key, Kafka value)
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     id: int
-    event_ids: list[str]
-    keys: list[bytes]
-    values: list[bytes]
+    messages: Sequence[Message]
     headers: list[tuple[str, bytes]]
 
 
+class OutboxInconsistent(RuntimeError):
+    """A by-reference outbox row does not match the events it points at."""
+
+
 def outbox_records(
-    messages: Sequence[tuple[str, bytes, bytes]],
+    messages: Sequence[Message],
     blocks: Sequence[int],
     headers: str | None,
     reverted: bool,
     batch: int,
 ) -> list[tuple[Any, ...]]:
-    """Outbox rows of at most `batch` messages each, in order."""
+    """Inline outbox rows (values carried in the row) of at most `batch` messages each."""
     records = []
     for i in range(0, len(messages), batch):
         part = messages[i : i + batch]
@@ -146,9 +152,28 @@ def outbox_records(
                 reverted,
                 min(part_blocks),
                 max(part_blocks),
+                len(part),
             )
         )
     return records
+
+
+def outbox_ranges(events: Sequence[DecodedLog], batch: int) -> list[tuple[int, int, int, int, int]]:
+    """By-reference outbox rows for a chunk's events (in chain order): per `batch` events,
+    (message count, first block, first log index, last block, last log index)."""
+    out = []
+    for i in range(0, len(events), batch):
+        first, last = events[i], events[min(i + batch, len(events)) - 1]
+        count = min(batch, len(events) - i)
+        out.append((count, first.block_number, first.log_index, last.block_number, last.log_index))
+    return out
+
+
+def headers_of(raw: str | None) -> list[tuple[str, bytes]]:
+    """Kafka headers from an outbox row's `headers` (the trace carrier as JSON)."""
+    if raw is None:
+        return []
+    return [(k, str(v).encode()) for k, v in json.loads(raw).items()]
 
 
 def _num(value: Any) -> int | None:
@@ -165,6 +190,7 @@ class Store:
         outbox_batch: int = 2000,
     ):
         self.outbox_batch = outbox_batch
+        self.rebuilt_rows = 0  # by-reference outbox rows rebuilt from `events` (not in memory)
         self.pool = pool
         self.chain_id = chain_id
         self.contracts = [c.lower() for c in contracts]
@@ -233,7 +259,9 @@ class Store:
         return {int(r["token_id"]): PositionRow.from_record(r) for r in rows}
 
     # ---------------------------------------------------------------- chunk write
-    async def write_chunk(self, chunk: ChunkWrite, expected_last: int | None) -> None:
+    async def write_chunk(self, chunk: ChunkWrite, expected_last: int | None) -> list[OutboxRow]:
+        """The chunk's transaction. Returns its (committed) outbox rows with their messages,
+        for the drainer to send without reading them back."""
         with _tracer.start_as_current_span("db write_chunk") as span:
             span.set_attribute("indexer.from_block", chunk.from_block)
             span.set_attribute("indexer.to_block", chunk.to_block)
@@ -241,8 +269,15 @@ class Store:
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._check_position(conn, expected_last)
                 await self._write_rows(conn, chunk)
+                ids = await self._write_outbox(conn, chunk)
                 await self._write_block_hashes(conn, chunk.block_hashes, chunk.window_floor)
                 await self._set_status(conn, chunk.to_block, chunk.to_hash)
+        headers = [(k, v.encode()) for k, v in chunk.trace_carrier.items()]
+        batch = self.outbox_batch
+        return [
+            OutboxRow(row_id, chunk.messages[i * batch : (i + 1) * batch], headers)
+            for i, row_id in enumerate(ids)
+        ]
 
     async def _check_position(self, conn: asyncpg.Connection, expected_last: int | None) -> None:
         rows = await conn.fetch(
@@ -262,28 +297,9 @@ class Store:
     async def _write_rows(self, conn: asyncpg.Connection, chunk: ChunkWrite) -> None:
         fold = chunk.fold
         if chunk.events:
-            chain_id = self.chain_id
-            fidx = fold.funding_index_at
-            await conn.copy_records_to_table(
-                "events",
-                columns=EVENT_COLUMNS,
-                records=[
-                    (
-                        chain_id,
-                        e.tx_hash,
-                        e.log_index,
-                        e.block_number,
-                        e.block_hash,
-                        e.block_timestamp,
-                        e.contract,
-                        e.name,
-                        e.token_id,
-                        e.market_id,
-                        args,
-                        fidx.get((e.block_number, e.log_index)),
-                    )
-                    for e, args in zip(chunk.events, chunk.args_json, strict=True)
-                ],
+            # memoryview: asyncpg would take bytes for a file path
+            await conn.copy_to_table(
+                "events", source=memoryview(chunk.events_copy), columns=EVENT_COLUMNS, format="text"
             )
         await self._upsert_positions(conn, fold.positions.values())
         if fold.liquidations:
@@ -299,47 +315,38 @@ class Store:
                 records=[r.record() for r in fold.funding],
             )
         await self._upsert_markets(conn, fold.markets.values())
-        if chunk.messages:
-            headers = json.dumps(chunk.trace_carrier) if chunk.trace_carrier else None
-            await conn.copy_records_to_table(
-                "outbox",
-                columns=OUTBOX_COLUMNS,
-                records=outbox_records(
-                    chunk.messages,
-                    [e.block_number for e in chunk.events],
-                    headers,
-                    False,
-                    self.outbox_batch,
-                ),
-            )
+
+    async def _write_outbox(self, conn: asyncpg.Connection, chunk: ChunkWrite) -> list[int]:
+        """By-reference outbox rows for the chunk's events (one per OUTBOX_BATCH events), in
+        chain order; returns their ids in that order."""
+        ranges = outbox_ranges(chunk.events, self.outbox_batch)
+        if not ranges:
+            return []
+        headers = json.dumps(chunk.trace_carrier) if chunk.trace_carrier else None
+        columns = list(zip(*ranges, strict=True))
+        rows = await conn.fetch(
+            "INSERT INTO outbox (message_count, first_block, first_log_index, last_block, "
+            "last_log_index, headers, reverted) "
+            "SELECT c, fb, fl, lb, ll, $6::jsonb, false FROM unnest($1::int[], $2::bigint[], "
+            "$3::int[], $4::bigint[], $5::int[]) WITH ORDINALITY AS r(c, fb, fl, lb, ll, n) "
+            "ORDER BY n RETURNING id",
+            *columns,
+            headers,
+        )
+        # ids come from the sequence in insertion order, which is chain order
+        return sorted(r["id"] for r in rows)
 
     async def _upsert_positions(
         self, conn: asyncpg.Connection, rows: Iterable[PositionRow]
     ) -> None:
-        # Numerics go through a text staging table and are cast by the server: asyncpg's
-        # binary numeric encoding of a Python int costs more than everything else per row.
-        records = [
-            tuple(
-                str(v) if (v is not None and c in NUMERIC_POSITION_COLUMNS) else v
-                for c, v in zip(POSITION_COLUMNS, r.record(), strict=True)
-            )
-            for r in rows
-        ]
-        if not records:
+        data = positions_copy(rows)
+        if not data:
             return
         await conn.execute(_POSITIONS_STAGE_DDL)
-        await conn.copy_records_to_table(
-            "positions_stage_txt", columns=POSITION_COLUMNS, records=records
+        await conn.copy_to_table(
+            "positions_stage", source=memoryview(data), columns=POSITION_COLUMNS, format="text"
         )
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in POSITION_COLUMNS if c != "token_id")
-        cols = ", ".join(POSITION_COLUMNS)
-        casts = ", ".join(
-            f"{c}::numeric" if c in NUMERIC_POSITION_COLUMNS else c for c in POSITION_COLUMNS
-        )
-        await conn.execute(
-            f"INSERT INTO positions ({cols}) SELECT {casts} FROM positions_stage_txt "
-            f"ON CONFLICT (token_id) DO UPDATE SET {updates}"
-        )
+        await conn.execute(_POSITIONS_UPSERT)
 
     async def _upsert_markets(
         self, conn: asyncpg.Connection, markets: Iterable[MarketState]
@@ -406,10 +413,10 @@ class Store:
                     "ORDER BY block_number DESC, log_index DESC",
                     first_removed_block,
                 )
-                market_pairs = dict(pairs)
-                for r in await conn.fetch("SELECT market_id, pair FROM markets"):
-                    if r["pair"]:
-                        market_pairs.setdefault(r["market_id"], r["pair"])
+                market_pairs = await self._pairs(conn, pairs)
+                # Unsent rows that point at events about to go: carry their values inline
+                # first (the originals must still be published, before their reverts).
+                await self._inline_rows_from(conn, first_removed_block, market_pairs)
                 headers = json.dumps(trace_carrier) if trace_carrier else None
                 messages = []
                 for r in removed:
@@ -497,6 +504,60 @@ class Store:
             markets,
         )
 
+    async def _pairs(self, conn: asyncpg.Connection, known: Mapping[str, str]) -> dict[str, str]:
+        pairs = dict(known)
+        for r in await conn.fetch("SELECT market_id, pair FROM markets WHERE pair IS NOT NULL"):
+            pairs.setdefault(r["market_id"], r["pair"])
+        return pairs
+
+    async def _inline_rows_from(
+        self, conn: asyncpg.Connection, block: int, pairs: Mapping[str, str]
+    ) -> None:
+        refs = await conn.fetch(
+            f"SELECT {_OUTBOX_META} FROM outbox WHERE sent_at IS NULL AND msg_values IS NULL "
+            "AND last_block >= $1 ORDER BY id",
+            block,
+        )
+        for ref in refs:
+            messages = await self._rebuild(conn, ref, pairs)
+            await conn.execute(
+                "UPDATE outbox SET event_ids = $2, msg_keys = $3, msg_values = $4 WHERE id = $1",
+                ref["id"],
+                [m[0] for m in messages],
+                [m[1] for m in messages],
+                [m[2] for m in messages],
+            )
+
+    async def _rebuild(
+        self, conn: asyncpg.Connection, ref: Mapping[str, Any], pairs: Mapping[str, str]
+    ) -> list[Message]:
+        """The messages of a by-reference outbox row, from its events rows: the encoder the
+        indexer used, so the bytes are the ones it would have sent."""
+        rows = await conn.fetch(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE chain_id = $1 "
+            "AND (block_number, log_index) >= ($2, $3) AND (block_number, log_index) <= ($4, $5) "
+            "ORDER BY block_number, log_index",
+            self.chain_id,
+            ref["first_block"],
+            ref["first_log_index"],
+            ref["last_block"],
+            ref["last_log_index"],
+        )
+        if len(rows) != ref["message_count"]:
+            raise OutboxInconsistent(
+                f"outbox row {ref['id']} names {ref['message_count']} events in blocks "
+                f"{ref['first_block']}-{ref['last_block']}, the events table has {len(rows)}"
+            )
+        raw = ref["headers"]
+        trace = trace_json(json.loads(raw)) if raw is not None else None
+        chain_id = self.chain_id
+        out = []
+        for r in rows:
+            ev = self.decoded_from_row(r)
+            pair = pairs.get(ev.market_id) if ev.market_id else None
+            out.append((ev.event_id(chain_id), ev.key(chain_id), ev.encode(chain_id, pair, trace)))
+        return out
+
     # ---------------------------------------------------------------- row <-> event
     def decoded_from_row(self, r: Mapping[str, Any]) -> DecodedLog:
         args: dict[str, Any] = json.loads(r["args"]) if isinstance(r["args"], str) else r["args"]
@@ -507,6 +568,8 @@ class Store:
                 t = types.get(k, "")
                 if (t.startswith("uint") or t.startswith("int")) and isinstance(v, str):
                     args[k] = int(v)
+            if set(args) == set(spec.order):  # jsonb keeps its own key order: back to the ABI's
+                args = {n: args[n] for n in spec.order}
         return DecodedLog(
             name=r["name"],
             contract=r["contract"],
@@ -532,21 +595,65 @@ class Store:
         return ev.envelope(self.chain_id, market, trace or None, reverted=reverted)
 
     # ---------------------------------------------------------------- outbox
-    async def fetch_unsent(self, limit: int) -> list[OutboxRow]:
-        """The oldest unsent outbox rows, up to about `limit` messages in all."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id, event_ids, msg_keys, msg_values, headers FROM outbox "
-                "WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                max(1, limit // self.outbox_batch),
+    async def fetch_unsent(
+        self,
+        limit: int,
+        pairs: Mapping[str, str] | None = None,
+        cached: Mapping[int, OutboxRow] | None = None,
+        may_rebuild: Callable[[int], bool] | None = None,
+    ) -> list[OutboxRow]:
+        """The oldest unsent outbox rows, about `limit` messages in all (at least one row), in
+        id order. Rows found in `cached` (handed over in memory after their commit) are taken
+        from there; the others are read (inline values) or rebuilt from `events`, all in one
+        snapshot so a concurrent rollback cannot tear a row. A by-reference row that is not
+        cached and that `may_rebuild` refuses (its hand-over is still on its way) ends the
+        list there."""
+        cached = cached or {}
+        out: list[OutboxRow] = []
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            metas = await conn.fetch(
+                f"SELECT {_OUTBOX_META} FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+                max(1, min(limit, 1000)),  # a row holds at least one message
             )
-        out = []
-        for r in rows:
-            raw = r["headers"]
-            headers = (
-                [] if raw is None else [(k, str(v).encode()) for k, v in json.loads(raw).items()]
-            )
-            out.append(OutboxRow(r["id"], r["event_ids"], r["msg_keys"], r["msg_values"], headers))
+            total = 0
+            chosen: list[asyncpg.Record] = []
+            for m in metas:
+                if chosen and total + m["message_count"] > limit:
+                    break
+                if (
+                    m["id"] not in cached
+                    and not m["inline"]
+                    and may_rebuild is not None
+                    and not may_rebuild(m["id"])
+                ):
+                    break
+                chosen.append(m)
+                total += m["message_count"]
+            inline_ids = [m["id"] for m in chosen if m["inline"] and m["id"] not in cached]
+            inline = {}
+            if inline_ids:
+                for r in await conn.fetch(
+                    "SELECT id, event_ids, msg_keys, msg_values FROM outbox WHERE id = ANY($1)",
+                    inline_ids,
+                ):
+                    inline[r["id"]] = list(
+                        zip(r["event_ids"], r["msg_keys"], r["msg_values"], strict=True)
+                    )
+            market_pairs: dict[str, str] | None = None
+            for m in chosen:
+                row = cached.get(m["id"])
+                if row is None:
+                    messages = inline.get(m["id"])
+                    if messages is None:
+                        if market_pairs is None:
+                            market_pairs = await self._pairs(conn, pairs or {})
+                        messages = await self._rebuild(conn, m, market_pairs)
+                        self.rebuilt_rows += 1
+                    row = OutboxRow(m["id"], messages, headers_of(m["headers"]))
+                out.append(row)
         return out
 
     async def mark_sent(self, ids: Sequence[int]) -> None:
@@ -557,11 +664,16 @@ class Store:
                 "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", list(ids)
             )
 
+    async def last_outbox_id(self) -> int:
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
+        return int(value)
+
     async def outbox_pending(self) -> int:
         """Messages not yet acknowledged by the broker."""
         async with self.pool.acquire() as conn:
             value = await conn.fetchval(
-                "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM outbox WHERE sent_at IS NULL"
+                "SELECT coalesce(sum(message_count), 0) FROM outbox WHERE sent_at IS NULL"
             )
         return int(value)
 

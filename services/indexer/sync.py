@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import operator
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -21,12 +22,13 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from services.indexer.chunking import ChunkPolicy, Outcome
-from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder, dump_compact
+from services.indexer.copy_text import event_line, events_copy
+from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder, trace_json
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
 from services.indexer.rows import Fold, MarketState, PositionRow
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
-from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
+from services.indexer.store import ChunkWrite, ConcurrentWriterError, OutboxRow, Store
 from shared.telemetry import meter, trace_carrier, tracer
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ _meter = meter("perpex.indexer")
 # stalling until the whole chunk is prepared (PostgreSQL, anvil and the broker run on the other
 # core meanwhile).
 YIELD_EVERY = 500
+
+_chain_order = operator.attrgetter("block_number", "log_index")
 
 POSITION_FOLLOWUPS = frozenset({"MarginChanged", "PositionClosed", "PositionLiquidated"})
 
@@ -117,6 +121,7 @@ class Indexer:
         store: Store,
         decoder: LogDecoder,
         on_commit: Callable[[], None] | None = None,
+        outbox_sink: Callable[[list[OutboxRow]], None] | None = None,
     ):
         self.settings = settings
         self.targets = targets
@@ -124,6 +129,8 @@ class Indexer:
         self.store = store
         self.decoder = decoder
         self.on_commit = on_commit or (lambda: None)
+        # receives each chunk's outbox rows (with their messages) as soon as they commit
+        self.outbox_sink = outbox_sink or (lambda rows: None)
         self.policy = ChunkPolicy(
             initial=settings.chunk_size,
             maximum=settings.max_chunk_size,
@@ -280,9 +287,7 @@ class Indexer:
                 # headers), although the span itself already ended.
                 token = otel_context.attach(prepared.trace_context)
                 try:
-                    task = asyncio.create_task(
-                        self.store.write_chunk(prepared.write, prepared.expected_last)
-                    )
+                    task = asyncio.create_task(self._write(prepared))
                 finally:
                     otel_context.detach(token)
                 inflight = _InFlight(task, prepared)
@@ -379,7 +384,7 @@ class Indexer:
                 self.stats.filtered += 1
                 continue
             decoded.append(result)
-        decoded.sort(key=lambda e: (e.block_number, e.log_index))
+        decoded.sort(key=_chain_order)
         return decoded
 
     async def _fill_timestamps(self, chunk: FetchedChunk) -> None:
@@ -453,25 +458,25 @@ class Indexer:
                 if m.pair:
                     pairs[mid] = m.pair
             carrier = trace_carrier()
-            trace_json = dump_compact(carrier) if carrier else None
+            trace: str | None = trace_json(carrier)
             chain_id = self.settings.chain_id
             messages = []
-            args_json = []
+            copy_lines = []
+            fidx = result.funding_index_at
             for i, e in enumerate(events):
                 if not i % YIELD_EVERY and i:
                     await asyncio.sleep(0)
-                value, args = e.encode(
-                    chain_id, pairs.get(e.market_id) if e.market_id else None, trace_json
-                )
+                pair = None if e.market_id is None else pairs.get(e.market_id)
+                value = e.encode(chain_id, pair, trace)
                 messages.append((e.event_id(chain_id), e.key(chain_id), value))
-                args_json.append(args)
+                copy_lines.append(event_line(chain_id, e, fidx))
             floor = window_floor(chunk.to_block, self.settings.reorg_window)
             write = ChunkWrite(
                 from_block=chunk.from_block,
                 to_block=chunk.to_block,
                 to_hash=chunk.headers[chunk.to_block].hash,
                 events=events,
-                args_json=args_json,
+                events_copy=events_copy(chain_id, events, fidx, copy_lines),
                 messages=messages,
                 fold=result,
                 block_hashes={n: h for n, h in hashes.items() if n >= floor},
@@ -490,6 +495,13 @@ class Indexer:
         self.markets.update(result.markets)
         self.pairs = pairs
         return prepared
+
+    async def _write(self, prepared: _Prepared) -> None:
+        rows = await self.store.write_chunk(prepared.write, prepared.expected_last)
+        # Committed: hand the messages over now (no await in between), before the drainer
+        # can find the rows in the database and would have to rebuild them.
+        if rows:
+            self.outbox_sink(rows)
 
     async def _settle(self, inflight: _InFlight | None) -> None:
         """Wait for a chunk's transaction; on success advance the committed state."""

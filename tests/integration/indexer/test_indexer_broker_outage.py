@@ -63,7 +63,7 @@ async def _run_outage(
         await wait_until(lambda: synced_to(fresh_db, head), within=30)
         pending = await db_rows(
             fresh_db,
-            "SELECT coalesce(sum(cardinality(event_ids)), 0) AS n FROM outbox WHERE sent_at IS NULL",
+            "SELECT coalesce(sum(message_count), 0) AS n FROM outbox WHERE sent_at IS NULL",
         )
         assert pending[0]["n"] >= 1
         queued = await db_rows(

@@ -5,14 +5,18 @@ from typing import Any
 
 import pytest
 from eth_abi import encode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.indexer.app import load_event_table
 from services.indexer.decode import (
     DecodedLog,
     DecodeFailure,
     LogDecoder,
+    compile_static_decoder,
     dump_compact,
     market_id_of,
+    trace_json,
 )
 from shared.events.schema import decode_event, encode_event
 
@@ -213,9 +217,44 @@ def test_fast_encoding_is_byte_identical_to_encode_event(
     for raw in logs:
         d = decoder.decode(raw)
         assert isinstance(d, DecodedLog)
-        value, args_json = d.encode(31337, market, dump_compact(trace) if trace else None, reverted)
+        value = d.encode(31337, market, trace_json(trace), reverted)
         env = d.envelope(31337, market, trace, reverted=reverted)
         assert value == encode_event(env)
-        assert json.loads(args_json) == env.args
+        assert json.loads(d.args_text()) == env.args
+        assert list(json.loads(d.args_text())) == list(env.args)
         assert d.key(31337) == env.key
         assert decode_event(value) == env
+
+
+_STRATEGIES = {
+    "uint256": st.integers(0, 2**256 - 1),
+    "int256": st.integers(-(2**255), 2**255 - 1),
+    "bool": st.booleans(),
+    "address": st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
+    "bytes32": st.binary(min_size=32, max_size=32),
+}
+SHARED_DECODER = LogDecoder(TABLE, {PM: "PositionManager", NFT: "PositionNFT"})
+STATIC_SPECS = sorted((s for s in TABLE.values() if s.static), key=lambda s: s.name)
+
+
+def test_every_static_event_has_a_compiled_decoder() -> None:
+    assert {s.name for s in STATIC_SPECS} == set(BY_NAME) - {"MarketAdded"}
+    assert all(compile_static_decoder(s) is not None for s in STATIC_SPECS)
+    assert compile_static_decoder(BY_NAME["MarketAdded"]) is None
+
+
+@pytest.mark.parametrize("spec", STATIC_SPECS, ids=lambda s: s.name)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_compiled_decoder_agrees_with_eth_abi(spec: Any, data: st.DataObject) -> None:
+    decoder = SHARED_DECODER
+    values = {n: data.draw(_STRATEGIES[t], label=n) for n, t in (*spec.indexed, *spec.data)}
+    topics = [spec.topic0] + ["0x" + encode([t], [values[n]]).hex() for n, t in spec.indexed]
+    raw = raw_log(
+        spec.name, topics[1:], [t for _, t in spec.data], [values[n] for n, _ in spec.data]
+    )
+    fast = decoder.decode(raw)
+    assert isinstance(fast, DecodedLog) and fast.args_json is not None
+    generic = LogDecoder._decode_generic(decoder._plans[spec.topic0], topics, raw["data"])
+    assert fast.args == generic and list(fast.args) == list(spec.order)
+    assert fast.args_json == dump_compact(fast.json_args())
