@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from services.indexer.decode import EventSpec, LogDecoder, build_event_table
+from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.outbox import OutboxDrainer
 from services.indexer.rpc import JsonRpc
 from services.indexer.settings import IndexerSettings, IndexTargets, resolve_targets
@@ -94,6 +95,7 @@ async def open_app(
     rpc = JsonRpc(settings.rpc_url, settings.rpc_timeout_s, settings.max_retries)
     pool: asyncpg.Pool | None = None
     lock_conn: asyncpg.Connection | None = None
+    fetch_pool: FetchPool | None = None
     try:
         check_chain_id(settings, await rpc.chain_id())
         pool = await create_pool(settings.db_uri, min_size=2, max_size=6)
@@ -121,12 +123,21 @@ async def open_app(
             memory_messages=settings.outbox_memory_messages,
         )
         drainer.rebuild_upto = await store.last_outbox_id()
+        fetch_pool = FetchPool(
+            FetchConfig(
+                rpc_url=settings.rpc_url,
+                timeout=settings.rpc_timeout_s,
+                contracts=make_decoder(targets, table).contracts,
+                market_filter=targets.market_filter,
+            ),
+            table,
+        )
         indexer = Indexer(
             settings,
             targets,
             rpc,
             store,
-            make_decoder(targets, table),
+            fetch_pool,
             on_commit=drainer.notify,
             outbox_sink=drainer.offer,
         )
@@ -135,6 +146,8 @@ async def open_app(
         gc.freeze()
         yield IndexerApp(settings, targets, rpc, pool, store, indexer, drainer, lock_conn)
     finally:
+        if fetch_pool is not None:
+            await fetch_pool.close()
         if lock_conn is not None:
             with contextlib.suppress(Exception):
                 await lock_conn.close()

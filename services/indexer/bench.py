@@ -4,7 +4,8 @@
    trades on it until the contracts have emitted at least --events indexed events (opens,
    margin changes, funding updates, closes, a few liquidations).
 2. (a) raw: eth_getLogs over the block ranges the indexer's chunk policy produces (same filter,
-   same client, response parsed), nothing decoded or written.
+   same blocking client as the indexer's fetch thread, response parsed), nothing decoded or
+   written.
 3. (b) the full indexer backfill: decode, fold, one PostgreSQL transaction per chunk, outbox,
    drained to Kafka with acks=all; timed until every event is committed AND acknowledged.
 
@@ -73,8 +74,9 @@ def generate(rpc_url: str, deployment: Any, events: int, seed: int = 1) -> int:
 async def raw_pass(
     settings: IndexerSettings, addresses: list[str], topics: list[str], start: int, head: int
 ) -> tuple[int, float, list[tuple[int, int]]]:
-    """eth_getLogs over the chunk policy's ranges; returns (logs, seconds, ranges)."""
-    from services.indexer.rpc import JsonRpc
+    """eth_getLogs over the chunk policy's ranges with the indexer's own fetch client (response
+    parsed, nothing else), one after the other; returns (logs, seconds, ranges)."""
+    from services.indexer.rpc import BlockingRpc
 
     policy = ChunkPolicy(
         initial=settings.chunk_size,
@@ -83,16 +85,19 @@ async def raw_pass(
     )
     ranges: list[tuple[int, int]] = []
     total = 0
-    async with JsonRpc(settings.rpc_url, settings.rpc_timeout_s) as rpc:
+    rpc = BlockingRpc(settings.rpc_url, settings.rpc_timeout_s)
+    try:
         t0 = time.perf_counter()
         nxt = start
         while (rng := policy.next_range(nxt, head)) is not None:
-            logs = await rpc.get_logs(addresses, topics, *rng)
+            logs = rpc.get_logs(addresses, topics, *rng)
             total += len(logs)
             policy.on_success(len(logs))
             ranges.append(rng)
             nxt = rng[1] + 1
         elapsed = time.perf_counter() - t0
+    finally:
+        rpc.close()
     return total, elapsed, ranges
 
 

@@ -74,7 +74,9 @@ class OutboxDrainer:
         )
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = DefaultPartitioner()
-        self._partition_of: dict[tuple[bytes, int], int] = {}  # (key, partitions) -> partition
+        # key -> partition, for the partition list it was computed with
+        self._partition_of: dict[bytes, int] = {}
+        self._partitioned_for: list[int] = []
         # committed rows handed over by the indexer, until sent
         self._memory: dict[int, OutboxRow] = {}
         self._memory_messages = 0
@@ -182,18 +184,18 @@ class OutboxDrainer:
         if not partitions:
             raise BrokerStateChanged(f"topic {topic} has no partitions")
         partitioner = self._partitioner
-        n = len(partitions)
-        if len(self._partition_of) > 200_000:
-            self._partition_of.clear()
+        if partitions != self._partitioned_for or len(self._partition_of) > 200_000:
+            self._partition_of = {}
+            self._partitioned_for = partitions
         by_key = self._partition_of
         open_batches: dict[int, Any] = {}
         futures: list[Any] = []
         for row in rows:
             headers = row.headers
             for _, key, value in row.messages:
-                part = by_key.get((key, n))
+                part = by_key.get(key)
                 if part is None:
-                    part = by_key[(key, n)] = partitioner(key, partitions, partitions)
+                    part = by_key[key] = partitioner(key, partitions, partitions)
                 batch = open_batches.get(part)
                 if batch is None:
                     batch = open_batches[part] = producer.create_batch()

@@ -9,10 +9,8 @@ results" messages -> RANGE_TOO_LARGE / TOO_MANY_RESULTS.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +48,11 @@ class RpcError(Exception):
     def __init__(self, outcome: Outcome, message: str, retry_after: float | None = None):
         super().__init__(f"{outcome.value}: {message}")
         self.outcome = outcome
+        self.message = message
         self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses from the fetch worker process
+        return (RpcError, (self.outcome, self.message, self.retry_after))
 
 
 def _transport_error(exc: httpx.HTTPError, label: str) -> RpcError:
@@ -116,31 +118,98 @@ class BlockHeader:
     timestamp: int
 
 
-class JsonRpc:
-    """A small async JSON-RPC client. One connection pool per instance."""
+def logs_filter(
+    addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
+) -> dict[str, Any]:
+    flt: dict[str, Any] = {
+        "address": list(addresses),
+        "fromBlock": hex(from_block),
+        "toBlock": hex(to_block),
+    }
+    if topics:
+        flt["topics"] = [list(topics)]
+    return flt
 
-    def __init__(self, url: str, timeout: float = 15.0, max_retries: int = 5):
-        self.url = url
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        self._client = httpx.AsyncClient(
-            timeout=self._timeout,
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-            headers={"Content-Type": "application/json"},
-        )
-        self._blocking_client: httpx.Client | None = None  # used by the fetch thread only
-        self._fetch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rpc-fetch")
+
+def _logs_result(result: Any) -> list[dict[str, Any]]:
+    if not isinstance(result, list):
+        raise RpcError(Outcome.TRANSIENT, "eth_getLogs: result is not a list")
+    return result
+
+
+def _result(reply: Any, label: str) -> Any:
+    if not isinstance(reply, dict):
+        raise RpcError(Outcome.TRANSIENT, f"{label}: reply is not an object")
+    if reply.get("error") is not None:
+        err = reply["error"]
+        code = err.get("code") if isinstance(err, dict) else None
+        message = str(err.get("message", err)) if isinstance(err, dict) else str(err)
+        raise RpcError(classify_rpc_error(code, message), f"{label}: {message}")
+    if "result" not in reply:
+        raise RpcError(Outcome.TRANSIENT, f"{label}: reply has no result")
+    return reply["result"]
+
+
+def _batch_results(requests: list[dict[str, Any]], replies: Any, label: str) -> list[Any]:
+    if not isinstance(replies, list) or len(replies) != len(requests):
+        raise RpcError(Outcome.TRANSIENT, f"{label}: batch reply has the wrong shape")
+    by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+    return [_result(by_id.get(req["id"]), label) for req in requests]
+
+
+def _headers(wanted: list[int], results: list[Any]) -> dict[int, BlockHeader | None]:
+    out: dict[int, BlockHeader | None] = {}
+    for n, block in zip(wanted, results, strict=True):
+        if block is None:
+            out[n] = None
+            continue
+        try:
+            header = BlockHeader(
+                number=int(block["number"], 16),
+                hash=block["hash"].lower(),
+                parent_hash=block["parentHash"].lower(),
+                timestamp=int(block["timestamp"], 16),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise RpcError(Outcome.TRANSIENT, f"block {n}: malformed header") from None
+        if header.number != n:
+            raise RpcError(Outcome.TRANSIENT, f"block {n}: node answered another block")
+        out[n] = header
+    return out
+
+
+def _header_calls(wanted: list[int]) -> list[tuple[str, Sequence[Any]]]:
+    return [("eth_getBlockByNumber", [hex(n), False]) for n in wanted]
+
+
+class _Requests:
+    """JSON-RPC request objects with increasing ids."""
+
+    def __init__(self) -> None:
         self._id = 0
         self.calls = 0
 
+    def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
+        self._id += 1
+        return {"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
+
+
+class JsonRpc(_Requests):
+    """A small async JSON-RPC client. One connection pool per instance."""
+
+    def __init__(self, url: str, timeout: float = 15.0, max_retries: int = 5):
+        super().__init__()
+        self.url = url
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            headers={"Content-Type": "application/json"},
+        )
+
     async def close(self) -> None:
         await self._client.aclose()
-        # a request still running there ends by itself within the timeout
-        self._fetch_thread.shutdown(wait=False, cancel_futures=True)
-        client, self._blocking_client = self._blocking_client, None
-        if client is not None:
-            client.close()
 
     async def __aenter__(self) -> JsonRpc:
         return self
@@ -160,65 +229,16 @@ class JsonRpc:
                 raise _transport_error(exc, label) from None
             return _parse_reply(resp, label)
 
-    def _post_blocking(self, body: bytes, label: str) -> Any:
-        """The same POST on a blocking client (run in the fetch thread)."""
-        if self._blocking_client is None:
-            self._blocking_client = httpx.Client(
-                timeout=self._timeout, headers={"Content-Type": "application/json"}
-            )
-        try:
-            resp = self._blocking_client.post(self.url, content=body)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, label) from None
-        return _parse_reply(resp, label)
-
-    async def _post_in_thread(self, payload: Any, label: str) -> Any:
-        """A POST whose answer is large (eth_getLogs): received and parsed in a thread of its
-        own, so the response streams in at the node's pace while the event loop is busy with
-        the previous chunk (socket reads release the GIL). Awaited on the loop, it would be
-        read 64 KiB per loop turn, and a busy loop would throttle the node to its pace."""
-        self.calls += 1
-        loop = asyncio.get_running_loop()
-        with _tracer.start_as_current_span(f"rpc {label}") as span:
-            span.set_attribute("rpc.system", "jsonrpc")
-            span.set_attribute("rpc.method", label)
-            return await loop.run_in_executor(
-                self._fetch_thread, self._post_blocking, orjson.dumps(payload), label
-            )
-
-    def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
-        self._id += 1
-        return {"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
-
-    @staticmethod
-    def _result(reply: Any, label: str) -> Any:
-        if not isinstance(reply, dict):
-            raise RpcError(Outcome.TRANSIENT, f"{label}: reply is not an object")
-        if reply.get("error") is not None:
-            err = reply["error"]
-            code = err.get("code") if isinstance(err, dict) else None
-            message = str(err.get("message", err)) if isinstance(err, dict) else str(err)
-            raise RpcError(classify_rpc_error(code, message), f"{label}: {message}")
-        if "result" not in reply:
-            raise RpcError(Outcome.TRANSIENT, f"{label}: reply has no result")
-        return reply["result"]
-
-    async def call_once(self, method: str, params: Sequence[Any] = (), large: bool = False) -> Any:
-        """One call, not retried. `large`: the answer may be megabytes (see _post_in_thread)."""
-        post = self._post_in_thread if large else self._post
-        reply = await post(self._request(method, params), method)
-        return self._result(reply, method)
+    async def call_once(self, method: str, params: Sequence[Any] = ()) -> Any:
+        reply = await self._post(self._request(method, params), method)
+        return _result(reply, method)
 
     async def batch_once(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         if not calls:
             return []
         requests = [self._request(m, p) for m, p in calls]
         label = f"batch[{len(calls)}] {calls[0][0]}"
-        replies = await self._post(requests, label)
-        if not isinstance(replies, list) or len(replies) != len(requests):
-            raise RpcError(Outcome.TRANSIENT, f"{label}: batch reply has the wrong shape")
-        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
-        return [self._result(by_id.get(req["id"]), label) for req in requests]
+        return _batch_results(requests, await self._post(requests, label), label)
 
     def _retrying(self) -> AsyncRetrying:
         def retryable(exc: BaseException) -> bool:
@@ -259,38 +279,56 @@ class JsonRpc:
         self, addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
     ) -> list[dict[str, Any]]:
         """One eth_getLogs, NOT retried: the caller adapts the range to the error."""
-        flt: dict[str, Any] = {
-            "address": list(addresses),
-            "fromBlock": hex(from_block),
-            "toBlock": hex(to_block),
-        }
-        if topics:
-            flt["topics"] = [list(topics)]
-        result = await self.call_once("eth_getLogs", [flt], large=True)
-        if not isinstance(result, list):
-            raise RpcError(Outcome.TRANSIENT, "eth_getLogs: result is not a list")
-        return result
+        flt = logs_filter(addresses, topics, from_block, to_block)
+        return _logs_result(await self.call_once("eth_getLogs", [flt]))
 
     async def headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader | None]:
         """Headers of the given blocks in one batch; None for blocks the node does not have."""
         wanted = sorted(set(numbers))
         if not wanted:
             return {}
-        results = await self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
-        out: dict[int, BlockHeader | None] = {}
-        for n, block in zip(wanted, results, strict=True):
-            if block is None:
-                out[n] = None
-                continue
+        return _headers(wanted, await self.batch(_header_calls(wanted)))
+
+
+class BlockingRpc(_Requests):
+    """The same calls on a blocking client, for the fetch worker (a process or thread of its
+    own, where a megabytes-long eth_getLogs answer streams in at the node's pace whatever the
+    event loop is doing). Not retried: the caller's chunk policy handles every error."""
+
+    def __init__(self, url: str, timeout: float = 15.0):
+        super().__init__()
+        self.url = url
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            headers={"Content-Type": "application/json"},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _post(self, payload: Any, label: str) -> Any:
+        self.calls += 1
+        with _tracer.start_as_current_span(f"rpc {label}") as span:
+            span.set_attribute("rpc.system", "jsonrpc")
+            span.set_attribute("rpc.method", label)
             try:
-                out[n] = BlockHeader(
-                    number=int(block["number"], 16),
-                    hash=block["hash"].lower(),
-                    parent_hash=block["parentHash"].lower(),
-                    timestamp=int(block["timestamp"], 16),
-                )
-            except (KeyError, TypeError, ValueError, AttributeError):
-                raise RpcError(Outcome.TRANSIENT, f"block {n}: malformed header") from None
-            if out[n] is not None and out[n].number != n:  # type: ignore[union-attr]
-                raise RpcError(Outcome.TRANSIENT, f"block {n}: node answered another block")
-        return out
+                resp = self._client.post(self.url, content=orjson.dumps(payload))
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc, label) from None
+            return _parse_reply(resp, label)
+
+    def get_logs(
+        self, addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
+    ) -> list[dict[str, Any]]:
+        flt = logs_filter(addresses, topics, from_block, to_block)
+        return _logs_result(
+            _result(self._post(self._request("eth_getLogs", [flt]), "eth_getLogs"), "eth_getLogs")
+        )
+
+    def headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader | None]:
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        requests = [self._request(m, p) for m, p in _header_calls(wanted)]
+        label = f"batch[{len(wanted)}] eth_getBlockByNumber"
+        return _headers(wanted, _batch_results(requests, self._post(requests, label), label))
