@@ -237,26 +237,6 @@ class DecodedLog:
     def position(self) -> tuple[int, int]:
         return self.block_number, self.log_index
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # the fetch worker sends decoded logs to the indexer: positional fields pickle (and
-        # load) several times faster than the generic slots state
-        return (
-            DecodedLog,
-            (
-                self.name,
-                self.contract,
-                self.block_number,
-                self.block_hash,
-                self.block_timestamp,
-                self.tx_hash,
-                self.log_index,
-                self.args,
-                self.token_id,
-                self.market_id,
-                self.args_json,
-            ),
-        )
-
     def event_id(self, chain_id: int) -> str:
         """As make_event_id (the hash is already lower-case here)."""
         return f"{chain_id}:{self.tx_hash}:{self.log_index}"
