@@ -20,11 +20,12 @@ import logging
 import operator
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from services.indexer.chunking import Outcome
 from services.indexer.decode import DecodedLog, DecodeFailure, EventSpec, LogDecoder
-from services.indexer.rpc import BlockHeader, BlockingRpc
+from services.indexer.rpc import BlockHeader, BlockingRpc, RpcError
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,19 @@ class FetchConfig:
 class FetchJob:
     from_block: int
     to_block: int
-    timestamps: Mapping[int, int] = field(default_factory=dict)  # from headers already fetched
+    header_numbers: frozenset[int] = frozenset()  # headers to read first (to_block among them)
+
+
+@dataclass
+class Received:
+    """A chunk's answer, not decoded yet."""
+
+    headers: dict[int, BlockHeader | None]  # read before the logs; None: the node has no such block
+    raw: list[dict[str, Any]]
 
 
 @dataclass
 class FetchResult:
-    logs: int  # logs the node answered (what the chunk policy counts)
     events: list[DecodedLog]  # decoded and kept, in chain order
     failures: list[DecodeFailure]
     filtered: int  # decoded, but of a market not served
@@ -75,9 +83,17 @@ class Fetcher:
     def fetch_logs(self, from_block: int, to_block: int) -> list[dict[str, Any]]:
         return self.rpc.get_logs(self.addresses, self.topics, from_block, to_block)
 
-    def run(self, job: FetchJob) -> FetchResult:
-        raw = self.fetch_logs(job.from_block, job.to_block)
-        timestamps: Mapping[int, int] = job.timestamps
+    def receive(self, job: FetchJob) -> Received:
+        """The headers the indexer checks the chunk against, then the chunk's logs: headers
+        first, so that a reorg racing the fetch shows up as a hash mismatch."""
+        headers = self.rpc.headers(job.header_numbers | {job.to_block})
+        if headers.get(job.to_block) is None:
+            raise RpcError(Outcome.TRANSIENT, f"node does not have block {job.to_block} yet")
+        return Received(headers, self.fetch_logs(job.from_block, job.to_block))
+
+    def decode(self, received: Received) -> FetchResult:
+        raw = received.raw
+        timestamps = {n: h.timestamp for n, h in received.headers.items() if h is not None}
         headers: dict[int, BlockHeader] = {}
         missing = {
             int(r["blockNumber"], 16)
@@ -88,7 +104,7 @@ class Fetcher:
         } - set(timestamps)
         if missing:  # a node that leaves blockTimestamp out of its logs
             headers = {n: h for n, h in self.rpc.headers(missing).items() if h is not None}
-            timestamps = {**timestamps, **{n: h.timestamp for n, h in headers.items()}}
+            timestamps.update((n, h.timestamp) for n, h in headers.items())
         decode = self.decoder.decode
         keep = self.config.market_filter
         events: list[DecodedLog] = []
@@ -105,22 +121,33 @@ class Fetcher:
                 assert isinstance(result, DecodeFailure)
                 failures.append(result)
         events.sort(key=_chain_order)
-        return FetchResult(len(raw), events, failures, filtered, headers)
+        return FetchResult(events, failures, filtered, headers)
 
 
 class FetchPool:
-    """Runs fetch jobs one at a time on the fetch thread, from asyncio."""
+    """The fetch threads, from asyncio: one receives chunk answers from the node, one decodes
+    them, so the next chunk's answer streams in while the previous one is decoded. Each runs in
+    its caller's context, so its spans join the caller's trace."""
 
     def __init__(self, config: FetchConfig, table: Mapping[str, EventSpec] | None = None):
         self.fetcher = Fetcher(config, table)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-fetch")
+        self._receiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-receive")
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-decode")
 
-    async def run(self, job: FetchJob) -> FetchResult:
-        # in the caller's context, so the thread's spans join the caller's trace
+    async def receive(self, job: FetchJob) -> Received:
         context = contextvars.copy_context()
-        return await asyncio.wrap_future(self._executor.submit(context.run, self.fetcher.run, job))
+        return await asyncio.wrap_future(
+            self._receiver.submit(context.run, self.fetcher.receive, job)
+        )
+
+    async def decode(self, received: Received) -> FetchResult:
+        context = contextvars.copy_context()
+        return await asyncio.wrap_future(
+            self._decoder.submit(context.run, self.fetcher.decode, received)
+        )
 
     async def close(self) -> None:
-        # A job still running ends by itself within the RPC timeout.
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # A request still running ends by itself within the RPC timeout.
+        self._receiver.shutdown(wait=False, cancel_futures=True)
+        self._decoder.shutdown(wait=False, cancel_futures=True)
         self.fetcher.close()

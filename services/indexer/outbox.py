@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 _tracer = tracer("perpex.indexer.outbox")
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
-OFFER_GRACE_S = 2.0
+OFFER_GRACE_S = 10.0
 
 
 class BrokerStateChanged(RuntimeError):

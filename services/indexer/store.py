@@ -259,25 +259,35 @@ class Store:
         return {int(r["token_id"]): PositionRow.from_record(r) for r in rows}
 
     # ---------------------------------------------------------------- chunk write
-    async def write_chunk(self, chunk: ChunkWrite, expected_last: int | None) -> list[OutboxRow]:
+    async def write_chunk(
+        self,
+        chunk: ChunkWrite,
+        expected_last: int | None,
+        on_committed: Callable[[list[OutboxRow]], None] | None = None,
+    ) -> list[OutboxRow]:
         """The chunk's transaction. Returns its (committed) outbox rows with their messages,
-        for the drainer to send without reading them back."""
+        and hands them to `on_committed` the moment the commit is acknowledged (before the
+        connection goes back to the pool), so the drainer has them before it can see them."""
         with _tracer.start_as_current_span("db write_chunk") as span:
             span.set_attribute("indexer.from_block", chunk.from_block)
             span.set_attribute("indexer.to_block", chunk.to_block)
             span.set_attribute("indexer.events", len(chunk.events))
-            async with self.pool.acquire() as conn, conn.transaction():
-                await self._check_position(conn, expected_last)
-                await self._write_rows(conn, chunk)
-                ids = await self._write_outbox(conn, chunk)
-                await self._write_block_hashes(conn, chunk.block_hashes, chunk.window_floor)
-                await self._set_status(conn, chunk.to_block, chunk.to_hash)
-        headers = [(k, v.encode()) for k, v in chunk.trace_carrier.items()]
-        batch = self.outbox_batch
-        return [
-            OutboxRow(row_id, chunk.messages[i * batch : (i + 1) * batch], headers)
-            for i, row_id in enumerate(ids)
-        ]
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    await self._check_position(conn, expected_last)
+                    await self._write_rows(conn, chunk)
+                    ids = await self._write_outbox(conn, chunk)
+                    await self._write_block_hashes(conn, chunk.block_hashes, chunk.window_floor)
+                    await self._set_status(conn, chunk.to_block, chunk.to_hash)
+                headers = [(k, v.encode()) for k, v in chunk.trace_carrier.items()]
+                batch = self.outbox_batch
+                rows = [
+                    OutboxRow(row_id, chunk.messages[i * batch : (i + 1) * batch], headers)
+                    for i, row_id in enumerate(ids)
+                ]
+                if rows and on_committed is not None:
+                    on_committed(rows)
+        return rows
 
     async def _check_position(self, conn: asyncpg.Connection, expected_last: int | None) -> None:
         rows = await conn.fetch(

@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from services.indexer.chunking import ChunkPolicy, Outcome
+from services.indexer.chunking import ChunkPolicy
 from services.indexer.copy_text import event_line, events_copy
 from services.indexer.decode import DecodedLog, DecodeFailure, trace_json
 from services.indexer.fetcher import FetchJob, FetchPool, FetchResult
@@ -60,7 +60,7 @@ class FetchedChunk:
     head: int
     parent: BlockHeader | None  # header of from_block - 1 (None when not checked)
     headers: dict[int, BlockHeader]
-    fetched: FetchResult
+    decoding: asyncio.Future[FetchResult]  # decoded on the decode thread meanwhile
     fetched_at: float = field(default_factory=time.monotonic)
 
 
@@ -334,11 +334,7 @@ class Indexer:
                 window = self.settings.reorg_window
                 if to > head - window:
                     wanted.update(range(max(frm, to - window + 1), to + 1))
-                headers = await self.rpc.headers(wanted)
-                if headers.get(to) is None:
-                    raise RpcError(Outcome.TRANSIENT, f"node does not have block {to} yet")
-                known = {n: h.timestamp for n, h in headers.items() if h is not None}
-                fetched = await self.fetch_pool.run(FetchJob(frm, to, known))
+                received = await self.fetch_pool.receive(FetchJob(frm, to, frozenset(wanted)))
             except RpcError as exc:
                 self.stats.rpc_errors[exc.outcome.value] += 1
                 self.policy.on_error(exc.outcome, exc.retry_after)
@@ -353,7 +349,11 @@ class Indexer:
                 if self.policy.delay:
                     await _sleep(stop, self.policy.delay)
                 continue
-            self.policy.on_success(fetched.logs)
+            self.policy.on_success(len(received.raw))
+            decoding = asyncio.ensure_future(self.fetch_pool.decode(received))
+            # an abandoned chunk (reorg, stop) must not log "exception never retrieved"
+            decoding.add_done_callback(_retrieved)
+            headers = received.headers
             parent = headers.get(frm - 1) if check_parent else None
             if check_parent and parent is None:
                 # The chain is shorter than what we indexed: a reorg (handled by the caller).
@@ -363,19 +363,16 @@ class Indexer:
                 to_block=to,
                 head=head,
                 parent=parent,
-                headers={
-                    n: h
-                    for n, h in {**headers, **fetched.headers}.items()
-                    if h is not None and n >= frm
-                },
-                fetched=fetched,
+                headers={n: h for n, h in headers.items() if h is not None and n >= frm},
+                decoding=decoding,
             )
         return None
 
     # ---------------------------------------------------------------- decode + write
-    def _take(self, chunk: FetchedChunk) -> list[DecodedLog]:
+    async def _take(self, chunk: FetchedChunk) -> list[DecodedLog]:
         """The chunk's decoded events; its bad logs counted and logged."""
-        fetched = chunk.fetched
+        fetched = await chunk.decoding
+        chunk.headers.update((n, h) for n, h in fetched.headers.items() if n >= chunk.from_block)
         for failure in fetched.failures:
             self._count_failure(failure)
         self.stats.filtered += fetched.filtered
@@ -404,7 +401,7 @@ class Indexer:
         with _tracer.start_as_current_span("indexer chunk") as span:
             span.set_attribute("indexer.from_block", chunk.from_block)
             span.set_attribute("indexer.to_block", chunk.to_block)
-            events = self._take(chunk)
+            events = await self._take(chunk)
             span.set_attribute("indexer.events", len(events))
             hashes: dict[int, str] = {n: h.hash for n, h in chunk.headers.items()}
             for e in events:
@@ -478,11 +475,7 @@ class Indexer:
         return prepared
 
     async def _write(self, prepared: _Prepared) -> None:
-        rows = await self.store.write_chunk(prepared.write, prepared.expected_last)
-        # Committed: hand the messages over now (no await in between), before the drainer
-        # can find the rows in the database and would have to rebuild them.
-        if rows:
-            self.outbox_sink(rows)
+        await self.store.write_chunk(prepared.write, prepared.expected_last, self.outbox_sink)
 
     async def _settle(self, inflight: _InFlight | None) -> None:
         """Wait for a chunk's transaction; on success advance the committed state."""
@@ -588,6 +581,11 @@ GC_EVERY_CHUNKS = 32
 def _collect_young(chunks: int) -> None:
     if chunks % GC_EVERY_CHUNKS == 0 and not gc.isenabled():
         gc.collect(1)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _copy_market(m: MarketState) -> MarketState:
