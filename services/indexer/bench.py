@@ -5,7 +5,7 @@
    margin changes, funding updates, closes, a few liquidations).
 2. (a) raw: eth_getLogs over the block ranges the indexer's chunk policy produces (same filter,
    same blocking client as the indexer's fetch thread, response parsed), nothing decoded or
-   written.
+   written; the best of three passes.
 3. (b) the full indexer backfill: decode, fold, one PostgreSQL transaction per chunk, outbox,
    drained to Kafka with acks=all; timed until every event is committed AND acknowledged.
 
@@ -31,6 +31,7 @@ from services.indexer.chunking import ChunkPolicy
 from services.indexer.settings import IndexerSettings
 
 log = logging.getLogger("perpex.bench.indexer")
+RAW_PASSES = 3
 
 
 def _info(msg: str, *args: Any) -> None:
@@ -173,10 +174,22 @@ def run_bench(events: int) -> dict[str, Any]:
 
         head_block = asyncio.run(head())
         topics = sorted(load_event_table())
-        raw_n, raw_s, raw_ranges = asyncio.run(
-            raw_pass(settings, targets.addresses, topics, targets.start_block, head_block)
+        # The limit is the best of RAW_PASSES passes: on a shared machine one pass can be slowed
+        # by a neighbour, and a slow raw pass would flatter the ratio.
+        raw_times = []
+        for _ in range(RAW_PASSES):
+            raw_n, raw_s, raw_ranges = asyncio.run(
+                raw_pass(settings, targets.addresses, topics, targets.start_block, head_block)
+            )
+            raw_times.append(raw_s)
+        raw_s = min(raw_times)
+        _info(
+            "raw eth_getLogs: %d logs over %d ranges in %s s (best of %d)",
+            raw_n,
+            len(raw_ranges),
+            ", ".join(f"{t:.2f}" for t in raw_times),
+            RAW_PASSES,
         )
-        _info("raw eth_getLogs: %d logs in %.2fs over %d ranges", raw_n, raw_s, len(raw_ranges))
         idx_n, idx_s, idx_ranges, status = asyncio.run(indexer_pass(settings))
         _info(
             "indexer: %d events in %.2fs over %d chunks; ranges %s the raw pass's",
