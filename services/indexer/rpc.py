@@ -275,13 +275,6 @@ class JsonRpc(_Requests):
     async def block_number(self) -> int:
         return int(await self.call("eth_blockNumber"), 16)
 
-    async def get_logs(
-        self, addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
-    ) -> list[dict[str, Any]]:
-        """One eth_getLogs, NOT retried: the caller adapts the range to the error."""
-        flt = logs_filter(addresses, topics, from_block, to_block)
-        return _logs_result(await self.call_once("eth_getLogs", [flt]))
-
     async def headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader | None]:
         """Headers of the given blocks in one batch; None for blocks the node does not have."""
         wanted = sorted(set(numbers))
