@@ -1,4 +1,5 @@
-"""Async JSON-RPC over httpx, with the errors classified for the chunk policy.
+"""JSON-RPC over httpx, with the errors classified for the chunk policy: `JsonRpc` (async, for
+the event loop) and `BlockingRpc` (for the indexer's fetch threads).
 
 Plain JSON-RPC (not web3's contract layer) keeps eth_getLogs cheap: the response is parsed once
 (orjson) and handed to the decoder as dicts. Every failure becomes an `RpcError` carrying an `Outcome`:
