@@ -116,10 +116,12 @@ def context_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> otel_co
 
 
 def trace_carrier() -> dict[str, str]:
-    """W3C trace context of the current span as a dict (e.g. to store beside an outbox row)."""
+    """W3C trace context of the current span as a dict (e.g. to store beside an outbox row),
+    keys sorted: every copy of it (Kafka headers, an event's `trace`, a jsonb column, which
+    keeps its own key order) then reads back the same."""
     carrier: dict[str, str] = {}
     inject(carrier)
-    return carrier
+    return dict(sorted(carrier.items()))
 
 
 def context_from_carrier(carrier: dict[str, str] | None) -> otel_context.Context:

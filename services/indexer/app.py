@@ -121,13 +121,17 @@ async def open_app(
             partitions=settings.kafka_partitions,
             poll_interval=settings.poll_interval,
             memory_messages=settings.outbox_memory_messages,
+            pairs={mid: info.pair for mid, info in targets.markets.items()},
         )
         drainer.rebuild_upto = await store.last_outbox_id()
         fetch_pool = FetchPool(
             FetchConfig(
                 rpc_url=settings.rpc_url,
                 timeout=settings.rpc_timeout_s,
-                contracts=make_decoder(targets, table).contracts,
+                contracts={
+                    targets.position_manager: "PositionManager",
+                    targets.position_nft: "PositionNFT",
+                },
                 market_filter=targets.market_filter,
             ),
             table,

@@ -1,14 +1,15 @@
-"""One chunk's eth_getLogs and decoding, as a blocking job on the fetch thread.
+"""One chunk's eth_getLogs and decoding, as blocking jobs on the fetch threads.
 
 The indexer's event loop does the chunk transaction, the fold, the Kafka encoding and the
-outbox drainer. Fetching and decoding the next chunk needs none of that state, so it runs on a
-thread of its own (`FetchPool`): the node's multi-megabyte answer streams in at the node's
-pace while the loop is busy (socket reads release the interpreter lock; awaited on the loop it
-was read 64 KiB per loop turn, which throttled the node to the loop's pace), and the loop stays
-free for PostgreSQL and Kafka I/O meanwhile. The job is a pure function of (range, known
-timestamps): `Fetcher.run`; errors come back as `RpcError` for the chunk policy.
+outbox drainer. Fetching and decoding the next chunk needs none of that state, so it runs on
+threads of their own (`FetchPool`): a receive thread (`Fetcher.receive`: the chunk's headers,
+then its logs) and a decode thread (`Fetcher.decode`). The node's multi-megabyte answer streams
+in at the node's pace while the loop is busy (socket reads release the interpreter lock;
+awaited on the loop it was read 64 KiB per loop turn, which throttled the node to the loop's
+pace), the next answer arrives while one is decoded, and the loop stays free for PostgreSQL and
+Kafka I/O. Errors come back as `RpcError` for the chunk policy.
 
-(A worker process instead of the thread was measured too: it spent more CPU pickling the
+(A worker process instead of the threads was measured too: it spent more CPU pickling the
 decoded events across than it saved, and was slower overall on two cores.)
 """
 

@@ -18,13 +18,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.indexer.store import OutboxRow, Store
+from services.indexer.store import OutboxInconsistent, OutboxRow, Store
 from shared.kafka import ensure_topic, make_producer
 from shared.telemetry import tracer
 
@@ -53,6 +53,7 @@ class OutboxDrainer:
         retention_s: float = 3600.0,
         producer_factory: ProducerFactory | None = None,
         memory_messages: int = 100_000,
+        pairs: Mapping[str, str] | None = None,
     ):
         self.store = store
         self.bootstrap = bootstrap_servers
@@ -81,13 +82,16 @@ class OutboxDrainer:
         self._memory: dict[int, OutboxRow] = {}
         self._memory_messages = 0
         self.memory_budget = memory_messages
+        self.pairs = dict(pairs or {})  # configured market pairs, for rebuilt messages
         # Rows up to this id may be rebuilt from the database: those written before this
         # process started (set by the app) and those handed over, kept or not. A newer row is
-        # one whose commit the drainer saw before the hand-over that follows it: it waits for
-        # that (OFFER_GRACE_S at most) rather than rebuilding what is about to arrive.
+        # one whose commit the drainer saw before the hand-over that follows it: the drainer
+        # waits for that (OFFER_GRACE_S at most, one timer for all held rows) rather than
+        # rebuilding what is about to arrive.
         self.rebuild_upto = 0
-        self._unoffered_since: dict[int, float] = {}
-        self.per_round = max(batch, 8 * batch)  # messages sent per round
+        self._held_since: float | None = None
+        self.held = False  # the last round stopped at a row whose hand-over is awaited
+        self.per_round = 8 * batch  # messages sent per round
         self._topic_ready = False
         self._wake = asyncio.Event()
         self.sent = 0
@@ -110,14 +114,23 @@ class OutboxDrainer:
                 self._memory[row.id] = row
                 self._memory_messages += n
             # else: rebuilt from the database when its turn comes
-        self._unoffered_since.clear()
+        self._held_since = None
         self._wake.set()
 
     def _may_rebuild(self, row_id: int) -> bool:
         if row_id <= self.rebuild_upto:
             return True
-        first = self._unoffered_since.setdefault(row_id, time.monotonic())
-        return time.monotonic() - first > OFFER_GRACE_S
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        if now - self._held_since > OFFER_GRACE_S:
+            # No hand-over for that long while rows wait (one lost with a failed commit reply,
+            # say): rebuild what is waiting, until a hand-over arrives again.
+            log.warning("outbox: row %d was not handed over; rebuilding it", row_id)
+            self.rebuild_upto = row_id
+            return True
+        self.held = True
+        return False
 
     def _forget(self, ids: list[int]) -> None:
         for row_id in ids:
@@ -153,8 +166,9 @@ class OutboxDrainer:
 
     async def drain_once(self) -> int:
         """Send one batch; returns how many rows were sent (0: nothing pending)."""
+        self.held = False
         rows = await self.store.fetch_unsent(
-            self.per_round, cached=self._memory, may_rebuild=self._may_rebuild
+            self.per_round, self.pairs, cached=self._memory, may_rebuild=self._may_rebuild
         )
         if not rows:
             return 0
@@ -237,12 +251,22 @@ class OutboxDrainer:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = min(self.max_backoff, 0.2 * 2 ** min(failures, 10))
                 delay *= random.uniform(0.8, 1.2)
-                log.warning("outbox: send failed (%s); retrying in %.1fs", self.last_error, delay)
+                if isinstance(exc, OutboxInconsistent):
+                    log.error(
+                        "outbox: %s; nothing after this row can be sent until it is repaired "
+                        "(see docs/indexer.md, Operations)",
+                        exc,
+                    )
+                else:
+                    log.warning(
+                        "outbox: send failed (%s); retrying in %.1fs", self.last_error, delay
+                    )
                 await self._drop_producer()
                 await _wait(stop, delay)
                 continue
             if sent == 0:
-                self.idle.set()
+                if not self.held:
+                    self.idle.set()
                 if time.monotonic() - last_purge > 60:
                     last_purge = time.monotonic()
                     with contextlib.suppress(Exception):
@@ -256,8 +280,11 @@ class OutboxDrainer:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             try:
-                if await asyncio.wait_for(self.drain_once(), deadline - time.monotonic()) == 0:
+                sent = await asyncio.wait_for(self.drain_once(), deadline - time.monotonic())
+                if sent == 0 and not self.held:
                     return True
+                if sent == 0:
+                    await asyncio.sleep(0.05)  # a hand-over is on its way
             except Exception as exc:  # broker down at shutdown: rows stay in the outbox
                 log.info("outbox: not flushed at shutdown (%s); rows stay queued", exc)
                 return False

@@ -10,6 +10,7 @@ results" messages -> RANGE_TOO_LARGE / TOO_MANY_RESULTS.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class RpcError(Exception):
         self.message = message
         self.retry_after = retry_after
 
-    def __reduce__(self) -> tuple[Any, ...]:  # it crosses from the fetch worker process
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, whatever its constructor takes
         return (RpcError, (self.outcome, self.message, self.retry_after))
 
 
@@ -184,15 +185,15 @@ def _header_calls(wanted: list[int]) -> list[tuple[str, Sequence[Any]]]:
 
 
 class _Requests:
-    """JSON-RPC request objects with increasing ids."""
+    """JSON-RPC request objects with increasing ids (unique across threads: a batch's replies
+    are matched by id)."""
 
     def __init__(self) -> None:
-        self._id = 0
+        self._ids = itertools.count(1)
         self.calls = 0
 
     def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
-        self._id += 1
-        return {"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
+        return {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
 
 
 class JsonRpc(_Requests):
@@ -285,9 +286,9 @@ class JsonRpc(_Requests):
 
 
 class BlockingRpc(_Requests):
-    """The same calls on a blocking client, for the fetch worker (a process or thread of its
-    own, where a megabytes-long eth_getLogs answer streams in at the node's pace whatever the
-    event loop is doing). Not retried: the caller's chunk policy handles every error."""
+    """The same calls on a blocking client, for the indexer's fetch threads (where a
+    megabytes-long eth_getLogs answer streams in at the node's pace whatever the event loop is
+    doing). Safe to share between threads. Not retried: the chunk policy handles every error."""
 
     def __init__(self, url: str, timeout: float = 15.0):
         super().__init__()

@@ -173,7 +173,7 @@ def headers_of(raw: str | None) -> list[tuple[str, bytes]]:
     """Kafka headers from an outbox row's `headers` (the trace carrier as JSON)."""
     if raw is None:
         return []
-    return [(k, str(v).encode()) for k, v in json.loads(raw).items()]
+    return [(k, str(v).encode()) for k, v in sorted(json.loads(raw).items())]
 
 
 def _num(value: Any) -> int | None:

@@ -291,7 +291,7 @@ class Indexer:
                     otel_context.detach(token)
                 inflight = _InFlight(task, prepared)
                 self.heartbeat = time.monotonic()
-                _collect_young(self.stats.chunks + 1)
+                _collect(self.stats.chunks + 1)
                 if stop.is_set() or pending is None:
                     break
                 chunk = await pending
@@ -562,9 +562,9 @@ def _gc_paused() -> Iterator[None]:
     """The cyclic GC off for a sync round (until caught up): decoding allocates several
     container objects per log, all acyclic and freed by reference counting, and the
     collections they triggered rescanned every chunk still in flight again and again (about a
-    seventh of the indexer's CPU in the backfill). The round collects the young generations
-    itself every GC_EVERY_CHUNKS chunks (`_collect_young`), so the odd cycle (an exception's
-    traceback, say) is still freed during a long backfill."""
+    seventh of the indexer's CPU in the backfill). The round runs a full collection itself every
+    GC_EVERY_CHUNKS chunks (`_collect`), so the odd cycle (an exception's traceback, the
+    drainer's retries during a broker outage) is still freed during a long backfill."""
     if not gc.isenabled():
         yield
         return
@@ -578,9 +578,9 @@ def _gc_paused() -> Iterator[None]:
 GC_EVERY_CHUNKS = 32
 
 
-def _collect_young(chunks: int) -> None:
+def _collect(chunks: int) -> None:
     if chunks % GC_EVERY_CHUNKS == 0 and not gc.isenabled():
-        gc.collect(1)
+        gc.collect()
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -21,3 +21,15 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_values_or_range CHECK (
         AND first_block IS NOT NULL AND first_log_index IS NOT NULL
         AND last_block IS NOT NULL AND last_log_index IS NOT NULL)
 );
+-- During a rolling upgrade the previous version may still be the writer (migrations run before
+-- the writer lock is taken); its inline rows come without message_count.
+CREATE FUNCTION outbox_message_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.message_count IS NULL THEN
+        NEW.message_count := cardinality(NEW.msg_values);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER outbox_message_count BEFORE INSERT ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_message_count();

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 from indexer_support import consume, db_rows, deploy, ids_of, settings_for
 from web3 import Web3
 
 from services.indexer.app import open_app
 from services.indexer.loadgen import LoadGen
-from services.indexer.store import OutboxRow
+from services.indexer.store import MIGRATIONS_DIR, OutboxRow
+from shared.db import apply_migrations
 
 
 async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
@@ -78,7 +80,10 @@ async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
         reverted_ids = [m[0] for m in messages[len(sent_in_memory) :]]
         assert len(reverted_ids) == result.removed
 
-        # and the drainer sends all of it: originals, then their reverts
+        # and the drainer sends all of it: originals, then their reverts. Its process did not
+        # hand the rows over (as after a restart), so it rebuilds them from `events`.
+        app.drainer.rebuild_upto = max(r.id for r in after)
+        app.store.rebuilt_rows = 0
         stop = asyncio.Event()
         drain = asyncio.create_task(app.drainer.run(stop))
         try:
@@ -91,3 +96,21 @@ async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
         )
         assert ids_of(msgs) == {m[0] for m in sent_in_memory}
         assert ids_of(msgs, reverted=True) == set(reverted_ids)
+        assert app.store.rebuilt_rows == sum(1 for k in forward if not k["inline"])
+
+
+async def test_an_inline_row_from_the_previous_version_gets_its_count(fresh_db: str) -> None:
+    """During a rolling upgrade the old writer inserts rows without message_count."""
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        await apply_migrations(conn, MIGRATIONS_DIR)
+        await conn.execute(
+            "INSERT INTO outbox (event_ids, msg_keys, msg_values, reverted, first_block, last_block)"
+            " VALUES ($1, $2, $3, false, 1, 1)",
+            ["1:0xaa:0", "1:0xaa:1"],
+            [b"k", b"k"],
+            [b"{}", b"{}"],
+        )
+        assert await conn.fetchval("SELECT message_count FROM outbox") == 2
+    finally:
+        await conn.close()
