@@ -618,7 +618,8 @@ class Store:
         snapshot so a concurrent rollback cannot tear a row. A by-reference row that is not
         cached and that `may_rebuild` refuses (its hand-over is still on its way) ends the
         list there."""
-        cached = cached or {}
+        # not `cached or {}`: an empty dict is the live one the drainer fills during the awaits
+        cached = {} if cached is None else cached
         out: list[OutboxRow] = []
         async with (
             self.pool.acquire() as conn,
