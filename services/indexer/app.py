@@ -88,9 +88,12 @@ class IndexerApp:
 
 @contextlib.asynccontextmanager
 async def open_app(
-    settings: IndexerSettings, lock_wait: float | None = None
+    settings: IndexerSettings,
+    lock_wait: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[IndexerApp]:
-    """Connect, check the chain id, migrate, take the writer lock, and build the service."""
+    """Connect, check the chain id, migrate, take the writer lock, and build the service.
+    `stop` set while waiting for the lock (a standby told to shut down): StoppedWaiting."""
     targets = resolve_targets(settings)
     rpc = JsonRpc(settings.rpc_url, settings.rpc_timeout_s, settings.max_retries)
     pool: asyncpg.Pool | None = None
@@ -111,7 +114,7 @@ async def open_app(
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         lock_conn = await asyncpg.connect(settings.db_uri)
-        await _writer_lock(lock_conn, lock_wait)
+        await _writer_lock(lock_conn, lock_wait, stop)
         await store.seed_markets(targets.markets.values())
         drainer = OutboxDrainer(
             store,
@@ -161,14 +164,26 @@ async def open_app(
         await rpc.close()
 
 
-async def _writer_lock(conn: asyncpg.Connection, wait: float | None) -> None:
+class StoppedWaiting(Exception):
+    """Told to stop while waiting (standby) for the writer lock."""
+
+
+async def _writer_lock(
+    conn: asyncpg.Connection, wait: float | None, stop: asyncio.Event | None = None
+) -> None:
     """One writer per database: hold a session advisory lock; wait (standby) while another
-    indexer holds it."""
+    indexer holds it, until `stop` is set."""
     waited = 0.0
     while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
         if waited == 0.0:
             log.warning("another indexer holds the writer lock; waiting (standby)")
         if wait is not None and waited >= wait:
             raise TimeoutError("writer lock held by another indexer")
-        await asyncio.sleep(1.0)
+        if stop is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if stop.is_set():
+                raise StoppedWaiting("stopped while waiting for the writer lock (standby)")
+        else:
+            await asyncio.sleep(1.0)
         waited += 1.0

@@ -24,12 +24,12 @@ log = logging.getLogger("perpex.indexer")
 
 
 async def run_service(settings: IndexerSettings, until_caught_up: bool = False) -> int:
-    from services.indexer.app import open_app
+    from services.indexer.app import StoppedWaiting, open_app
     from services.indexer.sync import ReorgTooDeepError
 
     async with service_scope(log, "finishing the current chunk, then exiting") as (stop, state):
         try:
-            async with open_app(settings) as app:
+            async with open_app(settings, stop=stop) as app:
                 state._status = app.status
                 watchdog = asyncio.create_task(_watch(app, state, stop), name="watchdog")
                 try:
@@ -37,6 +37,9 @@ async def run_service(settings: IndexerSettings, until_caught_up: bool = False) 
                 finally:
                     watchdog.cancel()
             log.info("indexer stopped")
+            return 0
+        except StoppedWaiting as exc:
+            log.info("%s", exc)
             return 0
         except ReorgTooDeepError as exc:
             log.critical("%s", exc)

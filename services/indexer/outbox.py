@@ -180,8 +180,12 @@ class OutboxDrainer:
             span.set_attribute("messaging.batch.message_count", count)
             await asyncio.wait_for(self._send_all(producer, rows), self.send_timeout)
         ids = [r.id for r in rows]
-        await self.store.mark_sent(ids)
-        self._forget(ids)
+        try:
+            await self.store.mark_sent(ids)
+        finally:
+            # Sent: whether or not the UPDATE's reply arrives, memory lets them go (a row
+            # still unsent in the database is rebuilt when read again: it is <= rebuild_upto).
+            self._forget(ids)
         self.sent += count
         return count
 

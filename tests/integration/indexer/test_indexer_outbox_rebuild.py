@@ -5,9 +5,11 @@ handed over in memory, and a rollback must not orphan the unsent rows it cuts in
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
+import pytest
 from indexer_support import consume, db_rows, deploy, ids_of, settings_for
 from web3 import Web3
 
@@ -127,3 +129,35 @@ async def test_an_inline_row_from_the_previous_version_gets_its_count(fresh_db: 
         assert await conn.fetchval("SELECT message_count FROM outbox") == 2
     finally:
         await conn.close()
+
+
+async def test_memory_lets_go_of_rows_whose_mark_sent_reply_was_lost(
+    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The UPDATE marking rows sent commits but its reply is lost: the rows are sent, the
+    database says so, and the drainer's memory must not keep them (or their budget) forever."""
+    deployment, dep_file = deploy(rpc_url, tmp_path)
+    gen = LoadGen(rpc_url, deployment, seed=29, batch_size=10)
+    gen.fund_traders()
+    gen.scenario(12)
+    gen.close()
+    topic = "perpex.events.lostreply." + dep_file.stem
+    settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file, outbox_batch=20)
+    async with open_app(settings) as app:
+        await app.indexer.run(asyncio.Event(), until_caught_up=True)  # hands rows over
+        assert app.drainer._memory_messages == app.indexer.stats.events > 0
+        mark_sent = app.store.mark_sent
+
+        async def reply_lost(ids: Sequence[int]) -> None:
+            await mark_sent(ids)
+            raise ConnectionResetError("connection lost before the reply")
+
+        app.store.mark_sent = reply_lost  # type: ignore[method-assign]
+        app.drainer.per_round = 10**6
+        try:
+            with pytest.raises(ConnectionResetError):
+                await app.drainer.drain_once()
+        finally:
+            await app.drainer.close()
+        assert await app.store.outbox_pending() == 0
+        assert app.drainer._memory == {} and app.drainer._memory_messages == 0

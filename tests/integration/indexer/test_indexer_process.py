@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import asyncpg
 from indexer_support import (
     INDEXER_ARGV,
     assert_db_matches_chain,
@@ -26,6 +27,7 @@ from indexer_support import (
 from web3 import Web3
 
 from services.indexer.loadgen import LoadGen
+from services.indexer.store import WRITER_LOCK_KEY
 
 
 async def test_sigterm_then_kill9_then_restart(
@@ -87,6 +89,29 @@ async def test_sigterm_then_kill9_then_restart(
     assert len(rows) == len(expected)
     msgs = await consume(kafka_bootstrap, topic, lambda m: ids_of(m) >= expected)
     assert ids_of(msgs) == expected  # at least once; duplicates allowed, none missing
+
+
+async def test_a_standby_exits_0_on_sigterm(
+    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A second indexer waits for the writer lock; told to stop, it stops waiting."""
+    _, dep_file = deploy(rpc_url, tmp_path)
+    settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, "perpex.events.standby", dep_file)
+    log = tmp_path / "standby.log"
+    holder = await asyncpg.connect(fresh_db)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", WRITER_LOCK_KEY)
+        proc = start_indexer(subprocess_env(settings), log)
+        try:
+            await wait_until(lambda: "waiting (standby)" in log.read_text(), within=60)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert await holder.fetchval("SELECT count(*) FROM sync_status") == 0
+    finally:
+        await holder.close()
 
 
 async def test_missing_configuration_exits_2(tmp_path: Path) -> None:
