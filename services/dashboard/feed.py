@@ -4,8 +4,9 @@ No consumer group (group_id=None): each dashboard process reads every partition 
 at the latest offset, commits nothing and never rebalances with other replicas. It is a live
 view, not a durable reader: history comes from PostgreSQL through the HTTP API.
 
-Delivery on Kafka is at-least-once, so a recently seen (event_id, reverted) pair is not pushed
-twice. Malformed messages are counted and skipped.
+Delivery on Kafka is at-least-once, so a recently seen (event_id, block hash, reverted) is not
+pushed twice (a transaction re-mined in another block after a reorg keeps its event id: it is
+a new event). Malformed messages are counted and skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -37,9 +38,9 @@ class RecentIds:
 
     def __init__(self, size: int = 4096):
         self.size = size
-        self._keys: OrderedDict[tuple[str, bool], None] = OrderedDict()
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
 
-    def seen(self, key: tuple[str, bool]) -> bool:
+    def seen(self, key: Hashable) -> bool:
         """True when `key` was added before; otherwise remember it and return False."""
         if key in self._keys:
             self._keys.move_to_end(key)
@@ -50,10 +51,11 @@ class RecentIds:
         return False
 
 
-def event_message(raw: bytes | str) -> tuple[str, dict[str, Any]]:
-    """A Kafka value -> (dedup key part, the /ws message). Raises MalformedEventError."""
+def event_message(raw: bytes | str) -> tuple[tuple[str, str, bool], dict[str, Any]]:
+    """A Kafka value -> (dedup key, the /ws message). Raises MalformedEventError."""
     event = decode_event(raw)
-    return event.event_id, {"type": "event", "event": format_event(event)}
+    key = (event.event_id, event.block_hash, event.reverted)
+    return key, {"type": "event", "event": format_event(event)}
 
 
 class KafkaFeed:
@@ -155,17 +157,16 @@ class KafkaFeed:
             "dashboard.push", context=context_from_headers(headers)
         ) as span:
             try:
-                event_id, message = event_message(value)
+                key, message = event_message(value)
             except MalformedEventError as exc:
                 self.malformed += 1
                 log.warning("skipping malformed event: %s", exc)
                 span.set_attribute("perpex.malformed", True)
                 return False
-            reverted = bool(message["event"]["reverted"])
-            if self._recent.seen((event_id, reverted)):
+            if self._recent.seen(key):
                 self.duplicates += 1
                 return False
-            span.set_attribute("perpex.event_id", event_id)
+            span.set_attribute("perpex.event_id", key[0])
             if self.before_push is not None:
                 self.before_push()
             self.hub.publish(json.dumps(message, separators=(",", ":")))

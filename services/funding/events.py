@@ -48,6 +48,7 @@ class FundingEvent:
     tx_hash: str
     block_number: int
     reverted: bool = False  # removed by a reorg: the update no longer stands
+    block_hash: str = ""  # a transaction re-mined after a reorg keeps its event id, not this
 
 
 def parse_funding_event(raw: bytes | str) -> FundingEvent | None:
@@ -71,20 +72,23 @@ def parse_funding_event(raw: bytes | str) -> FundingEvent | None:
             tx_hash=env.tx_hash.lower(),
             block_number=env.block_number,
             reverted=env.reverted,
+            block_hash=env.block_hash.lower(),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedEventError(f"FundingRateUpdated args: {exc!r}") from None
 
 
 class Dedup:
-    """The last `size` event ids seen (reverted copies count as distinct events)."""
+    """The last `size` events seen, by (event id, block hash, reverted): a reverted copy is a
+    new event, and so is the same transaction re-mined in another block after a reorg (same
+    chain/tx/log index, so the same event id, but a different block hash)."""
 
     def __init__(self, size: int = 4096):
         self.size = size
-        self._seen: OrderedDict[tuple[str, bool], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, bool], None] = OrderedDict()
 
     def first_time(self, event: FundingEvent) -> bool:
-        key = (event.event_id, event.reverted)
+        key = (event.event_id, event.block_hash, event.reverted)
         if key in self._seen:
             self._seen.move_to_end(key)
             return False

@@ -96,11 +96,13 @@ async def test_feed_handle_pushes_dedups_and_skips_malformed() -> None:
     assert feed.handle(encode_event(env))
     assert not feed.handle(encode_event(env))  # redelivery
     assert feed.handle(encode_event(env.as_reverted()))  # the compensating event is new
+    # the same transaction re-mined in another block: same event id, a new event
+    assert feed.handle(encode_event(env.model_copy(update={"block_hash": "0xbe"})))
     assert not feed.handle(b"{not json")
     assert not feed.handle(json.dumps({"v": 1, "name": "Nope"}).encode())
     assert not feed.handle(None)
     status = feed.status()
-    assert (status["pushed"], status["duplicates"], status["malformed"]) == (2, 1, 3)
+    assert (status["pushed"], status["duplicates"], status["malformed"]) == (3, 1, 3)
     text, _ = await sub.take()
     assert text is not None
     message = json.loads(text)
