@@ -253,6 +253,7 @@ def format_event(event: EventEnvelope) -> dict[str, Any]:
         "market_id": event.market_id,
         "token_id": event.token_id,
         "block_number": event.block_number,
+        "block_hash": event.block_hash,
         "block_timestamp": event.block_timestamp,
         "time": iso_time(event.block_timestamp),
         "tx_hash": event.tx_hash,

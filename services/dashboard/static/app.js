@@ -344,7 +344,8 @@
 
   // ---------- live feed ----------
   function addFeedItem(ev) {
-    const key = ev.event_id + (ev.reverted ? ":r" : "");
+    // a transaction re-mined in another block after a reorg keeps its event id
+    const key = ev.event_id + "@" + (ev.block_hash || "") + (ev.reverted ? ":r" : "");
     if (state.feedSeen.has(key)) return false;
     state.feedSeen.add(key);
     const head = el("div", { cls: "head" }, [
