@@ -193,7 +193,10 @@ class OutboxDrainer:
         """Send every message of `rows`, keeping order per partition. Messages are packed into
         record batches per partition (aiokafka's batch API) with the default partitioner (the
         same key -> partition mapping as producer.send), which costs a fraction of one
-        producer.send per message."""
+        producer.send per message. A partition's next batch is handed to the producer only
+        once the previous one is acknowledged (the producer sends one batch per partition at a
+        time anyway): were a batch to fail, a later one must not reach the partition before it
+        is sent again, or a consumer would see a position's later event first."""
         topic = self.topic
         partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or ())
         if not partitions:
@@ -206,25 +209,34 @@ class OutboxDrainer:
             self._partition_of = {}
             self._partitioned_for = partitions
         by_key = self._partition_of
-        open_batches: dict[int, Any] = {}
-        futures: list[Any] = []
+        batches: dict[int, list[Any]] = {}
         for row in rows:
             headers = row.headers
             for _, key, value in row.messages:
                 part = by_key.get(key)
                 if part is None:
                     part = by_key[key] = partitioner(key, partitions, partitions)
-                batch = open_batches.get(part)
-                if batch is None:
-                    batch = open_batches[part] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=part))
-                    batch = open_batches[part] = producer.create_batch()
+                queue = batches.get(part)
+                if queue is None:
+                    queue = batches[part] = [producer.create_batch()]
+                if queue[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    batch = producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         raise ValueError(f"message {len(value)} bytes exceeds max_batch_size")
-        for part, batch in open_batches.items():
-            futures.append(await producer.send_batch(batch, topic, partition=part))
-        acks = await asyncio.gather(*futures)
+                    queue.append(batch)
+
+        async def send_in_turn(part: int, queue: list[Any]) -> list[Any]:
+            acks = []
+            for batch in queue:
+                acks.append(await (await producer.send_batch(batch, topic, partition=part)))
+            return acks
+
+        try:
+            async with asyncio.TaskGroup() as group:  # the first failure cancels the others
+                tasks = [group.create_task(send_in_turn(p, q)) for p, q in batches.items()]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        acks = [m for t in tasks for m in t.result()]
         # Trust the acks only if the partitions written still exist. A broker that lost its
         # state (e.g. an in-memory broker restarted during the batch) can acknowledge writes
         # to partitions the producer remembered from before; those are resent.
