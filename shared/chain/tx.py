@@ -425,7 +425,22 @@ class TxSender:
                                 "transaction"
                             )
                 elif time.monotonic() - pending.sent_at >= self.replace_after_s:
-                    await self._replace(pending)
+                    try:
+                        await self._replace(pending)
+                    except Exception as exc:
+                        # The transaction is still out there: never abandon it over a failed
+                        # bump (an RPC blip, a bumped cost above the balance); keep waiting
+                        # for it and try the bump again later.
+                        if not (is_transient(exc) or isinstance(exc, InsufficientBalanceError)):
+                            raise
+                        log.warning(
+                            "could not replace %s nonce=%d (%s: %s); still waiting for it",
+                            pending.label,
+                            pending.nonce,
+                            type(exc).__name__,
+                            exc,
+                        )
+                        pending.sent_at = time.monotonic()
                 await asyncio.sleep(self.poll_s)
             raise TxTimeoutError(
                 f"{pending.label} nonce {pending.nonce} not mined after {self.confirm_timeout_s:.0f}s"
@@ -467,6 +482,10 @@ class TxSender:
             if kind == ErrorKind.UNDERPRICED:
                 pending.sent_at = time.monotonic()  # try a higher bump next round
                 return
+            pending.fees = old
+            raise
+        except BaseException:
+            pending.fees = old  # not sent: what is out there still has the old fees
             raise
         self.stats.replaced += 1
         _replaced_counter.add(1, {"label": pending.label})

@@ -84,6 +84,40 @@ async def test_stuck_transaction_is_replaced_with_higher_fee(chain: Web3, rpc_ur
     assert len(ours) == 1  # one transaction for that nonce
 
 
+async def test_a_failed_fee_bump_does_not_abandon_the_transaction(
+    chain: Web3, rpc_url: str
+) -> None:
+    """An RPC error while bumping (reading the base fee, say) leaves the transaction pending:
+    the sender keeps waiting for it, bumps later, and returns its receipt."""
+    sender = _sender(rpc_url, replace_after_s=0.2)
+    fees = sender.current_fees
+    failures = 0
+
+    async def flaky_fees(fresh: bool = False) -> Any:
+        nonlocal failures
+        if fresh and failures < 2:
+            failures += 1
+            raise TimeoutError("node did not answer")
+        return await fees(fresh=fresh)
+
+    sender.current_fees = flaky_fees  # type: ignore[method-assign]
+    _rpc(chain, "evm_setAutomine", [False])
+    try:
+        task = asyncio.create_task(sender.send({"to": chain.eth.accounts[2], "value": 9}, "bump"))
+        while not sender.pending:
+            await asyncio.sleep(0.05)
+        pending = next(iter(sender.pending.values()))
+        _rpc(chain, "anvil_setNextBlockBaseFeePerGas", [hex(pending.fees.max_fee_per_gas * 4)])
+        while len(pending.hashes) < 2 and not task.done():  # bumped after the failures
+            await asyncio.sleep(0.05)
+        _rpc(chain, "evm_mine", [])
+        receipt = await asyncio.wait_for(task, 30)
+    finally:
+        _rpc(chain, "evm_setAutomine", [True])
+    assert failures == 2 and receipt["status"] == 1
+    assert receipt["transactionHash"].to_0x_hex() == pending.hashes[-1]
+
+
 async def test_recovers_nonce_after_external_use(chain: Web3, rpc_url: str) -> None:
     sender = _sender(rpc_url)
     await sender.send({"to": chain.eth.accounts[1], "value": 1}, "first")
