@@ -10,9 +10,9 @@ Tasks are started in rank order and the semaphores wake waiters first-in first-o
 most underwater positions are sent first.
 
 Outcomes go back to the keeper through callbacks: `liquidated` (mined), `dropped` (the position
-is gone: the simulation said PositionNotFound, or our transaction lost a race on-chain), and
-`retry` (check again at the next block: the simulation said NotLiquidatable, the balance was
-short, retries ran out...).
+is gone: the simulation said PositionNotFound), and `retry` (check again at the next block: the
+simulation said NotLiquidatable, the balance was short, retries ran out, our transaction was
+mined but reverted...).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Executor:
         self._pending_slots = asyncio.Semaphore(max_pending)
         self.jobs: dict[int, Job] = {}
         self.closing = False
-        self.stats = {"sent": 0, "confirmed": 0, "dropped": 0, "lost_races": 0, "retry": 0}
+        self.stats = {"sent": 0, "confirmed": 0, "dropped": 0, "mined_reverted": 0, "retry": 0}
         self._last_funds_warning = 0.0
         self.first_sent_at: float | None = None  # time.monotonic() of broadcasts
         self.last_sent_at: float | None = None
@@ -172,11 +172,19 @@ class Executor:
             try:
                 receipt = await self.sender.finish(pending)
             except TxMinedRevertedError as exc:
-                # Someone liquidated it first in the same block: the position is gone.
-                self.stats["lost_races"] += 1
-                log.warning("%s lost a race (gas used %s): %s", label, exc.gas_used, exc.tx_hash)
-                self._dropped(token, "lost_race")
-                return "dropped"
+                # Mined but reverted: another liquidator was first in the block, or the
+                # position was made healthy ahead of us (addMargin, a price update). Only a
+                # fresh read tells which: a gone position is dropped by the next round, a
+                # still-open one stays tracked (dropping it here lost it for good).
+                self.stats["mined_reverted"] += 1
+                log.warning(
+                    "%s mined but reverted (gas used %s, tx %s): checking it again",
+                    label,
+                    exc.gas_used,
+                    exc.tx_hash,
+                )
+                self._retry(token, "mined_reverted")
+                return "mined_reverted"
             except Exception as exc:
                 log.warning("%s not confirmed: %s: %s", label, type(exc).__name__, exc)
                 self._retry(token, "unconfirmed")

@@ -117,7 +117,7 @@ async def test_price_crash_liquidates_underwater_positions_only(
     assert all(e["liquidator"] == keeper_address for e in liqs)
     sent = txs_from(chain, keeper_address, start)
     assert len(sent) == len(underwater) and all(t["status"] == 1 for t in sent)  # no waste
-    assert stats["confirmed"] == len(underwater) and stats["lost_races"] == 0
+    assert stats["confirmed"] == len(underwater) and stats["mined_reverted"] == 0
 
     finished = spans.get_finished_spans()
     liq_spans = [s for s in finished if s.name == "keeper liquidate"]

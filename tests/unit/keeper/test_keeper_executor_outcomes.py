@@ -1,0 +1,68 @@
+"""How the executor maps a liquidation's outcome to the keeper's callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from services.keeper.chain import ChainReader
+from services.keeper.executor import Callbacks, Executor
+from shared.chain.errors import TxMinedRevertedError, TxRevertedError
+from shared.chain.tx import TxSender
+
+
+class FakeChain:
+    def liquidation_tx(self, token_id: int) -> dict[str, Any]:
+        return {"to": "0x" + "11" * 20, "data": "0x"}
+
+
+class FakeSender:
+    def __init__(
+        self, submit_error: Exception | None = None, finish_error: Exception | None = None
+    ):
+        self.submit_error = submit_error
+        self.finish_error = finish_error
+
+    async def submit(self, tx: dict[str, Any], label: str) -> object:
+        if self.submit_error is not None:
+            raise self.submit_error
+        return object()
+
+    async def finish(self, pending: object) -> dict[str, Any]:
+        if self.finish_error is not None:
+            raise self.finish_error
+        return {"blockNumber": 5, "transactionHash": b"\x01" * 32}
+
+
+async def _outcome(sender: FakeSender) -> list[tuple[str, int, Any]]:
+    calls: list[tuple[str, int, Any]] = []
+    executor = Executor(
+        cast(TxSender, sender),
+        cast(ChainReader, FakeChain()),
+        Callbacks(
+            liquidated=lambda t, r: calls.append(("liquidated", t, r["blockNumber"])),
+            dropped=lambda t, why: calls.append(("dropped", t, why)),
+            retry=lambda t, why: calls.append(("retry", t, why)),
+        ),
+    )
+    assert executor.liquidate(7, "0xab", 1, 2, 3, None)
+    job = executor.jobs[7]
+    assert job.task is not None
+    await asyncio.wait_for(job.task, 5)
+    assert not executor.in_flight(7)
+    return calls
+
+
+async def test_a_mined_revert_reads_the_position_again_instead_of_dropping_it() -> None:
+    # another liquidator first, or the owner added margin ahead of us: only a fresh read tells
+    calls = await _outcome(FakeSender(finish_error=TxMinedRevertedError("NotLiquidatable()")))
+    assert calls == [("retry", 7, "mined_reverted")]
+
+
+async def test_a_simulated_position_not_found_is_dropped() -> None:
+    calls = await _outcome(FakeSender(submit_error=TxRevertedError("PositionNotFound(uint256)")))
+    assert calls == [("dropped", 7, "gone")]
+
+
+async def test_a_mined_liquidation_is_reported() -> None:
+    assert await _outcome(FakeSender()) == [("liquidated", 7, 5)]
