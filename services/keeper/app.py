@@ -425,6 +425,11 @@ class Keeper:
                 if c is not None:
                     self.tracker.record(h.token_id, c.stamp, action)
                 if action is Action.DROP:
+                    held = self.book.get(h.token_id)
+                    if held is not None and held.updated[0] > block:
+                        # Opened (or changed) after the block this round reads: "gone" at
+                        # that block only means "not there yet".
+                        continue
                     self._dropped(h.token_id, "gone")
                     self.metrics.liquidations_dropped.add(1, {"reason": "gone"})
                 elif action is Action.LIQUIDATE:
