@@ -123,6 +123,7 @@ class Keeper:
         self._last_market_refresh = 0.0
         self._last_sweep: float | None = None  # None: sweep at the first round
         self.stopped = False
+        self._failure: RuntimeError | None = None  # a loop that ended before stop
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -169,10 +170,29 @@ class Keeper:
             asyncio.create_task(self._slow_loop(), name="keeper-slow"),
             asyncio.create_task(self._watchdog(), name="keeper-watchdog"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
         try:
             await self._stop.wait()
         finally:
             await self.shutdown()
+        if self._failure is not None:
+            raise self._failure
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """Every loop runs until stop: one that ends before (an unexpected exception) must not
+        leave a keeper that looks ready while its book no longer follows the chain. Stop,
+        and exit non-zero so the pod is restarted."""
+        if task.cancelled() or self._stop.is_set():
+            return
+        exc = task.exception()
+        detail = f"{type(exc).__name__}: {exc}" if exc is not None else "returned"
+        log.critical("%s ended unexpectedly (%s); stopping", task.get_name(), detail)
+        failure = RuntimeError(f"{task.get_name()} ended unexpectedly ({detail})")
+        failure.__cause__ = exc
+        self._failure = failure
+        self.health.set_ready(False, f"{task.get_name()} failed")
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -272,7 +292,10 @@ class Keeper:
             for m in markets:
                 if self.targets.discover_markets:
                     self.markets.setdefault(m, self.book.market(m).pair)
-            await self._refresh_markets()
+            try:
+                await self._refresh_markets()
+            except Exception as exc:  # the slow loop refreshes them again
+                log.warning("could not refresh markets: %s: %s", type(exc).__name__, exc)
 
     # ------------------------------------------------------------------ executor callbacks
     def _liquidated(self, token: int, receipt: dict[str, Any]) -> None:

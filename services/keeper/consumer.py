@@ -183,7 +183,25 @@ class EventConsumer:
             span.set_attribute("perpex.event", event.name)
             if event.token_id is not None:
                 span.set_attribute("perpex.token_id", event.token_id)
-            result = self.book.apply(event, trace=trace_carrier())
+            try:
+                result = self.book.apply(event, trace=trace_carrier())
+            except (KeyError, TypeError, ValueError) as exc:
+                # A valid envelope whose args do not fit its event (a field missing, say):
+                # skipped and counted like any malformed message, never fatal.
+                self.stats["malformed"] += 1
+                if self.metrics:
+                    self.metrics.malformed_events.add(1)
+                log.warning(
+                    "skipping %s at %s[%d]@%d: its args do not fit (%s: %s)",
+                    event.name,
+                    rec.topic,
+                    rec.partition,
+                    rec.offset,
+                    type(exc).__name__,
+                    exc,
+                )
+                span.set_attribute("perpex.malformed", True)
+                return None
             self.stats[result.status] = self.stats.get(result.status, 0) + 1
             if self.metrics:
                 self.metrics.events.add(1, {"outcome": result.status, "event": event.name})
