@@ -90,14 +90,28 @@ def owned_by(actual: Mapping[str, Any], owner: Owner) -> bool:
     return False
 
 
-def merge_patch(desired: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch that brings a live object to `desired` (its managed fields)."""
+def merge_patch(
+    desired: Mapping[str, Any], actual: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON merge patch that brings a live object to `desired` (its managed fields). A
+    ConfigMap's `data` is wholly ours: keys the live object has and `desired` does not are
+    removed (null in a merge patch), or a setting dropped from the spec would stay in force."""
     body = {key: value for key, value in desired.items() if key not in ("apiVersion", "kind")}
     meta = dict(body.get("metadata", {}))
     meta.pop("name", None)
     meta.pop("namespace", None)
     body["metadata"] = meta
+    stale = _stale_data_keys(desired, actual)
+    if stale:
+        body["data"] = {**desired["data"], **dict.fromkeys(stale)}
     return body
+
+
+def _stale_data_keys(desired: Mapping[str, Any], actual: Mapping[str, Any] | None) -> list[str]:
+    if actual is None or not isinstance(desired.get("data"), Mapping):
+        return []
+    live = actual.get("data") or {}
+    return sorted(key for key in live if key not in desired["data"])
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,6 @@ def decide(
         return Decision(Action.DELETE if actual is not None else Action.NOOP)
     if actual is None:
         return Decision(Action.CREATE, desired)
-    if contains(actual, desired):
+    if contains(actual, desired) and not _stale_data_keys(desired, actual):
         return Decision(Action.NOOP, desired)
     return Decision(Action.PATCH, desired)

@@ -151,7 +151,8 @@ async def _apply(
             if exc.status != 409:
                 raise
             # Created concurrently (another handler run); converge with a patch below.
-    patched = await kube.patch(item.kind, owner.namespace, item.name, merge_patch(decision.desired))
+    body = merge_patch(decision.desired, actual)
+    patched = await kube.patch(item.kind, owner.namespace, item.name, body)
     changes.append(f"patched {item.kind.plural}/{item.name}")
     return patched
 

@@ -372,3 +372,35 @@ async def test_peering_higher_priority_peer_pauses_this_replica(
     ) as resp:
         assert resp.status < 300
     await env.wait_for(lambda: env.get(DEPLOY, "perpex-eth-usdt-keeper"), "keeper after resume")
+
+
+async def test_a_setting_dropped_from_the_spec_leaves_the_configmap(
+    start_operator: OperatorFactory,
+):
+    """Moving from explicit addresses to a deployment ConfigMap: the old addresses must go
+    (the services prefer them over the deployment file)."""
+    env = await start_operator()
+    await env.create(perpmarket("eth-usdt", market_spec(), uid=UID))
+
+    def data() -> dict[str, Any]:
+        return dict((env.get(CM, "perpex-eth-usdt") or {}).get("data") or {})
+
+    await env.wait_for(lambda: "POSITION_MANAGER_ADDRESS" in data(), "addresses in the ConfigMap")
+    ref = {"name": "chain-deployment", "key": "deployment.json"}
+    await env.patch(
+        "eth-usdt",
+        {
+            "spec": {
+                "contracts": {
+                    "positionManager": None,
+                    "positionNFT": None,
+                    "deploymentConfigMapRef": ref,
+                }
+            }
+        },
+    )
+    await env.wait_for(lambda: "DEPLOYMENT_FILE" in data(), "the deployment file in the ConfigMap")
+    await env.wait_for(
+        lambda: "POSITION_MANAGER_ADDRESS" not in data() and "POSITION_NFT_ADDRESS" not in data(),
+        "the old addresses gone",
+    )

@@ -193,6 +193,20 @@ def test_decisions():
     assert not owned_by(desired, other)
 
 
+def test_settings_dropped_from_the_configmap_are_removed():
+    # the market moves from explicit addresses to a deployment ConfigMap
+    before = mf.config_map(OWNER, spec(), CONFIG)
+    assert "POSITION_MANAGER_ADDRESS" in before["data"]
+    ref = {"deploymentConfigMapRef": {"name": "dep", "key": "chain.json"}}
+    desired = mf.config_map(OWNER, spec(contracts=ref), CONFIG)
+    assert decide(desired, before, OWNER).action is Action.PATCH
+    body = merge_patch(desired, before)
+    assert body["data"]["POSITION_MANAGER_ADDRESS"] is None  # a merge patch's "delete"
+    assert body["data"]["POSITION_NFT_ADDRESS"] is None
+    assert {k: v for k, v in body["data"].items() if v is not None} == desired["data"]
+    assert None not in merge_patch(desired, desired)["data"].values()
+
+
 def test_merge_patch_leaves_identity_alone():
     body = merge_patch(mf.config_map(OWNER, spec(), CONFIG))
     assert "apiVersion" not in body and "kind" not in body
