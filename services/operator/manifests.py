@@ -180,6 +180,9 @@ def _component_env(owner: Owner, spec: MarketSpec, component: str) -> list[dict[
         env += [
             {"name": "FUNDING_INTERVAL_SECONDS", "value": str(spec.funding.interval_seconds)},
             {"name": "LEADER_ELECTION", "value": "kubernetes"},
+            # one Lease per market (the default is per pair: two markets of one pair on
+            # different chains, in one namespace, would elect a single leader between them)
+            {"name": "LEASE_NAME", "value": object_name(owner.name, "funding")},
         ]
     env += [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

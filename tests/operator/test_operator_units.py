@@ -90,6 +90,11 @@ def test_manifests_are_deterministic_and_owned():
     assert one.role_binding is None  # no workload ClusterRole configured
 
 
+def funding_env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return list(container["env"])
+
+
 def test_keeper_deployment_env_and_db_secret():
     keeper = mf.deployment(OWNER, spec(), CONFIG, "keeper")
     container = keeper["spec"]["template"]["spec"]["containers"][0]
@@ -105,6 +110,11 @@ def test_keeper_deployment_env_and_db_secret():
     funding = mf.deployment(OWNER, spec(), CONFIG, "funding")
     assert funding["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
     assert funding["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    # one Lease per market: two markets of one pair (other chains) elect their own leaders
+    lease = {e["name"]: e.get("value") for e in funding_env(funding)}["LEASE_NAME"]
+    other = mf.deployment(mf.Owner("eth-usdt-arb", "markets", "u2"), spec(), CONFIG, "funding")
+    assert lease == "perpex-eth-usdt-funding"
+    assert {e["name"]: e.get("value") for e in funding_env(other)}["LEASE_NAME"] != lease
 
 
 def test_config_map_carries_workload_env_and_inline_rpc():
