@@ -218,6 +218,9 @@ class FundingUpdater:
     async def _market_loop(self, state: MarketState, stop: asyncio.Event) -> None:
         while not stop.is_set():
             state.heartbeat = self.clock()
+            # Cleared before the step, not after: a wake during it (an event, leadership
+            # gained) must cut the following sleep short, not be lost.
+            state.wake.clear()
             try:
                 delay = await self.step(state)
                 state.error_failures = 0
@@ -235,7 +238,6 @@ class FundingUpdater:
                 log.warning("%s: %s; retrying in %.1fs", state.ref.pair, state.last_error, delay)
             if stop.is_set():
                 break
-            state.wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(state.wake.wait(), max(0.0, delay))
 
@@ -346,6 +348,8 @@ class FundingUpdater:
         if not await self.leader.confirm():
             log.info("%s: leadership did not hold at the pre-send check; not sending", pair)
             return Outcome.NOT_LEADER
+        if self._stop.is_set():  # the fence can wait long: no send begun after SIGTERM
+            return Outcome.STOPPING
         tx = self.reader.update_tx(state.ref)
         now = self.clock()
         failures = (

@@ -351,6 +351,51 @@ async def test_no_new_transaction_once_stopping() -> None:
     assert sender.submits == 0
 
 
+async def test_no_transaction_when_stopped_while_fencing() -> None:
+    updater, chain, sender, _ = make()
+    chain.open_window()
+    updater._fence_needed = True
+    waits = sender.wait_for_in_flight
+
+    async def stopped_meanwhile(timeout_s: float = 60.0) -> int:
+        updater.stop()  # SIGTERM while waiting for the wallet's in-flight transactions
+        return await waits(timeout_s)
+
+    sender.wait_for_in_flight = stopped_meanwhile  # type: ignore[method-assign]
+    snapshot = await chain.snapshot(ETH)
+    assert await updater.attempt(state(updater), snapshot) is Outcome.STOPPING
+    assert sender.fence_waits == 1 and sender.submits == 0
+
+
+async def test_a_wake_during_a_step_cuts_the_next_sleep_short() -> None:
+    updater, *_ = make(max_sleep_s=30.0, min_sleep_s=0.01)
+    st = state(updater)
+    step = updater.step
+    steps = 0
+
+    async def step_woken_meanwhile(market: Any) -> float:
+        nonlocal steps
+        steps += 1
+        delay = await step(market)
+        if steps == 1:
+            market.wake.set()  # e.g. an event or leadership gained while it ran
+        return delay
+
+    updater.step = step_woken_meanwhile  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.create_task(updater._market_loop(st, stop))
+    try:
+        for _ in range(100):
+            if steps >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert steps >= 2  # not asleep for the window's 30 s
+    finally:
+        stop.set()
+        st.wake.set()
+        await asyncio.wait_for(loop, 5)
+
+
 def test_wallet_low_flag() -> None:
     updater, _, sender, _ = make()
     assert not updater.wallet_low and updater.status()["wallet_low"] is False
