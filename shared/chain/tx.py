@@ -89,6 +89,17 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+_NOT_CONNECTED = ("ClientConnectorError", "ConnectError", "ConnectTimeout")
+
+
+def _maybe_delivered(exc: BaseException) -> bool:
+    """A transient failure after the request may have reached the node (not a refused or
+    failed connection)."""
+    if isinstance(exc, ConnectionRefusedError) or type(exc).__name__ in _NOT_CONNECTED:
+        return False
+    return not isinstance(exc, Web3RPCError) and is_transient(exc)
+
+
 def _retryable(exc: BaseException) -> bool:
     """Transient failures, and nonce errors (the nonce was resynced from the chain)."""
     if isinstance(exc, Web3RPCError) and classify_message(str(exc)) == ErrorKind.NONCE:
@@ -383,6 +394,22 @@ class TxSender:
                 ) from None
             else:
                 raise
+        except Exception as exc:
+            if not _maybe_delivered(exc):
+                raise
+            # The node may have the transaction (an answer lost to a timeout or a dropped
+            # connection). Treat it as sent: the nonce is taken and it is tracked. Were it not
+            # delivered, nothing uses the nonce and confirm's replacement sends it again;
+            # sending a fresh one now instead would leave an untracked twin holding the nonce.
+            tx_hash = _hex(signed.hash)
+            log.warning(
+                "%s nonce=%d: no answer to the broadcast (%s: %s); tracking %s as sent",
+                pending.label,
+                pending.nonce,
+                type(exc).__name__,
+                exc,
+                tx_hash,
+            )
         pending.hashes.append(tx_hash)
         pending.sent_at = time.monotonic()
         self.stats.sent += 1

@@ -118,6 +118,32 @@ async def test_a_failed_fee_bump_does_not_abandon_the_transaction(
     assert receipt["transactionHash"].to_0x_hex() == pending.hashes[-1]
 
 
+async def test_a_broadcast_whose_answer_is_lost_is_tracked_not_sent_again(
+    chain: Web3, rpc_url: str
+) -> None:
+    """The node took the transaction but its answer was lost (a read timeout): the sender
+    tracks what it signed instead of sending a second transaction at the next nonce."""
+    sender = _sender(rpc_url)
+    real = sender.w3.eth.send_raw_transaction
+    signed: list[bytes] = []
+
+    async def answer_lost(raw: Any) -> Any:
+        await real(raw)
+        signed.append(bytes(raw))
+        if len(signed) == 1:
+            raise TimeoutError("read timed out")
+        return Web3.keccak(raw)
+
+    sender.w3.eth.send_raw_transaction = answer_lost  # type: ignore[method-assign]
+    start = chain.eth.get_transaction_count(sender.address)
+    receipt = await sender.send({"to": chain.eth.accounts[3], "value": 5}, "answer-lost")
+    assert receipt["status"] == 1 and len(signed) == 1
+    assert chain.eth.get_transaction_count(sender.address) == start + 1  # sent once
+    after = await sender.send({"to": chain.eth.accounts[3], "value": 6}, "next")
+    assert after["status"] == 1
+    assert chain.eth.get_transaction_count(sender.address) == start + 2
+
+
 async def test_recovers_nonce_after_external_use(chain: Web3, rpc_url: str) -> None:
     sender = _sender(rpc_url)
     await sender.send({"to": chain.eth.accounts[1], "value": 1}, "first")
