@@ -264,13 +264,15 @@ class Keeper:
         def revoked(token: int) -> bool:
             return ownership.partition_of_token(token) in parts
 
-        left = await self.executor.release(revoked, self.settings.shutdown_timeout_s)
-        if left:
-            log.warning("%d liquidations of revoked partitions still unconfirmed", left)
+        # Out of the book first, before waiting on anything: a health round running meanwhile
+        # must not start a liquidation the partition's next owner will start too.
         remaining = ownership.owned - parts
         self.book.set_owner_filter(
             lambda t: bool(remaining) and ownership.partition_of_token(t) in remaining
         )
+        left = await self.executor.release(revoked, self.settings.shutdown_timeout_s)
+        if left:
+            log.warning("%d liquidations of revoked partitions still unconfirmed", left)
 
     async def _on_results(self, results: list[ApplyResult]) -> None:
         refresh = {t for r in results for t in r.refresh}
