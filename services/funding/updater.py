@@ -404,7 +404,8 @@ class FundingUpdater:
                 state.attempt = Attempt(
                     window,
                     sent=True,
-                    retry_at=now + self.config.error_backoff_max_s,
+                    # from now, not from before the send: waiting for the receipt took long
+                    retry_at=self.clock() + self.config.error_backoff_max_s,
                     failures=failures + 1,
                     reason=state.last_error,
                 )

@@ -268,6 +268,22 @@ async def test_unknown_outcome_blocks_the_window_and_fences() -> None:
     assert state(updater).last_outcome is Outcome.FENCED and sender.submits == 1
 
 
+async def test_an_unknown_outcome_blocks_the_window_from_when_it_is_known() -> None:
+    updater, chain, sender, clock = make(error_backoff_max_s=20.0)
+    chain.open_window()
+
+    async def receipt_never_came(pending: Any) -> dict[str, Any]:
+        clock.t += 180  # waited that long for a receipt
+        raise TxTimeoutError("not mined")
+
+    sender.finish = receipt_never_came  # type: ignore[method-assign]
+    await updater.step(state(updater))
+    assert state(updater).last_outcome is Outcome.UNKNOWN
+    clock.t += 5
+    await updater.step(state(updater))
+    assert sender.submits == 1 and state(updater).decision.action is Action.IN_FLIGHT
+
+
 async def test_mined_revert_is_decoded_by_replay(caplog: Any) -> None:
     updater, chain, sender, _ = make()
     chain.open_window()
