@@ -253,7 +253,9 @@ class PositionBook:
             self._tombstones.pop(pos.token_id)
         if held is not None and held.market_id != pos.market_id:
             self._by_market.get(held.market_id, set()).discard(pos.token_id)
-        pos.version = (held.version + 1) if held else 0
+        # the book's version, not the held row's + 1: a token removed and loaded again (a
+        # partition that came back) must not reuse a version a ranking cache still holds
+        pos.version = self.version + 1
         if held is not None and pos.trace is None:
             pos.trace = held.trace
         self.positions[pos.token_id] = pos
@@ -330,7 +332,7 @@ class PositionBook:
                 held.updated = at
                 if trace is not None:
                     held.trace = trace
-                held.version += 1
+                held.version = self.version + 1
                 self.version += 1
                 return APPLIED
             return IGNORED

@@ -41,6 +41,20 @@ def test_open_margin_close_and_duplicates() -> None:
     assert book.apply(replay).status == "stale"
 
 
+def test_a_reloaded_position_never_reuses_a_version() -> None:
+    """Ranking caches key on the position's version: a token that leaves the book (its
+    partition moved away) and comes back with other data must not look unchanged."""
+    book = PositionBook()
+    assert book.upsert(_row(1, 10))
+    first = book.get(1).version  # type: ignore[union-attr]
+    book.remove(1, tombstone=False)
+    assert book.upsert(_row(1, 12, collateral=300 * WAD))
+    assert book.get(1).version != first  # type: ignore[union-attr]
+    versions = {book.get(1).version}  # type: ignore[union-attr]
+    assert book.apply(margin_changed(1, 13, 250 * WAD)).applied
+    assert book.get(1).version not in versions | {first}  # type: ignore[union-attr]
+
+
 def test_older_events_do_not_roll_back_bootstrap_state() -> None:
     book = PositionBook()
     assert book.upsert(_row(5, block=20, collateral=700 * WAD))
