@@ -93,6 +93,8 @@ class Dedup:
             self._seen.move_to_end(key)
             return False
         self._seen[key] = None
+        # a fork that comes back: the event and its revert make each other new again
+        self._seen.pop((event.event_id, event.block_hash, not event.reverted), None)
         if len(self._seen) > self.size:
             self._seen.popitem(last=False)
         return True

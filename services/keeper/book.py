@@ -283,6 +283,9 @@ class PositionBook:
             return IGNORED  # another replica's partition
         result = self._apply(event, trace)
         self._seen.put(key)
+        # An event and its revert alternate when a reorg switches forks and back: each one
+        # makes the other new again (an exact redelivery is still a duplicate).
+        self._seen.pop((event.event_id, event.block_hash, not event.reverted))
         return result
 
     def _apply(self, ev: EventEnvelope, trace: dict[str, str] | None) -> ApplyResult:

@@ -80,12 +80,13 @@ def test_listener_handles_counts_and_deduplicates() -> None:
     assert listener.handle(envelope(reverted=True)) is not None  # the reorg compensation is new
     # the same transaction re-mined in another block: same event id, a new event
     assert listener.handle(envelope(block_hash="0x" + "ee" * 32)) is not None
+    assert listener.handle(envelope()) is not None  # after its revert: the fork came back
     assert listener.handle(b"{garbage") is None
     assert listener.handle(envelope(name="PositionOpened", log_index=3)) is None
     other = market_id_hex("BTC/USDT")
     assert listener.handle(envelope(log_index=5, market_id=other)) is None
     assert listener.handle(None) is None
-    assert len(got) == 3 and listener.received == 3 and listener.decode_errors == 1
+    assert len(got) == 4 and listener.received == 4 and listener.decode_errors == 1
     assert listener.status()["decode_errors"] == 1
 
 

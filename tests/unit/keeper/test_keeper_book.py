@@ -41,6 +41,20 @@ def test_open_margin_close_and_duplicates() -> None:
     assert book.apply(replay).status == "stale"
 
 
+def test_a_fork_that_comes_back_applies_again() -> None:
+    """A(H1), reverted; B(H2), reverted; A(H1) again: the last one is not a redelivery."""
+    book = PositionBook()
+    a = funding(10, 5)
+    b = a.model_copy(update={"block_hash": "0x" + "e2" * 32})
+    assert book.apply(a).applied
+    assert book.apply(a).status == "duplicate"
+    assert book.apply(a.as_reverted()).status != "duplicate"
+    assert book.apply(b).status != "duplicate"
+    assert book.apply(b.as_reverted()).status != "duplicate"
+    assert book.apply(a).status != "duplicate"  # the first fork is canonical again
+    assert book.apply(a).status == "duplicate"
+
+
 def test_a_reloaded_position_never_reuses_a_version() -> None:
     """Ranking caches key on the position's version: a token that leaves the book (its
     partition moved away) and comes back with other data must not look unchanged."""
