@@ -124,6 +124,7 @@ class Keeper:
         self._last_sweep: float | None = None  # None: sweep at the first round
         self.stopped = False
         self._failure: RuntimeError | None = None  # a loop that ended before stop
+        self._refresh_pending: set[int] = set()  # chain re-reads that failed, retried
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -277,19 +278,7 @@ class Keeper:
     async def _on_results(self, results: list[ApplyResult]) -> None:
         refresh = {t for r in results for t in r.refresh}
         markets = {m for r in results for m in r.markets}
-        for token in refresh:
-            try:
-                _, pos = await self.chain.position(token)
-            except Exception as exc:
-                log.warning("could not re-read position %d: %s", token, exc)
-                continue
-            if pos is None:
-                self.book.remove(token, tombstone=False)
-            else:
-                held = self.book.get(token)
-                pos.owner = held.owner if held else pos.owner
-                self.book.upsert(pos, force=True)
-            self.tracker.invalidate(token)
+        await self._refresh_positions(refresh)
         if markets:
             for m in markets:
                 if self.targets.discover_markets:
@@ -298,6 +287,28 @@ class Keeper:
                 await self._refresh_markets()
             except Exception as exc:  # the slow loop refreshes them again
                 log.warning("could not refresh markets: %s: %s", type(exc).__name__, exc)
+
+    async def _refresh_positions(self, tokens: set[int]) -> None:
+        """Read positions again from the chain (a reverted event, a margin change of one the
+        book does not hold). One that cannot be read now is read again at the next health
+        round: its event is already acknowledged, so nothing else would bring it back."""
+        for token in sorted(tokens):
+            try:
+                _, pos = await self.chain.position(token)
+            except Exception as exc:
+                log.warning("could not re-read position %d (again next round): %s", token, exc)
+                self._refresh_pending.add(token)
+                continue
+            self._refresh_pending.discard(token)
+            if not self.book.owns(token):
+                continue  # its partition moved away meanwhile
+            if pos is None:
+                self.book.remove(token, tombstone=False)
+            else:
+                held = self.book.get(token)
+                pos.owner = held.owner if held else pos.owner
+                self.book.upsert(pos, force=True)
+            self.tracker.invalidate(token)
 
     # ------------------------------------------------------------------ executor callbacks
     def _liquidated(self, token: int, receipt: dict[str, Any]) -> None:
@@ -368,6 +379,8 @@ class Keeper:
             self.heartbeat = time.monotonic()
             try:
                 block = await self.chain.block_number()
+                if self._refresh_pending:
+                    await self._refresh_positions(set(self._refresh_pending))
                 if block != last:
                     await self.health_round(block)
                     last = block
