@@ -23,6 +23,7 @@ class Action(enum.Enum):
     CREATE = "create"
     PATCH = "patch"
     DELETE = "delete"
+    REPLACE = "replace"  # a field the API server never changes differs: delete, then create
     CONFLICT = "conflict"  # an object of that name exists but another owner controls it
 
 
@@ -77,6 +78,12 @@ def contains(actual: Any, desired: Any, *, quantities: bool = False) -> bool:
     if isinstance(desired, int | float) and isinstance(actual, int | float):
         return float(actual) == float(desired)
     return bool(actual == desired)
+
+
+# Top-level fields the API server refuses to change (422): a RoleBinding's roleRef (after the
+# workload ClusterRole was renamed, say). Patching them would fail at every reconcile and block
+# every later change to the market.
+IMMUTABLE_FIELDS = ("roleRef",)
 
 
 def owned_by(actual: Mapping[str, Any], owner: Owner) -> bool:
@@ -135,4 +142,9 @@ def decide(
         return Decision(Action.CREATE, desired)
     if contains(actual, desired) and not _stale_data_keys(desired, actual):
         return Decision(Action.NOOP, desired)
+    if any(
+        field in desired and not contains(actual.get(field), desired[field])
+        for field in IMMUTABLE_FIELDS
+    ):
+        return Decision(Action.REPLACE, desired, reason="an immutable field changed")
     return Decision(Action.PATCH, desired)

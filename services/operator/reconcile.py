@@ -142,7 +142,10 @@ async def _apply(
     if decision.action is Action.NOOP:
         return actual
     assert decision.desired is not None
-    if decision.action is Action.CREATE:
+    if decision.action is Action.REPLACE:
+        await kube.delete(item.kind, owner.namespace, item.name)
+        changes.append(f"deleted {item.kind.plural}/{item.name} ({decision.reason})")
+    if decision.action in (Action.CREATE, Action.REPLACE):
         try:
             created = await kube.create(decision.desired)
             changes.append(f"created {item.kind.plural}/{item.name}")

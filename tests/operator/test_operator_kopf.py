@@ -329,6 +329,49 @@ async def test_role_binding_for_the_funding_lease_when_configured(
     await env.wait_for(lambda: env.get(RB, "perpex-eth-usdt") is None, "RoleBinding deleted")
 
 
+async def test_a_binding_to_another_cluster_role_is_replaced(start_operator: OperatorFactory):
+    """The workload ClusterRole was renamed: the market's RoleBinding is deleted and created
+    again (its roleRef cannot be patched)."""
+    config = OperatorConfig(
+        image="perpex:test", status_interval=0.5, workload_cluster_role="perpex-market-workload"
+    )
+    env = await start_operator(config)
+    await env.create(perpmarket("eth-usdt", market_spec(), uid=UID))
+    await env.wait_for(lambda: env.get(RB, "perpex-eth-usdt"), "RoleBinding")
+    await env.delete("perpex-eth-usdt", RB)
+    old = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": "perpex-eth-usdt",
+            "namespace": NS,
+            "ownerReferences": [
+                {
+                    "apiVersion": "perpex.io/v1alpha1",
+                    "kind": "PerpMarket",
+                    "name": "eth-usdt",
+                    "uid": UID,
+                    "controller": True,
+                }
+            ],
+        },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "old-workload-role",
+        },
+        "subjects": [],
+    }
+    await env.create(old, RB)
+    await env.wait_for(
+        lambda: (
+            (env.get(RB, "perpex-eth-usdt") or {}).get("roleRef", {}).get("name")
+            == "perpex-market-workload"
+        ),
+        "the binding to the current ClusterRole",
+    )
+
+
 async def test_peering_higher_priority_peer_pauses_this_replica(
     start_operator: OperatorFactory, caplog: pytest.LogCaptureFixture
 ):

@@ -217,6 +217,18 @@ def test_settings_dropped_from_the_configmap_are_removed():
     assert None not in merge_patch(desired, desired)["data"].values()
 
 
+def test_a_changed_role_ref_replaces_the_binding():
+    """roleRef is immutable (the API server answers 422 to a patch): delete and create."""
+    desired = mf.role_binding(OWNER, "perpex-market-workload")
+    live = copy.deepcopy(desired)
+    assert decide(desired, live, OWNER).action is Action.NOOP
+    live["roleRef"]["name"] = "old-workload-role"
+    assert decide(desired, live, OWNER).action is Action.REPLACE
+    live = copy.deepcopy(desired)
+    live["subjects"][0]["name"] = "someone-else"
+    assert decide(desired, live, OWNER).action is Action.PATCH
+
+
 def test_merge_patch_leaves_identity_alone():
     body = merge_patch(mf.config_map(OWNER, spec(), CONFIG))
     assert "apiVersion" not in body and "kind" not in body
