@@ -31,7 +31,7 @@ from services.keeper.chain import ChainReader
 from services.keeper.decisions import RevertOutcome, classify_revert
 from services.keeper.metrics import KeeperMetrics
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
-from shared.chain.tx import TxSender
+from shared.chain.tx import TxSender, TxTimeoutError
 from shared.telemetry import context_from_carrier, tracer
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class Executor:
             if self.metrics:
                 self.metrics.liquidations_sent.add(1)
             try:
-                receipt = await self.sender.finish(pending)
+                receipt = await self._confirm(pending, label)
             except TxMinedRevertedError as exc:
                 # Mined but reverted: another liquidator was first in the block, or the
                 # position was made healthy ahead of us (addMargin, a price update). Only a
@@ -200,6 +200,19 @@ class Executor:
         )
         self.cb.liquidated(token, receipt)
         return "confirmed"
+
+    async def _confirm(self, pending: Any, label: str) -> dict[str, Any]:
+        """The receipt. A transaction not mined within CONFIRM_TIMEOUT_S is still out there,
+        holding its nonce: keep waiting for it (and replacing it) with the token in flight,
+        rather than let the next round send a second liquidation behind it."""
+        while True:
+            try:
+                return await self.sender.finish(pending)
+            except TxTimeoutError as exc:
+                if self.closing:
+                    raise
+                log.warning("%s: %s; still waiting for it, not sending another", label, exc)
+                self.sender.track(pending)
 
     def _dropped(self, token: int, reason: str) -> None:
         self.stats["dropped"] += 1

@@ -475,6 +475,11 @@ class TxSender:
         finally:
             self.pending.pop(pending.nonce, None)
 
+    def track(self, pending: PendingTx) -> None:
+        """Track `pending` again after `confirm` gave up on it (TxTimeoutError) while it is
+        still out there: its cost stays reserved, and a new `confirm` goes on replacing it."""
+        self.pending[pending.nonce] = pending
+
     async def _receipt(self, tx_hash: str) -> Any:
         try:
             return await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from typing import Any, cast
 from services.keeper.chain import ChainReader
 from services.keeper.executor import Callbacks, Executor
 from shared.chain.errors import TxMinedRevertedError, TxRevertedError
-from shared.chain.tx import TxSender
+from shared.chain.tx import TxSender, TxTimeoutError
 
 
 class FakeChain:
@@ -18,10 +18,15 @@ class FakeChain:
 
 class FakeSender:
     def __init__(
-        self, submit_error: Exception | None = None, finish_error: Exception | None = None
+        self,
+        submit_error: Exception | None = None,
+        finish_error: Exception | None = None,
+        timeouts: int = 0,
     ):
         self.submit_error = submit_error
         self.finish_error = finish_error
+        self.timeouts = timeouts  # finish() gives up this many times first
+        self.tracked: list[object] = []
 
     async def submit(self, tx: dict[str, Any], label: str) -> object:
         if self.submit_error is not None:
@@ -29,9 +34,16 @@ class FakeSender:
         return object()
 
     async def finish(self, pending: object) -> dict[str, Any]:
+        if self.timeouts:
+            self.timeouts -= 1
+            await asyncio.sleep(0)
+            raise TxTimeoutError("not mined after 300s")
         if self.finish_error is not None:
             raise self.finish_error
         return {"blockNumber": 5, "transactionHash": b"\x01" * 32}
+
+    def track(self, pending: object) -> None:
+        self.tracked.append(pending)
 
 
 async def _outcome(sender: FakeSender) -> list[tuple[str, int, Any]]:
@@ -62,6 +74,13 @@ async def test_a_mined_revert_reads_the_position_again_instead_of_dropping_it() 
 async def test_a_simulated_position_not_found_is_dropped() -> None:
     calls = await _outcome(FakeSender(submit_error=TxRevertedError("PositionNotFound(uint256)")))
     assert calls == [("dropped", 7, "gone")]
+
+
+async def test_a_transaction_not_mined_in_time_is_waited_for_not_sent_again() -> None:
+    # still out there holding its nonce: the token stays in flight, the sender keeps it
+    sender = FakeSender(timeouts=2)
+    assert await _outcome(sender) == [("liquidated", 7, 5)]
+    assert len(sender.tracked) == 2
 
 
 async def test_a_mined_liquidation_is_reported() -> None:
