@@ -7,6 +7,7 @@ The Kubernetes client lives in `memo.kube`, made at startup in the operator's ev
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import kopf
 
 from services.operator.config import OperatorConfig
-from services.operator.kube import KubeApi
+from services.operator.kube import Kind, KubeApi
 from services.operator.manifests import GROUP, PLURAL, VERSION
 from services.operator.reconcile import ReconcileResult, cleanup, reconcile
 from services.operator.status import status_changed
@@ -55,6 +56,32 @@ def _log(logger: Any, result: ReconcileResult) -> None:
             logger.warning("degraded (%s): %s", cond["reason"], cond["message"])
 
 
+PERP_MARKETS = Kind(f"{GROUP}/{VERSION}", PLURAL)
+
+
+def _reconcile_lock(memo: kopf.Memo) -> asyncio.Lock:
+    """One reconcile at a time per market (the memo is per object): the update handler and
+    the refresh timer run in tasks of their own."""
+    lock = memo.get("reconcile_lock")
+    if lock is None:
+        lock = memo["reconcile_lock"] = asyncio.Lock()
+    return lock
+
+
+async def refresh(
+    kube: KubeApi, body: Mapping[str, Any], config: OperatorConfig, lock: asyncio.Lock
+) -> tuple[dict[str, Any], ReconcileResult] | None:
+    """The timer's reconcile, on the market as it is now: the body the timer was handed may
+    predate an update the handler has applied since (a pause, say), and reconciling it would
+    undo that. None when the market is gone or going."""
+    meta = body.get("metadata", {})
+    async with lock:
+        fresh = await kube.get(PERP_MARKETS, meta["namespace"], meta["name"])
+        if fresh is None or fresh.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        return fresh, await reconcile(kube, fresh, config)
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -75,7 +102,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def reconcile_market(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Any, **_: Any
     ) -> None:
-        result = await reconcile(memo["kube"], body, config)
+        async with _reconcile_lock(memo):
+            result = await reconcile(memo["kube"], body, config)
         _apply_status(patch, body, result)
         _log(logger, result)
         if result.error is not None:
@@ -95,9 +123,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         # Re-reconciling is read-only when nothing drifted; it repairs drift when it did
         # (a deleted or hand-edited Deployment), and refreshes ready replica counts.
-        result = await reconcile(memo["kube"], body, config)
-        _apply_status(patch, body, result)
-        _log(logger, result)
+        refreshed = await refresh(memo["kube"], body, config, _reconcile_lock(memo))
+        if refreshed is not None:
+            fresh, result = refreshed
+            _apply_status(patch, fresh, result)
+            _log(logger, result)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cleanup")
     async def delete_market(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:

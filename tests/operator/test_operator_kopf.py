@@ -25,6 +25,8 @@ from operator_harness import (
 )
 
 from services.operator.config import OperatorConfig
+from services.operator.handlers import refresh
+from services.operator.kube import KubeApi
 from services.operator.spec import HEX_KEY_RE
 from services.operator.status import now_iso
 
@@ -447,3 +449,26 @@ async def test_a_setting_dropped_from_the_spec_leaves_the_configmap(
         lambda: "POSITION_MANAGER_ADDRESS" not in data() and "POSITION_NFT_ADDRESS" not in data(),
         "the old addresses gone",
     )
+
+
+async def test_the_refresh_timer_reconciles_the_market_as_it_is_now(
+    start_operator: OperatorFactory,
+):
+    """The timer may hold a body from before an update the handler already applied (a
+    pause): it reconciles the market as it is now, so the pause is not undone."""
+    env = await start_operator()
+    await env.create(perpmarket("eth-usdt", market_spec(), uid=UID))
+    await env.wait_for(lambda: replicas(env, "keeper") == 2, "keeper running")
+    stale = env.get(PM, "eth-usdt")
+    assert stale is not None
+    await env.patch("eth-usdt", {"spec": {"paused": True}})
+    await env.wait_for(lambda: replicas(env, "keeper") == 0, "scaled to zero")
+    kube = KubeApi.for_host(env.base)
+    try:
+        refreshed = await refresh(kube, stale, OperatorConfig(image="perpex:test"), asyncio.Lock())
+    finally:
+        await kube.close()
+    assert refreshed is not None
+    fresh, _ = refreshed
+    assert fresh["spec"]["paused"] is True
+    assert replicas(env, "keeper") == 0 and replicas(env, "funding") == 0
