@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,6 +110,14 @@ class BaseServiceSettings(BaseSettings):
     def _db_uri(cls, value: str) -> str:
         if not re.match(r"^postgres(ql)?://", value):
             raise ValueError("must be a postgresql:// DSN")
+        try:
+            urlsplit(value).port  # noqa: B018  (parses user:password@host:port)
+        except ValueError:
+            # never echo the value: it holds the password
+            raise ValueError(
+                "is malformed: characters such as / @ : # in the user name or password must be "
+                "percent-encoded"
+            ) from None
         return value
 
     @field_validator("kafka_bootstrap_servers")
@@ -142,12 +151,46 @@ class BaseServiceSettings(BaseSettings):
         return specific or self.private_key
 
     def safe_dump(self) -> dict[str, Any]:
-        """Settings as a dict with every secret masked, for logs and status pages."""
+        """Settings as a dict with every secret masked, for logs and status pages: the private
+        keys, the database password, and the RPC URL's path and query (where providers put
+        API keys)."""
         data = self.model_dump()
         for key in SECRET_FIELDS:
             if data.get(key) is not None:
                 data[key] = "***"
+        data["db_uri"] = redact_dsn(self.db_uri)
+        data["rpc_url"] = redact_url(self.rpc_url)
         return data
+
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port] of a URL, the rest masked: user info, path and query may carry
+    credentials (https://eth-mainnet.example/v2/<API key>)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    rest = "/***" if parts.path.strip("/") or parts.query or parts.username else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def redact_dsn(dsn: str) -> str:
+    """A PostgreSQL DSN with its password (and query options) masked; user, host, port and
+    database kept, as they tell which database is meant."""
+    try:
+        parts = urlsplit(dsn)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    user = parts.username or ""
+    auth = f"{user}:***@" if parts.password is not None else (f"{user}@" if user else "")
+    query = "?***" if parts.query else ""
+    return f"{parts.scheme}://{auth}{host}{port}{parts.path}{query}"
 
 
 S = TypeVar("S", bound=BaseServiceSettings)

@@ -6,18 +6,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
 
+from shared.config import redact_dsn, redact_url
 from shared.health import HealthState, serve_health
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+_URL = re.compile(r"\b(?:https?|wss?|postgres(?:ql)?)://[^\s'\"<>)]+")
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in `text` cut to scheme://host[:port] (DSNs keep user, host and database):
+    an RPC URL's path or query may hold an API key, a DSN a password."""
+    return _URL.sub(
+        lambda m: (
+            redact_dsn(m.group(0)) if m.group(0).startswith("postgres") else redact_url(m.group(0))
+        ),
+        text,
+    )
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log line, traceback included, with its URLs redacted (exceptions from HTTP clients
+    quote the URL they called)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_urls(super().format(record))
+
+
 def configure_logging(level: str, quiet: dict[str, int] | None = None) -> None:
-    """Log to stderr at `level`; `quiet` lowers chatty libraries (name -> level)."""
+    """Log to stderr at `level`, URLs redacted; `quiet` lowers chatty libraries."""
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # ours, not a test runner's capture
+            handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     for name, lib_level in {"aiokafka": logging.ERROR, "httpx": logging.WARNING,
                             **(quiet or {})}.items():  # fmt: skip
         logging.getLogger(name).setLevel(lib_level)

@@ -19,9 +19,9 @@ from services.funding.settings import (
     load_funding_settings,
     load_status_settings,
 )
-from shared.config import ConfigError, exit_on_config_error
+from shared.config import ConfigError, exit_on_config_error, redact_url
 from shared.health import HealthState
-from shared.service import configure_logging, service_scope
+from shared.service import configure_logging, redact_urls, service_scope
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("perpex.funding")
@@ -101,7 +101,10 @@ def status(as_json: bool) -> None:
         print(str(exc), file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
-        raise click.ClickException(f"cannot read the chain at {settings.rpc_url}: {exc}") from None
+        where = redact_url(settings.rpc_url)
+        raise click.ClickException(
+            redact_urls(f"cannot read the chain at {where}: {exc}")
+        ) from None
     if as_json:
         click.echo(json.dumps({"markets": [r.as_dict() for r in rows]}, indent=2))
     else:

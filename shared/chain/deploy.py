@@ -104,7 +104,8 @@ def deploy_local(
         if proc.returncode != 0 or not scratch_path.exists():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
             raise DeployError(
-                f"deploy script failed (exit {proc.returncode}):\n{_scrub(tail, key)}"
+                f"deploy script failed (exit {proc.returncode}):\n"
+                f"{_scrub(_scrub(tail, key), rpc_url)}"
             )
         deployment = Deployment.load(scratch_path)
     finally:

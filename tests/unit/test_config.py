@@ -105,3 +105,52 @@ def test_cli_exits_2_with_one_message_and_no_key() -> None:
     assert "PRIVATE_KEY:" in proc.stderr and "GAS_MULTIPLIER:" in proc.stderr
     assert "9f9f9f" not in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_safe_dump_masks_the_database_password_and_the_rpc_api_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RPC_URL", "https://eth-mainnet.example.org/v2/sEcReTaPiKeY")
+    monkeypatch.setenv("DB_URI", "postgresql://perpex:hunter2pw@db.internal:5432/perpex")
+    dumped = str(load_settings(BaseServiceSettings).safe_dump())
+    assert "sEcReTaPiKeY" not in dumped and "hunter2pw" not in dumped
+    assert "https://eth-mainnet.example.org/***" in dumped
+    assert "postgresql://perpex:***@db.internal:5432/perpex" in dumped
+
+
+def test_a_dsn_with_unescaped_characters_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RPC_URL", "http://127.0.0.1:8545")
+    monkeypatch.setenv("DB_URI", "postgresql://perpex:Xy/9secret@db:5432/perpex")
+    with pytest.raises(ConfigError) as err:
+        load_settings(BaseServiceSettings)
+    message = str(err.value)
+    assert "DB_URI" in message and "percent-encoded" in message
+    assert "9secret" not in message and "Xy" not in message
+
+
+def test_log_lines_carry_no_rpc_api_key_or_database_password() -> None:
+    import io
+    import logging
+
+    from shared.service import RedactingFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("perpex.test.redaction")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        err = OSError("429, message='Too Many Requests', url='https://rpc.example/v2/aPiKeY123'")
+        log.warning("send failed: %s", err)
+        try:
+            raise ConnectionError("cannot reach postgresql://perpex:pAsSw0rd@db:5432/perpex")
+        except ConnectionError:
+            log.exception("database down")
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "aPiKeY123" not in text and "pAsSw0rd" not in text
+    assert "https://rpc.example/***" in text and "postgresql://perpex:***@db:5432/perpex" in text
