@@ -111,7 +111,9 @@ def kafka_headers() -> list[tuple[str, bytes]]:
 
 
 def context_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> otel_context.Context:
-    carrier = {k: v.decode(errors="replace") for k, v in (headers or ())}
+    carrier = {  # a header without a value (None) or key is no trace context: skipped
+        k: v.decode(errors="replace") for k, v in (headers or ()) if isinstance(k, str) and v
+    }
     return extract(carrier)
 
 

@@ -158,7 +158,8 @@ class KafkaFeed:
         ) as span:
             try:
                 key, message = event_message(value)
-            except MalformedEventError as exc:
+            except (MalformedEventError, ValueError, TypeError, OverflowError) as exc:
+                # any message the page cannot show is skipped, never the end of the feed
                 self.malformed += 1
                 log.warning("skipping malformed event: %s", exc)
                 span.set_attribute("perpex.malformed", True)

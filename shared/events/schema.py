@@ -44,21 +44,23 @@ def make_event_id(chain_id: int, tx_hash: str, log_index: int) -> str:
 
 
 class EventEnvelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: a number is a JSON number and a flag a JSON bool, never "5" or "yes"
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     v: int = Field(default=SCHEMA_VERSION, description="schema version")
     event_id: str
     name: str
-    chain_id: int
+    chain_id: int = Field(gt=0)
     contract: str
     block_number: int = Field(ge=0)
     block_hash: str
-    block_timestamp: int = Field(ge=0)
+    # seconds, below year 10000 (what a datetime can show)
+    block_timestamp: int = Field(ge=0, lt=253_402_300_800)
     tx_hash: str
     log_index: int = Field(ge=0)
     market_id: str | None = None
     market: str | None = None  # pair, e.g. "ETH/USDT", when the indexer knows it
-    token_id: int | None = None
+    token_id: int | None = Field(default=None, ge=0)
     args: dict[str, Any] = Field(default_factory=dict)
     reverted: bool = False
     trace: dict[str, str] | None = None  # W3C trace context of the producing span, if any
@@ -88,10 +90,12 @@ def decode_event(raw: bytes | str) -> EventEnvelope:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedEventError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedEventError("not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedEventError(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("v")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise MalformedEventError(
             f"unsupported schema version {version!r} (expected {SCHEMA_VERSION})"
         )
