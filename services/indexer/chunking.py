@@ -31,7 +31,8 @@ class ChunkPolicy:
       logs; at or above it the size holds, so a dense range does not keep growing into the
       provider's result cap.
     - RANGE_TOO_LARGE / TOO_MANY_RESULTS / TIMEOUT: the size halves (down to `minimum`). The
-      same start block is retried with the smaller size, without waiting.
+      same start block is retried with the smaller size, without waiting; at `minimum`
+      already, it backs off as for a transient error instead.
     - RATE_LIMITED: the size holds; the caller waits `delay` seconds, which doubles on each
       consecutive 429 (with jitter) up to `max_delay`, or the provider's Retry-After if larger.
     - TRANSIENT: the size holds; a short, growing wait.
@@ -67,11 +68,13 @@ class ChunkPolicy:
         if outcome is Outcome.OK:
             raise ValueError("use on_success for OK")
         self._failures += 1
-        if outcome in SHRINKING:
+        if outcome in SHRINKING and self.size > self.minimum:
             self.size = max(self.minimum, self.size // 2)
             # A timeout also deserves a short pause; range errors retry at once.
             self.delay = self.base_delay if outcome is Outcome.TIMEOUT else 0.0
             return
+        # Rate limits, transient errors, and "ask for less" at the smallest size already (the
+        # provider means something else, or cannot answer even that): back off, never spin.
         backoff = min(self.max_delay, self.base_delay * 2 ** (self._failures - 1))
         backoff *= 1 + self._rng.uniform(-self.jitter, self.jitter)
         if retry_after is not None:

@@ -42,7 +42,9 @@ _TOO_MANY_PATTERNS = re.compile(
     r"log response size exceeded|exceeds? (the )?max(imum)? results",
     re.IGNORECASE,
 )
-_RATE_PATTERNS = re.compile(r"rate limit|too many requests|request limit|throttl", re.IGNORECASE)
+_RATE_PATTERNS = re.compile(
+    r"rate limit|rate exceeded|request rate|too many requests|request limit|throttl", re.IGNORECASE
+)
 _TIMEOUT_PATTERNS = re.compile(r"timeout|timed out|deadline", re.IGNORECASE)
 
 

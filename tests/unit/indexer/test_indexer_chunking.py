@@ -38,6 +38,20 @@ def test_shrinking_errors_halve_down_to_minimum(outcome: Outcome) -> None:
     assert p.size == 1
 
 
+@pytest.mark.parametrize("outcome", [Outcome.RANGE_TOO_LARGE, Outcome.TOO_MANY_RESULTS])
+def test_asked_for_less_at_the_smallest_size_it_backs_off(outcome: Outcome) -> None:
+    """At one block already, "ask for less" cannot be obeyed: wait, growing, never spin."""
+    p = ChunkPolicy(initial=1, minimum=1)
+    delays = []
+    for _ in range(4):
+        p.on_error(outcome)
+        delays.append(p.delay)
+    assert p.size == 1
+    assert delays[0] > 0 and delays[-1] > delays[0]
+    p.on_success(1)
+    assert p.delay == 0.0
+
+
 def test_range_error_retries_without_wait() -> None:
     p = ChunkPolicy()
     p.on_error(Outcome.RANGE_TOO_LARGE)

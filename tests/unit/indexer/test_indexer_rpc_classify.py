@@ -39,6 +39,8 @@ def test_http_status(status: int, outcome: Outcome | None) -> None:
         (-32000, "too many logs", Outcome.TOO_MANY_RESULTS),
         (429, "whatever", Outcome.RATE_LIMITED),
         (-32016, "rate limit exceeded", Outcome.RATE_LIMITED),
+        # Infura's -32005 is also its rate limit: not a reason to shrink the range
+        (-32005, "project ID request rate exceeded", Outcome.RATE_LIMITED),
         (-32000, "request timed out", Outcome.TIMEOUT),
         (-32000, "header not found", Outcome.TRANSIENT),
     ],
