@@ -104,7 +104,16 @@ class Fetcher:
             and isinstance(r.get("blockNumber"), str)
         } - set(timestamps)
         if missing:  # a node that leaves blockTimestamp out of its logs
-            headers = {n: h for n, h in self.rpc.headers(missing).items() if h is not None}
+            fetched = self.rpc.headers(missing)
+            headers = {n: h for n, h in fetched.items() if h is not None}
+            absent = sorted(missing - set(headers))
+            if absent:
+                # (a node behind the one that served the logs, or a chain that just
+                # shortened): fetch the chunk again rather than lose its logs as malformed
+                raise RpcError(
+                    Outcome.TRANSIENT,
+                    f"node has no header for block(s) {absent[:5]} the logs came from",
+                )
             timestamps.update((n, h.timestamp) for n, h in headers.items())
         decode = self.decoder.decode
         keep = self.config.market_filter

@@ -92,6 +92,16 @@ def test_missing_timestamps_are_read_from_headers_not_already_known() -> None:
     assert set(result.headers) == {18}
 
 
+def test_logs_whose_header_the_node_lacks_make_the_chunk_fetched_again() -> None:
+    """Not decode failures: those logs would be lost for good."""
+    logs = [opened(7, blockNumber="0x10"), opened(8, blockNumber="0x12")]
+    for log in logs:
+        log.pop("blockTimestamp")
+    f, _ = fetcher(logs, {16: 111})  # block 18's header is not there (yet)
+    with pytest.raises(RpcError, match=r"no header for block\(s\) \[18\]"):
+        run(f, FetchJob(16, 16, frozenset({16})))
+
+
 def test_market_filter_counts_the_rest() -> None:
     other = market_id_of("BTC/USDT")
     logs = [
