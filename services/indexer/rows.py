@@ -295,6 +295,8 @@ class Fold:
             m.oracle_feed = a["oracleFeed"]
             m.added_block = ev.block_number
             m.updated_block = ev.block_number
+            if m.last_funding_time is None:  # addMarket starts the first funding window
+                m.last_funding_time = ev.block_timestamp
             self._pairs[market_id] = a["pair"]
             self.result.markets[market_id] = m
         elif name == "MarketPaused":

@@ -498,7 +498,7 @@ class Store:
             UPDATE markets m SET
               cumulative_funding_index = COALESCE(f.cumulative_funding_index, 0),
               funding_rate = COALESCE(f.funding_rate, 0),
-              last_funding_time = f.funding_timestamp,
+              last_funding_time = COALESCE(f.funding_timestamp, a.block_timestamp),
               paused = COALESCE((p.args->>'paused')::boolean, false),
               updated_block = GREATEST(m.added_block, f.block_number, p.block_number)
             FROM unnest($1::text[]) AS ids(market_id)
@@ -509,6 +509,10 @@ class Store:
               SELECT args, block_number FROM events e
               WHERE e.market_id = ids.market_id AND e.name = 'MarketPaused'
               ORDER BY block_number DESC, log_index DESC LIMIT 1) p ON true
+            LEFT JOIN LATERAL (  -- addMarket starts the first window
+              SELECT block_timestamp FROM events e
+              WHERE e.market_id = ids.market_id AND e.name = 'MarketAdded'
+              ORDER BY block_number DESC, log_index DESC LIMIT 1) a ON true
             WHERE m.market_id = ids.market_id
             """,
             markets,

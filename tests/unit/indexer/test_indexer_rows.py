@@ -158,6 +158,8 @@ def test_market_added_and_paused() -> None:
     m = r.markets[MID]
     assert m.pair == "BTC/USDT" and m.paused and m.added_block == 1
     assert r.positions[1].market == "BTC/USDT"
+    # addMarket starts the first funding window at its block's time (lastFundingTime)
+    assert m.last_funding_time == 1001 and m.cumulative_funding_index == 0
 
 
 def test_row_record_roundtrip() -> None:
