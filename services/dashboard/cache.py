@@ -18,7 +18,7 @@ class QueryCache:
     def __init__(
         self,
         ttl: float = 2.0,
-        max_entries: int = 1000,
+        max_entries: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.ttl = ttl
@@ -61,12 +61,14 @@ class QueryCache:
         try:
             value = await compute()
             if generation == self.generation and self.ttl > 0:
+                # Expired answers go at every insert, not only when the cache is full: on a
+                # quiet system (no event clears it) they would otherwise stay, up to
+                # max_entries answers of thousands of rows each.
+                now = self._clock()
+                self._done = {k: v for k, v in self._done.items() if v[0] > now}
                 if len(self._done) >= self.max_entries:
-                    now = self._clock()
-                    self._done = {k: v for k, v in self._done.items() if v[0] > now}
-                    if len(self._done) >= self.max_entries:
-                        self._done.clear()
-                self._done[key] = (self._clock() + self.ttl, value)
+                    self._done.clear()
+                self._done[key] = (now + self.ttl, value)
             return value
         finally:
             if self._inflight.get(key) is asyncio.current_task():

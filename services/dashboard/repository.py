@@ -189,8 +189,12 @@ class DashboardRepository:
             await conn.fetchval("SELECT 1")
 
     async def _page(self, page_sql: str, count_sql: str, args: list[Any]) -> tuple[list[Any], int]:
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            # One snapshot for both, so the total matches the page.
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            # One snapshot for both (repeatable read: under read committed each statement
+            # takes its own), so the total matches the page while the indexer writes.
             rows = await conn.fetch(page_sql, *args)
             total = await conn.fetchval(count_sql, *args[:-2])
         return list(rows), int(total)

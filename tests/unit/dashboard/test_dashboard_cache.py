@@ -36,7 +36,8 @@ async def test_answers_are_reused_until_ttl() -> None:
     assert await cache.get("other", compute) == 2
     clock.now += 2.5
     assert await cache.get("k", compute) == 3
-    assert cache.stats() == {"entries": 2, "hits": 1, "shared": 0, "misses": 3}
+    # "other" expired too: dropped when the new answer was stored
+    assert cache.stats() == {"entries": 1, "hits": 1, "shared": 0, "misses": 3}
 
 
 async def test_concurrent_identical_requests_share_one_query() -> None:
@@ -119,6 +120,9 @@ async def test_entries_are_bounded_and_ttl_zero_disables() -> None:
     for key in range(10):
         await cache.get(key, compute)
         assert cache.stats()["entries"] <= 3
+    clock.now += 6  # all expired: the next answer stored leaves only itself
+    await cache.get("late", compute)
+    assert cache.stats()["entries"] == 1
     off = QueryCache(ttl=0)
     calls, compute = counter()
     await off.get("k", compute)
