@@ -8,6 +8,7 @@ import asyncio
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -136,9 +137,12 @@ class Component(ABC):
             f"{self.name} not ready after {timeout:.0f}s ({last.detail}); log tail:\n{self.log_tail()}"
         )
 
+    # the signal that stops the process promptly and cleanly
+    stop_signal: signal.Signals = signal.SIGTERM
+
     def stop(self) -> bool:
         record = self.pidfile.read()
-        gone = True if record is None else terminate(record)
+        gone = True if record is None else terminate(record, sig=self.stop_signal)
         if gone:
             self.pidfile.clear()
         return gone
@@ -183,6 +187,10 @@ class Anvil(Component):
 
 
 class Postgres(Component):
+    # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to leave (a
+    # dashboard's idle pool holds on for minutes): SIGINT, the fast one, ends their sessions
+    stop_signal = signal.SIGINT
+
     name = "postgres"
 
     def __init__(self, config: StackConfig):

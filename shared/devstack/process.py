@@ -84,12 +84,14 @@ def spawn(
         log.close()
 
 
-def terminate(record: PidRecord, timeout: float = 10.0) -> bool:
-    """SIGTERM, then SIGKILL after `timeout`. Returns True if the process is gone."""
+def terminate(
+    record: PidRecord, timeout: float = 10.0, sig: signal.Signals = signal.SIGTERM
+) -> bool:
+    """`sig` (SIGTERM), then SIGKILL after `timeout`. Returns True if the process is gone."""
     if not record.alive():
         return True
     try:
-        os.kill(record.pid, signal.SIGTERM)
+        os.kill(record.pid, sig)
     except ProcessLookupError:
         return True
     deadline = time.monotonic() + timeout

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import asyncpg
 
 from shared.devstack.ports import free_ports
 from shared.devstack.process import proc_start_time
@@ -46,9 +50,17 @@ def test_up_twice_status_down_leaves_nothing(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr
         rows2 = json.loads(_dev(data_dir, ports, "status", "--json").stdout)
         assert [r["pid"] for r in rows2] == pids
+        # an idle client (a dashboard's pool) must not hold PostgreSQL's shutdown up
+        loop = asyncio.new_event_loop()
+        idle = loop.run_until_complete(asyncpg.connect(rows[1]["url"]))
     finally:
         down = _dev(data_dir, ports, "down")
     assert down.returncode == 0, down.stdout + down.stderr
+    with contextlib.suppress(Exception):
+        loop.run_until_complete(idle.close(timeout=1))
+    loop.close()
+    log = (data_dir / "logs" / "postgres.log").read_text(errors="replace")
+    assert "fast shutdown request" in log and "smart shutdown request" not in log
     assert all(proc_start_time(pid) is None for pid in pids)
     after = _dev(data_dir, ports, "status", "--json")
     assert after.returncode == 1
