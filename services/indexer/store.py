@@ -31,6 +31,7 @@ from services.indexer.rows import (
     PositionRow,
 )
 from services.indexer.settings import MarketInfo
+from shared.config import ConfigError
 from shared.db import apply_migrations
 from shared.events.schema import encode_event
 from shared.telemetry import tracer
@@ -219,12 +220,24 @@ class Store:
     async def load_state(self) -> SyncState:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT last_synced_block, last_synced_hash FROM sync_status "
-                "WHERE contract_address = ANY($1::text[])",
-                self.contracts,
+                "SELECT contract_address, last_synced_block, last_synced_hash FROM sync_status"
             )
         if not rows:
             return SyncState(None, None)
+        stored = sorted(r["contract_address"] for r in rows)
+        if stored != sorted(self.contracts):
+            # Another contract set: its history is not in this database, and resuming would
+            # either skip it or index blocks twice. Say so instead of guessing.
+            raise ConfigError(
+                {
+                    "POSITION_MANAGER_ADDRESS/POSITION_NFT_ADDRESS": (
+                        f"this database (DB_URI) follows {', '.join(stored)}, not "
+                        f"{', '.join(sorted(self.contracts))}: use a fresh database for other "
+                        "contracts"
+                    )
+                },
+                "perpex indexer",
+            )
         blocks = {r["last_synced_block"] for r in rows}
         if len(blocks) != 1 or len(rows) != len(self.contracts):
             # The contracts always move together; a partial set means the followed set

@@ -127,3 +127,21 @@ async def test_missing_configuration_exits_2(tmp_path: Path) -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"DEPLOYMENT_FILE" in err
+
+
+async def test_other_contracts_on_an_indexed_database_exit_2_naming_them(
+    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The database follows other contracts: their history is not here, and resuming would
+    skip it or index blocks twice. Exit 2 with the reason."""
+    _, dep_file = deploy(rpc_url, tmp_path)
+    settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, "perpex.events.other", dep_file)
+    log = tmp_path / "first.log"
+    first = start_indexer(subprocess_env(settings), log, "--until-caught-up")
+    assert first.wait(timeout=120) == 0, log.read_text()[-3000:]
+    other = subprocess_env(settings, POSITION_NFT_ADDRESS="0x" + "42" * 20)
+    second_log = tmp_path / "second.log"
+    second = start_indexer(other, second_log)
+    assert second.wait(timeout=120) == 2, second_log.read_text()[-3000:]
+    text = second_log.read_text()
+    assert "POSITION_NFT_ADDRESS" in text and "fresh database" in text
