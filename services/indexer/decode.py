@@ -471,6 +471,9 @@ class LogDecoder:
                 value = value.lower()
             elif isinstance(value, bytes):
                 value = "0x" + value.hex()
+            elif isinstance(value, str) and "\x00" in value:
+                # PostgreSQL text (and jsonb) cannot hold NUL: the chunk would fail for good
+                raise MalformedWord(f"{name}: string holds a NUL character")
             args[name] = value
         if len(args) != len(spec.order):
             raise MalformedWord("argument names repeat")

@@ -117,6 +117,11 @@ def test_dynamic_event_through_eth_abi(decoder: LogDecoder) -> None:
     assert isinstance(d, DecodedLog)
     assert d.args == {"marketId": MID, "pair": "ETH/USDT", "vamm": vamm, "oracleFeed": feed}
     assert d.token_id is None and d.market_id == MID
+    # a NUL in a string cannot be stored (text, jsonb): a malformed log, not a stuck chunk
+    bad = raw_log("MarketAdded", [MID], ["string", "address", "address"], ["ETH\x00", vamm, feed])
+    failure = decoder.decode(bad)
+    assert isinstance(failure, DecodeFailure) and failure.reason == "malformed"
+    assert "NUL" in failure.detail
 
 
 def test_envelope_roundtrips_through_schema(decoder: LogDecoder) -> None:
