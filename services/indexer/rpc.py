@@ -68,15 +68,32 @@ def _transport_error(exc: httpx.HTTPError, label: str) -> RpcError:
 def _parse_reply(resp: httpx.Response, label: str) -> Any:
     outcome = classify_http_status(resp.status_code)
     if outcome is not None:
+        detail = ""
+        if outcome is Outcome.TRANSIENT:
+            # Some providers send "block range too large" / "too many results" with a 400 or
+            # 500: read the JSON-RPC error, or the span would never shrink.
+            outcome, detail = _error_body(resp, outcome)
         raise RpcError(
             outcome,
-            f"{label}: HTTP {resp.status_code}",
+            f"{label}: HTTP {resp.status_code}{detail}",
             parse_retry_after(resp.headers.get("retry-after")),
         )
     try:
         return orjson.loads(resp.content)
     except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
         raise RpcError(Outcome.TRANSIENT, f"{label}: body is not JSON ({exc})") from None
+
+
+def _error_body(resp: httpx.Response, default: Outcome) -> tuple[Outcome, str]:
+    try:
+        reply = orjson.loads(resp.content)
+    except ValueError:
+        return default, ""
+    err = reply.get("error") if isinstance(reply, dict) else None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return default, ""
+    code = err.get("code") if isinstance(err.get("code"), int) else None
+    return classify_rpc_error(code, err["message"]), f" ({err['message'][:200]})"
 
 
 def classify_http_status(status: int) -> Outcome | None:

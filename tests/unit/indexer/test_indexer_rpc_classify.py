@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from services.indexer.chunking import Outcome
-from services.indexer.rpc import classify_http_status, classify_rpc_error, parse_retry_after
+from services.indexer.rpc import (
+    RpcError,
+    _parse_reply,
+    classify_http_status,
+    classify_rpc_error,
+    parse_retry_after,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +60,34 @@ def test_retry_after() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (
+            400,
+            b'{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"block range is too large"}}',
+            Outcome.RANGE_TOO_LARGE,
+        ),
+        (
+            500,
+            b'{"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"query returned more than 10000 results"}}',
+            Outcome.TOO_MANY_RESULTS,
+        ),
+        (502, b"<html>bad gateway</html>", Outcome.TRANSIENT),
+        (
+            429,
+            b'{"error":{"code":-32000,"message":"block range is too large"}}',
+            Outcome.RATE_LIMITED,
+        ),
+    ],
+)
+def test_an_error_status_is_read_for_its_json_rpc_error(
+    status: int, body: bytes, outcome: Outcome
+) -> None:
+    """Providers that answer "ask for less" with a 400/500 still make the span shrink."""
+    resp = httpx.Response(status, content=body, request=httpx.Request("POST", "http://node"))
+    with pytest.raises(RpcError) as err:
+        _parse_reply(resp, "eth_getLogs")
+    assert err.value.outcome is outcome
