@@ -87,6 +87,9 @@ class BaseServiceSettings(BaseSettings):
     kafka_topic: str = Field(default="perpex.events", min_length=1)
     markets: str = Field(default="", description="comma-separated pairs; empty means all deployed")
     log_level: str = Field(default="INFO")
+    health_port: int = Field(
+        default=8080, ge=0, le=65535, description="probes (/healthz, /readyz, /status); 0: off"
+    )
 
     @field_validator("rpc_url")
     @classmethod

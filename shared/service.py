@@ -67,6 +67,13 @@ async def service_scope(
         loop.add_signal_handler(sig, _on_signal, sig)
     state = HealthState()
     health_task = asyncio.create_task(serve_health(state, health_port), name="health")
+
+    def _probes_ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():  # e.g. the port is taken: say so, the service runs on
+            exc = task.exception()
+            log.error("health probes are not served (%s)", exc or "server stopped")
+
+    health_task.add_done_callback(_probes_ended)
     try:
         yield stop, state
     finally:

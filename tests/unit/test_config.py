@@ -154,3 +154,11 @@ def test_log_lines_carry_no_rpc_api_key_or_database_password() -> None:
     text = stream.getvalue()
     assert "aPiKeY123" not in text and "pAsSw0rd" not in text
     assert "https://rpc.example/***" in text and "postgresql://perpex:***@db:5432/perpex" in text
+
+
+@pytest.mark.parametrize("value", ["abc", "70000", "-1"])
+def test_a_bad_health_port_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("RPC_URL", "http://127.0.0.1:8545")
+    monkeypatch.setenv("HEALTH_PORT", value)
+    with pytest.raises(ConfigError, match="HEALTH_PORT"):
+        load_settings(BaseServiceSettings)
