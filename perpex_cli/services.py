@@ -32,6 +32,9 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # the terminal's ^C reaches the demo only, which then stops each service with
+                # one SIGTERM: a second signal (^C and SIGTERM) would make a service exit at once
+                start_new_session=True,
             )
 
     def ready(self) -> bool:

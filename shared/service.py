@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
 import sys
@@ -60,7 +61,12 @@ async def service_scope(
     loop = asyncio.get_running_loop()
 
     def _on_signal(sig: signal.Signals) -> None:
-        log.info("%s received: %s", sig.name, on_stop)
+        if stop.is_set():  # a second signal: the operator does not want to wait any longer
+            log.warning("%s received again: exiting now, without finishing", sig.name)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(128 + sig.value)
+        log.info("%s received: %s (a second signal exits at once)", sig.name, on_stop)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
