@@ -22,7 +22,7 @@ contract PositionManagerOpenTest is Fixture {
         vm.expectEmit(true, true, true, true, address(nft));
         emit PositionMinted(1, alice, ETH);
         vm.expectEmit(true, true, true, true, address(pm));
-        emit PositionOpened(1, alice, ETH, true, 1_000e18, 5e18, size, 5_000e18, entry, fee);
+        emit PositionOpened(1, alice, ETH, true, 1_000e18, 5e18, size, 5_000e18, entry, fee, 0);
         uint256 id = _open(alice, ETH, true, 1_000e18, 5e18);
         assertEq(id, 1, "token id");
 
@@ -62,9 +62,9 @@ contract PositionManagerOpenTest is Fixture {
     }
 
     function test_openIncrementsTokenIds() public {
-        assertEq(_open(alice, ETH, true, 100e18, 2e18), 1, "first");
-        assertEq(_open(bob, BTC, false, 100e18, 2e18), 2, "second");
-        assertEq(_open(alice, ETH, false, 100e18, 2e18), 3, "third");
+        assertEq(_open(alice, ETH, true, 250e18, 2e18), 1, "first");
+        assertEq(_open(bob, BTC, false, 250e18, 2e18), 2, "second");
+        assertEq(_open(alice, ETH, false, 250e18, 2e18), 3, "third");
         assertEq(nft.balanceOf(alice), 2, "balance");
         assertEq(nft.totalMinted(), 3, "minted");
     }
@@ -73,16 +73,16 @@ contract PositionManagerOpenTest is Fixture {
         bytes32 bad = keccak256("DOGE/USDT");
         vm.expectRevert(abi.encodeWithSelector(PositionManager.UnknownMarket.selector, bad));
         vm.prank(alice);
-        pm.openPosition(bad, true, 100e18, 2e18, 0);
+        pm.openPosition(bad, true, 250e18, 2e18, 0);
     }
 
     function test_open_revertsWhenPaused() public {
         pm.setMarketPaused(ETH, true);
         vm.expectRevert(abi.encodeWithSelector(PositionManager.MarketIsPaused.selector, ETH));
         vm.prank(alice);
-        pm.openPosition(ETH, true, 100e18, 2e18, 0);
+        pm.openPosition(ETH, true, 250e18, 2e18, 0);
         pm.setMarketPaused(ETH, false);
-        _open(alice, ETH, true, 100e18, 2e18);
+        _open(alice, ETH, true, 250e18, 2e18);
     }
 
     function test_open_revertsZeroCollateral() public {
@@ -122,7 +122,7 @@ contract PositionManagerOpenTest is Fixture {
     function test_open_revertsInsufficientFreeCollateral() public {
         vm.expectPartialRevert(Vault.InsufficientFreeCollateral.selector);
         vm.prank(carol);
-        pm.openPosition(ETH, true, 100e18, 2e18, 0);
+        pm.openPosition(ETH, true, 250e18, 2e18, 0);
     }
 
     function test_open_revertsUtilizationExceeded() public {
@@ -133,6 +133,7 @@ contract PositionManagerOpenTest is Fixture {
     }
 
     function test_open_revertsPriceImpact() public {
+        ethAmm.setBlockPriceMoveLimit(0.2e18);
         _fund(carol, 1_000_000e18);
         // 10M notional on a 200M quote reserve moves the mark about 10%
         vm.expectPartialRevert(VirtualAMM.PriceImpactTooHigh.selector);
@@ -148,11 +149,36 @@ contract PositionManagerOpenTest is Fixture {
         pm.openPosition(ETH, false, 100e18, 20e18, 0);
     }
 
+    function test_open_revertsBelowMinNotional() public {
+        uint256 min = pm.getMarket(ETH).minNotional;
+        // a 10 vUSDT 20x position would pay its keeper 2 vUSDT: less than a liquidation's gas
+        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionTooSmall.selector, 200e18, min));
+        vm.prank(alice);
+        pm.openPosition(ETH, true, 10e18, 20e18, 0);
+        vm.prank(alice);
+        pm.openPosition(ETH, true, min / 2, 2e18, 0);
+    }
+
+    function test_open_deadlineAndMaxFee() public {
+        (,, uint256 fee,) = pm.quoteOpen(ETH, true, 1_000e18, 5e18);
+        vm.expectRevert(abi.encodeWithSelector(PositionManager.DeadlineExpired.selector, block.timestamp - 1));
+        vm.prank(alice);
+        pm.openPosition(ETH, true, 1_000e18, 5e18, 0, fee, block.timestamp - 1);
+        ethAmm.setParams(0.1e18, cfg.maxPriceImpact); // the owner raises the fee just before
+        vm.expectRevert(abi.encodeWithSelector(PositionManager.FeeTooHigh.selector, 500e18, fee));
+        vm.prank(alice);
+        pm.openPosition(ETH, true, 1_000e18, 5e18, 0, fee, block.timestamp);
+        ethAmm.setParams(cfg.feeRatio, cfg.maxPriceImpact);
+        vm.prank(alice);
+        uint256 id = pm.openPosition(ETH, true, 1_000e18, 5e18, 0, fee, block.timestamp);
+        assertGt(_pos(id).size, 0, "opened within its bounds");
+    }
+
     function test_open_revertsOnStaleOracle() public {
         vm.warp(block.timestamp + cfg.maxStaleness + 1);
         vm.expectPartialRevert(bytes4(keccak256("StalePrice(bytes32,uint256,uint256)")));
         vm.prank(alice);
-        pm.openPosition(ETH, true, 100e18, 2e18, 0);
+        pm.openPosition(ETH, true, 250e18, 2e18, 0);
     }
 }
 
@@ -167,6 +193,7 @@ contract PositionManagerCloseTest is Fixture {
         uint256 id = _open(alice, ETH, true, 1_000e18, 10e18);
         IPositionManager.Position memory p = _pos(id);
         _open(bob, ETH, true, 100_000e18, 10e18); // pushes the mark up
+        vm.roll(block.number + 1);
         (uint256 exitQuote, uint256 exitPrice, uint256 fee, int256 pnl) = pm.quoteClose(id);
         assertGt(pnl, int256(0), "profit");
         assertEq(int256(exitQuote) - int256(p.notional), pnl, "pnl = exit - entry notional");
@@ -176,7 +203,7 @@ contract PositionManagerCloseTest is Fixture {
         vm.expectEmit(true, true, true, true, address(nft));
         emit PositionBurned(id, alice, ETH);
         vm.expectEmit(true, true, true, true, address(pm));
-        emit PositionClosed(id, alice, ETH, exitPrice, pnl, 0, payout);
+        emit PositionClosed(id, alice, ETH, exitPrice, pnl, 0, payout, fee);
         _close(alice, id);
 
         assertEq(vault.freeCollateral(alice), freeBefore + payout, "payout credited");
@@ -200,29 +227,50 @@ contract PositionManagerCloseTest is Fixture {
         _assertSolvent();
     }
 
-    function test_close_lossBeyondCollateral_shortfallToInsurance() public {
+    /// No self-made bad debt: a position whose loss exceeds its collateral cannot be closed (only
+    /// a liquidation may realize that, and liquidation is measured at the index).
+    function test_close_lossBeyondCollateral_reverts() public {
         _fund(bob, 1_000_000e18);
         uint256 id = _open(alice, ETH, false, 100e18, 20e18);
         // the mark moves far up through other traders (the index follows, so they can open):
         // the short loses more than its collateral
-        for (uint256 i; i < 4; ++i) {
+        for (uint256 i; i < 6; ++i) {
+            vm.roll(block.number + 1);
             _setPrice(ethFeed, pm.markPrice(ETH));
-            _open(bob, ETH, true, 300_000e18, 10e18);
+            _open(bob, ETH, true, 200_000e18, 10e18);
         }
-        (, uint256 exitPrice,, int256 pnl) = pm.quoteClose(id);
+        vm.roll(block.number + 1);
+        (,,, int256 pnl) = pm.quoteClose(id);
         assertLt(pnl, -100e18, "loss beyond collateral");
+        int256 equity = int256(100e18) + pnl;
         uint256 insBefore = vault.insuranceFund();
-        uint256 freeBefore = vault.freeCollateral(alice);
-        vm.expectEmit(true, true, true, true, address(pm));
-        emit PositionClosed(id, alice, ETH, exitPrice, pnl, 0, 0);
+        vm.expectRevert(abi.encodeWithSelector(PositionManager.NegativeEquity.selector, id, equity));
         _close(alice, id);
-        assertEq(vault.freeCollateral(alice), freeBefore, "nothing paid");
-        assertEq(vault.insuranceFund(), insBefore - uint256(-pnl - 100e18), "shortfall from insurance");
+        assertEq(vault.insuranceFund(), insBefore, "insurance untouched");
+        assertTrue(pm.isPositionLiquidatable(id), "a keeper may liquidate it (index followed the mark)");
         _assertSolvent();
     }
 
+    function test_close_deadlineAndMaxFee() public {
+        uint256 id = _open(alice, ETH, true, 1_000e18, 5e18);
+        (,, uint256 fee,) = pm.quoteClose(id);
+        vm.expectRevert(abi.encodeWithSelector(PositionManager.DeadlineExpired.selector, block.timestamp - 1));
+        vm.prank(alice);
+        pm.closePosition(id, 0, type(uint256).max, block.timestamp - 1);
+        // the owner raises the fee to 10% just before the trade: the bound refuses it
+        ethAmm.setParams(0.1e18, cfg.maxPriceImpact);
+        (,, uint256 newFee,) = pm.quoteClose(id);
+        vm.expectRevert(abi.encodeWithSelector(PositionManager.FeeTooHigh.selector, newFee, fee));
+        vm.prank(alice);
+        pm.closePosition(id, 0, fee, block.timestamp);
+        ethAmm.setParams(cfg.feeRatio, cfg.maxPriceImpact);
+        vm.prank(alice);
+        pm.closePosition(id, 0, fee, block.timestamp);
+        assertEq(_pos(id).size, 0, "closed");
+    }
+
     function test_close_revertsNotOwner() public {
-        uint256 id = _open(alice, ETH, true, 100e18, 2e18);
+        uint256 id = _open(alice, ETH, true, 250e18, 2e18);
         vm.expectRevert(abi.encodeWithSelector(PositionManager.NotPositionOwner.selector, id, bob));
         vm.prank(bob);
         pm.closePosition(id, 0);
@@ -232,7 +280,7 @@ contract PositionManagerCloseTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, 42));
         vm.prank(alice);
         pm.closePosition(42, 0);
-        uint256 id = _open(alice, ETH, true, 100e18, 2e18);
+        uint256 id = _open(alice, ETH, true, 250e18, 2e18);
         _close(alice, id);
         vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, id));
         vm.prank(alice);
@@ -246,6 +294,7 @@ contract PositionManagerCloseTest is Fixture {
         vm.prank(alice);
         pm.closePosition(id, exitPrice + 1); // closing a long sells: exit must be >= limit
         uint256 sid = _open(alice, ETH, false, 1_000e18, 5e18);
+        vm.roll(block.number + 1);
         (, uint256 exitShort,,) = pm.quoteClose(sid);
         vm.expectRevert(abi.encodeWithSelector(PositionManager.SlippageExceeded.selector, exitShort, exitShort - 1));
         vm.prank(alice);
@@ -255,7 +304,7 @@ contract PositionManagerCloseTest is Fixture {
     }
 
     function test_close_worksWhenPaused() public {
-        uint256 id = _open(alice, ETH, true, 100e18, 2e18);
+        uint256 id = _open(alice, ETH, true, 250e18, 2e18);
         pm.setMarketPaused(ETH, true);
         _close(alice, id);
     }
@@ -278,7 +327,7 @@ contract PositionManagerMarginTest is Fixture {
     function test_addMargin() public {
         uint256 freeBefore = vault.freeCollateral(alice);
         vm.expectEmit(true, true, true, true, address(pm));
-        emit MarginChanged(id, alice, ETH, int256(500e18), 1_500e18);
+        emit MarginChanged(id, alice, ETH, int256(500e18), 1_500e18, 0);
         vm.prank(alice);
         pm.addMargin(id, 500e18);
         assertEq(_pos(id).collateral, 1_500e18, "collateral");
@@ -306,7 +355,7 @@ contract PositionManagerMarginTest is Fixture {
         pm.setRiskParams(ETH, 20e18, 0.025e18, 0.01e18);
         uint256 freeBefore = vault.freeCollateral(alice);
         vm.expectEmit(true, true, true, true, address(pm));
-        emit MarginChanged(id, alice, ETH, -int256(200e18), 800e18);
+        emit MarginChanged(id, alice, ETH, -int256(200e18), 800e18, 0);
         vm.prank(alice);
         pm.removeMargin(id, 200e18);
         assertEq(_pos(id).collateral, 800e18, "collateral");
@@ -341,21 +390,22 @@ contract PositionManagerMarginTest is Fixture {
     }
 
     function test_marginChange_settlesPendingFunding() public {
-        // index 5% below the mark for a full interval: longs pay
+        // index 2.5% below the mark for a full interval: the next rate has longs pay
         _setPrice(ethFeed, 1950e18);
-        oracle.update(ETH); // record the new index for the TWAP
         vm.warp(block.timestamp + 8 hours);
         pm.updateFundingRate(ETH);
+        vm.warp(block.timestamp + 2 hours); // funding accrues at the rate just set
         int256 cum = pm.cumulativeFundingIndex(ETH);
         assertGt(cum, int256(0), "longs pay");
+        assertEq(cum, pm.fundingPerSecond(ETH) * 2 hours, "two hours at the new speed");
         int256 owed = pm.pendingFunding(id);
         assertEq(owed, int256(_pos(id).size) * cum / 1e18, "pending funding");
         uint256 liqBefore = vault.liquidity();
 
         vm.expectEmit(true, true, true, true, address(pm));
-        emit MarginChanged(id, alice, ETH, int256(100e18), 1_100e18);
+        emit MarginChanged(id, alice, ETH, int256(100e18), 1_100e18, 0);
         vm.expectEmit(true, true, true, true, address(pm));
-        emit MarginChanged(id, alice, ETH, -owed, uint256(int256(1_100e18) - owed));
+        emit MarginChanged(id, alice, ETH, -owed, uint256(int256(1_100e18) - owed), cum);
         vm.prank(alice);
         pm.addMargin(id, 100e18);
 
@@ -364,6 +414,19 @@ contract PositionManagerMarginTest is Fixture {
         assertEq(vault.liquidity(), liqBefore + uint256(owed), "funding to the pool");
         assertEq(vault.totalLocked(), uint256(int256(1_100e18) - owed), "locked");
         _assertSolvent();
+    }
+
+    /// When mark and index diverge past maxSpread, removing margin must pass at the worse price.
+    function test_removeMargin_usesTheWorsePriceWhenMarkAndIndexDiverge() public {
+        // the index rises 10% above the mark: at the index the long looks 10% in profit, at the
+        // mark it is not
+        _setPrice(ethFeed, 2200e18);
+        vm.expectPartialRevert(PositionManager.InsufficientMargin.selector);
+        vm.prank(alice);
+        pm.removeMargin(id, 550e18);
+        _setPrice(ethFeed, 2000e18);
+        vm.prank(alice);
+        pm.removeMargin(id, 400e18);
     }
 }
 
@@ -374,10 +437,13 @@ contract PositionManagerViewsTest is Fixture {
         assertEq(m.oracleFeed, address(ethFeed), "feed");
         assertEq(m.maxLeverage, 20e18, "maxLeverage");
         assertEq(m.maintenanceMarginRatio, 0.025e18, "mmr");
-        assertEq(m.liquidationFeeRatio, 0.01e18, "liq fee");
+        assertEq(m.liquidationFeeRatio, 0.02e18, "liq penalty");
         assertEq(m.fundingInterval, 8 hours, "interval");
         assertEq(m.maxFundingRate, 0.01e18, "max rate");
         assertFalse(m.paused, "paused");
+        assertEq(m.minNotional, 440e18, "220k gas at 10 gwei, native token 2000, reward 1%");
+        assertEq(m.liquidationRewardShare, 0.5e18, "keeper share");
+        assertEq(m.maxSpread, 0.05e18, "spread");
     }
 
     function test_marketIdsAndPrices() public view {
@@ -526,6 +592,33 @@ contract PositionManagerAdminTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, alice));
         vm.prank(alice);
         pm.setFundingParams(BTC, 1 hours, 0.002e18);
+    }
+
+    function test_deployProfiles() public pure {
+        Config memory dev = _defaultConfig();
+        Config memory prod = _productionConfig();
+        assertEq(uint256(prod.maxStaleness), 3 hours, "production: hours, not a year");
+        assertEq(uint256(dev.maxStaleness), 365 days, "dev: local chains move the clock by hours");
+        assertEq(_minNotional(prod), 1_980e18, "220k gas x 30 gwei x 3000 / 1% reward");
+        assertEq(_minNotional(dev), 440e18, "220k gas x 10 gwei x 2000 / 1% reward");
+        assertEq(prod.maxPriceMovePerBlock, 0.025e18, "per-block move");
+    }
+
+    function test_setSafetyParams() public {
+        vm.expectEmit(true, true, true, true, address(pm));
+        emit PositionManager.SafetyParamsUpdated(ETH, 500e18, 0.3e18, 0.02e18);
+        pm.setSafetyParams(ETH, 500e18, 0.3e18, 0.02e18);
+        IPositionManager.MarketConfig memory m = pm.getMarket(ETH);
+        assertEq(m.minNotional, 500e18, "min");
+        assertEq(m.liquidationRewardShare, 0.3e18, "share");
+        assertEq(m.maxSpread, 0.02e18, "spread");
+        vm.expectRevert(PositionManager.InvalidMarketConfig.selector);
+        pm.setSafetyParams(ETH, 1e18, 1.1e18, 0.02e18);
+        vm.expectRevert(PositionManager.InvalidMarketConfig.selector);
+        pm.setSafetyParams(ETH, 1e18, 0.5e18, 0);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, alice));
+        vm.prank(alice);
+        pm.setSafetyParams(ETH, 1e18, 0.5e18, 0.02e18);
     }
 
     function test_setMarketPaused() public {

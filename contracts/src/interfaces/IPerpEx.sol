@@ -9,6 +9,7 @@ pragma solidity ^0.8.24;
 
 interface IPositionManagerEvents {
     /// Emitted when a position is opened (after PositionNFT.PositionMinted in the same tx).
+    /// `entryFundingIndex` is the market's cumulative funding index the position starts from.
     event PositionOpened(
         uint256 indexed tokenId,
         address indexed owner,
@@ -19,11 +20,12 @@ interface IPositionManagerEvents {
         uint256 size,
         uint256 notional,
         uint256 entryPrice,
-        uint256 fee
+        uint256 fee,
+        int256 entryFundingIndex
     );
 
     /// Emitted when the owner closes a position. `realizedPnl` excludes funding and fees;
-    /// `payout` is what returned to the owner's free collateral.
+    /// `payout` is what returned to the owner's free collateral; `fee` the trading fee charged.
     event PositionClosed(
         uint256 indexed tokenId,
         address indexed owner,
@@ -31,10 +33,17 @@ interface IPositionManagerEvents {
         uint256 exitPrice,
         int256 realizedPnl,
         int256 fundingPayment,
-        uint256 payout
+        uint256 payout,
+        uint256 fee
     );
 
-    /// Emitted when a keeper liquidates a position.
+    /// Emitted when a keeper liquidates all or part of a position. `size` is the base size
+    /// unwound by this call, `remainingSize` what is left open (0: the position is gone; otherwise
+    /// PositionReduced follows with its new state). `price` is the vAMM unwind price,
+    /// `realizedPnl` the PnL of the part unwound, `fundingPayment` the whole position's funding
+    /// settled, `liquidatorReward` + `insuranceFee` the liquidation penalty (the keeper's share is
+    /// paid even when the position cannot pay it: the insurance fund covers it), `ownerRefund` what
+    /// returned to the owner (full liquidation only), `badDebt` max(0, -equity).
     event PositionLiquidated(
         uint256 indexed tokenId,
         address indexed owner,
@@ -44,27 +53,51 @@ interface IPositionManagerEvents {
         int256 realizedPnl,
         uint256 liquidatorReward,
         uint256 ownerRefund,
-        uint256 badDebt
+        uint256 badDebt,
+        uint256 size,
+        uint256 remainingSize,
+        int256 fundingPayment,
+        uint256 insuranceFee
     );
 
-    /// Emitted on addMargin / removeMargin (and when pending funding is settled into collateral).
+    /// The state of a position after a partial liquidation (emitted right after its
+    /// PositionLiquidated): size, entry notional and collateral left, and the funding index it
+    /// now accrues from.
+    event PositionReduced(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        uint256 size,
+        uint256 notional,
+        uint256 collateral,
+        int256 entryFundingIndex
+    );
+
+    /// Emitted on addMargin / removeMargin (and when pending funding is settled into collateral,
+    /// with delta = -funding). `entryFundingIndex` is the position's funding index afterwards.
     event MarginChanged(
         uint256 indexed tokenId,
         address indexed owner,
         bytes32 indexed marketId,
         int256 delta,
-        uint256 newCollateral
+        uint256 newCollateral,
+        int256 entryFundingIndex
     );
 
-    /// Emitted by updateFundingRate. `fundingRate` is the rate for the interval just ended
-    /// (positive: longs pay shorts). `cumulativeFundingIndex` is quote per unit of base.
+    /// Emitted by updateFundingRate. Funding accrues every second: from `timestamp` on, the
+    /// cumulative funding index (quote per unit of base, paid by longs when rising) moves by
+    /// `fundingPerSecond` each second, starting at `cumulativeFundingIndex`. `fundingRate` is the
+    /// rate this sets for the coming period (fraction of the index price per funding interval,
+    /// positive: longs pay shorts), from the mark/index premium over the period just ended
+    /// (`markTwap`, `indexTwap`).
     event FundingRateUpdated(
         bytes32 indexed marketId,
         int256 fundingRate,
         int256 cumulativeFundingIndex,
         uint256 markTwap,
         uint256 indexTwap,
-        uint256 timestamp
+        uint256 timestamp,
+        int256 fundingPerSecond
     );
 
     event MarketAdded(bytes32 indexed marketId, string pair, address vamm, address oracleFeed);
@@ -99,22 +132,36 @@ interface IPositionManager is IPositionManagerEvents {
         address oracleFeed;
         uint256 maxLeverage;
         uint256 maintenanceMarginRatio;
-        uint256 liquidationFeeRatio; // keeper reward, fraction of notional at index price
+        uint256 liquidationFeeRatio; // liquidation penalty, fraction of the unwound notional at index
         uint256 fundingInterval; // seconds, default 8 hours
         uint256 maxFundingRate; // absolute clamp per interval
         bool paused;
+        uint256 minNotional; // smallest position (quote at entry)
+        uint256 liquidationRewardShare; // the keeper's share of the liquidation penalty
+        uint256 maxSpread; // mark/index divergence past which margin checks use the worse price
     }
 
     // ---- trading ----
     function openPosition(bytes32 marketId, bool isLong, uint256 collateral, uint256 leverage, uint256 priceLimit)
         external
         returns (uint256 tokenId);
+    function openPosition(
+        bytes32 marketId,
+        bool isLong,
+        uint256 collateral,
+        uint256 leverage,
+        uint256 priceLimit,
+        uint256 maxFee,
+        uint256 deadline
+    ) external returns (uint256 tokenId);
     function addMargin(uint256 tokenId, uint256 amount) external;
     function removeMargin(uint256 tokenId, uint256 amount) external;
     function closePosition(uint256 tokenId, uint256 priceLimit) external;
+    function closePosition(uint256 tokenId, uint256 priceLimit, uint256 maxFee, uint256 deadline) external;
 
     // ---- liquidation ----
     function liquidatePosition(uint256 tokenId) external;
+    function liquidatePosition(uint256 tokenId, uint256 priceLimit) external;
     function isPositionLiquidatable(uint256 tokenId) external view returns (bool);
     function getPositionsHealth(uint256[] calldata tokenIds) external view returns (PositionHealth[] memory);
 

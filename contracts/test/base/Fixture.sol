@@ -59,6 +59,42 @@ abstract contract Fixture is TestBase, PerpExDeployer, IPositionManagerEvents, I
 
     // ---------------------------------------------------------------- helpers
 
+    /// PositionLiquidated's fields (a struct keeps the 13 of them off the stack).
+    struct LiqEvent {
+        uint256 tokenId;
+        address owner;
+        bytes32 marketId;
+        address liquidator;
+        uint256 price;
+        int256 pnl;
+        uint256 reward;
+        uint256 refund;
+        uint256 badDebt;
+        uint256 size;
+        uint256 remaining;
+        int256 funding;
+        uint256 insuranceFee;
+    }
+
+    function _expectLiquidated(LiqEvent memory e) internal {
+        vm.expectEmit(true, true, true, true, address(pm));
+        emit PositionLiquidated(
+            e.tokenId,
+            e.owner,
+            e.marketId,
+            e.liquidator,
+            e.price,
+            e.pnl,
+            e.reward,
+            e.refund,
+            e.badDebt,
+            e.size,
+            e.remaining,
+            e.funding,
+            e.insuranceFee
+        );
+    }
+
     function _fund(address who, uint256 amount) internal {
         vm.startPrank(who);
         token.faucet(amount);
