@@ -20,15 +20,26 @@ WAD = 10**18
 # integer (tokenId, timestamp) is shown as is.
 WAD_ARGS: dict[str, frozenset[str]] = {
     "PositionOpened": frozenset(
-        {"collateral", "leverage", "size", "notional", "entryPrice", "fee"}
+        {"collateral", "leverage", "size", "notional", "entryPrice", "fee", "entryFundingIndex"}
     ),
-    "PositionClosed": frozenset({"exitPrice", "realizedPnl", "fundingPayment", "payout"}),
+    "PositionClosed": frozenset({"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}),
     "PositionLiquidated": frozenset(
-        {"price", "realizedPnl", "liquidatorReward", "ownerRefund", "badDebt"}
+        {
+            "price",
+            "realizedPnl",
+            "liquidatorReward",
+            "ownerRefund",
+            "badDebt",
+            "size",
+            "remainingSize",
+            "fundingPayment",
+            "insuranceFee",
+        }
     ),
-    "MarginChanged": frozenset({"delta", "newCollateral"}),
+    "PositionReduced": frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
+    "MarginChanged": frozenset({"delta", "newCollateral", "entryFundingIndex"}),
     "FundingRateUpdated": frozenset(
-        {"fundingRate", "cumulativeFundingIndex", "markTwap", "indexTwap"}
+        {"fundingRate", "cumulativeFundingIndex", "markTwap", "indexTwap", "fundingPerSecond"}
     ),
 }
 
@@ -44,9 +55,26 @@ POSITION_WAD_COLUMNS = (
     "realized_pnl",
     "funding_payment",
     "payout",
+    "close_fee",
 )
-LIQUIDATION_WAD_COLUMNS = ("price", "realized_pnl", "reward", "owner_refund", "bad_debt")
-FUNDING_WAD_COLUMNS = ("funding_rate", "cumulative_funding_index", "mark_twap", "index_twap")
+LIQUIDATION_WAD_COLUMNS = (
+    "price",
+    "realized_pnl",
+    "reward",
+    "owner_refund",
+    "bad_debt",
+    "size",
+    "remaining_size",
+    "funding_payment",
+    "insurance_fee",
+)
+FUNDING_WAD_COLUMNS = (
+    "funding_rate",
+    "cumulative_funding_index",
+    "mark_twap",
+    "index_twap",
+    "funding_per_second",
+)
 MARKET_WAD_COLUMNS = (
     "open_interest_long",
     "open_interest_short",
@@ -57,6 +85,7 @@ MARKET_WAD_COLUMNS = (
     "bad_debt",
     "funding_rate",
     "cumulative_funding_index",
+    "funding_per_second",
 )
 
 
@@ -202,6 +231,13 @@ def _num(value: Any, places: int = 4) -> str:
         return "?"
 
 
+def to_int_or_none(value: Any) -> int | None:
+    try:
+        return to_int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def event_summary(name: str, market: str | None, args: Mapping[str, Any]) -> str:
     """One human line for the live feed, e.g. "long 2.5 ETH/USDT @ 2000 (5x)"."""
     where = market or "?"
@@ -217,9 +253,17 @@ def event_summary(name: str, market: str | None, args: Mapping[str, Any]) -> str
             f" pnl {_num(args.get('realizedPnl'), 2)}, payout {_num(args.get('payout'), 2)}"
         )
     if name == "PositionLiquidated":
+        part = ""
+        if to_int_or_none(args.get("remainingSize")):
+            part = f" (partly: {_num(args.get('remainingSize'))} left)"
         return (
-            f"liquidated on {where} @ {_num(args.get('price'), 2)} by"
+            f"liquidated{part} on {where} @ {_num(args.get('price'), 2)} by"
             f" {_short(args.get('liquidator'))}, reward {_num(args.get('liquidatorReward'), 4)}"
+        )
+    if name == "PositionReduced":
+        return (
+            f"position on {where} now {_num(args.get('size'))},"
+            f" collateral {_num(args.get('collateral'), 2)}"
         )
     if name == "MarginChanged":
         return (

@@ -98,6 +98,7 @@ class Deployment(BaseModel):
     chain_id: int
     start_block: int = Field(ge=0)
     deployer: ChecksumAddress
+    profile: str = "dev"  # the deploy profile (contracts/README.md): "dev" or "production"
     funding_interval: int = 28800
     collateral_decimals: int = 18
     contracts: ContractAddresses

@@ -98,11 +98,14 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         uint96 minNotional;
         uint64 liquidationRewardShare; // the keeper's share of the penalty (WAD)
         uint64 maxSpread; // WAD
-        // slot 5, 6: open positions by side (the pool's exposure)
-        uint128 longSize;
-        uint128 longNotional;
-        uint128 shortSize;
-        uint128 shortNotional;
+        // slot 5, 6: open positions by side (the pool's exposure); `live` is set to 1 when the
+        // market is added, so no later write to these slots is a zero -> non-zero one
+        uint112 longSize;
+        uint112 longNotional;
+        uint32 longLive;
+        uint112 shortSize;
+        uint112 shortNotional;
+        uint32 shortLive;
     }
 
     struct PositionData {
@@ -196,6 +199,8 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         m.markCumulativeSnapshot = uint112(markCum);
         m.liquidationRewardShare = 0.5e18;
         m.maxSpread = 0.05e18;
+        m.longLive = 1;
+        m.shortLive = 1;
         _marketIds.push(marketId);
         _marketIndexPlusOne[marketId] = idx + 1;
         emit MarketAdded(marketId, pair, address(vamm), feed);
@@ -839,21 +844,22 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
 
     function _addExposure(MarketData storage m, PositionData memory p) internal {
         if (p.isLong) {
-            m.longSize += p.size;
-            m.longNotional += p.notional;
+            m.longSize = (m.longSize + uint256(p.size)).toUint112();
+            m.longNotional = (m.longNotional + uint256(p.notional)).toUint112();
         } else {
-            m.shortSize += p.size;
-            m.shortNotional += p.notional;
+            m.shortSize = (m.shortSize + uint256(p.size)).toUint112();
+            m.shortNotional = (m.shortNotional + uint256(p.notional)).toUint112();
         }
     }
 
     function _removeExposure(MarketData storage m, bool isLong, uint256 size, uint256 notional) internal {
+        // every position's size and notional went into these sums: never below zero
         if (isLong) {
-            m.longSize -= uint128(size);
-            m.longNotional -= uint128(notional);
+            m.longSize = uint112(m.longSize - size);
+            m.longNotional = uint112(m.longNotional - notional);
         } else {
-            m.shortSize -= uint128(size);
-            m.shortNotional -= uint128(notional);
+            m.shortSize = uint112(m.shortSize - size);
+            m.shortNotional = uint112(m.shortNotional - notional);
         }
     }
 

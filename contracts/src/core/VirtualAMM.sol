@@ -71,6 +71,9 @@ contract VirtualAMM is Ownable2Step {
         baseReserve = uint128(baseReserve_);
         quoteReserve = uint128(quoteReserve_);
         lastTimestamp = uint64(block.timestamp);
+        // non-zero from the start, so the first trade's write is not a zero -> non-zero one
+        blockStartMark = uint128(quoteReserve_ * WAD / baseReserve_);
+        blockStartNumber = uint64(block.number);
         _setParams(feeRatio_, maxPriceImpact_);
         _setBlockLimit(maxPriceImpact_);
     }

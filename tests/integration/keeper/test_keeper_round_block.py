@@ -45,7 +45,7 @@ async def test_a_position_newer_than_the_rounds_block_is_kept(
             ghost = 10**9
             assert keeper.book.upsert(
                 BookPosition(
-                    ghost, held.market_id, held.owner, True, 1, 1, 1, 0, None, (opened - 1, 0)
+                    ghost, held.market_id, held.owner, True, 1, 1, 1, 0, (opened - 1, 0)
                 )
             )
             await keeper.health_round(opened - 1)  # a node one block behind the open
