@@ -70,7 +70,7 @@ abstract contract PerpExDeployer {
             maintenanceMarginRatio: 0.025e18,
             liquidationFeeRatio: 0.02e18,
             liquidationRewardShare: 0.5e18,
-            maxSpread: 0.05e18,
+            maxSpread: 0.01e18,
             fundingInterval: 8 hours,
             maxFundingRate: 0.01e18,
             maxStaleness: 365 days,

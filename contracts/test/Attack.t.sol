@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Fixture} from "./base/Fixture.sol";
 import {IPositionManager} from "../src/interfaces/IPerpEx.sol";
 import {PositionManager} from "../src/core/PositionManager.sol";
+import {PositionManagerBase} from "../src/core/PositionManagerBase.sol";
 import {VirtualAMM} from "../src/core/VirtualAMM.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
@@ -119,11 +120,11 @@ contract AttackTest is Fixture {
         assertLt(pm.markPrice(ETH), 1700e18, "the mark was pushed far down");
         vm.roll(block.number + 1);
         assertFalse(pm.isPositionLiquidatable(ids[0]), "the index did not move: not liquidatable");
-        vm.expectPartialRevert(PositionManager.NegativeEquity.selector);
+        vm.expectPartialRevert(PositionManagerBase.NegativeEquity.selector);
         vm.prank(attacker);
         pm.closePosition(ids[0], 0);
         vm.prank(keeper);
-        vm.expectPartialRevert(PositionManager.NotLiquidatable.selector);
+        vm.expectPartialRevert(PositionManagerBase.NotLiquidatable.selector);
         pm.liquidatePosition(ids[0]);
         // unwinding the shorts brings the mark back; then the long closes at about what it paid
         for (uint256 round; round < 20; ++round) {
@@ -293,5 +294,54 @@ contract AttackTest is Fixture {
         vm.roll(block.number + 1);
         _unwindAll(ids);
         _assertNoProfit("shares");
+    }
+
+    // ---------------------------------------------------------------- second review
+
+    /// Matched long/short pairs do not use up the pool: limits follow the net exposure, so nobody
+    /// can lock liquidity providers and traders out by opening both sides (the review's OI lock).
+    function test_review_matchedPairsDoNotLockThePool() public {
+        _arm(5);
+        uint256 withdrawable = vault.withdrawableLiquidity();
+        for (uint256 i; i < 20; ++i) {
+            assertGt(_tryOpen(ETH, true, 100_000e18, 20e18), 0, "long");
+            assertGt(_tryOpen(ETH, false, 100_000e18, 20e18), 0, "short");
+            vm.roll(block.number + 1);
+        }
+        assertEq(vault.openInterest(), 80_000_000e18, "80M gross");
+        assertLt(vault.netExposure(), 1_000_000e18, "about nothing net");
+        assertGt(vault.withdrawableLiquidity(), withdrawable * 98 / 100, "providers can still leave");
+        vm.prank(alice);
+        pm.openPosition(ETH, true, 10_000e18, 5e18, 0); // traders can still open
+    }
+
+    /// Funding settlements pass through the vault's funding buffer, not the pool: a deposit
+    /// just before a big settlement and a withdrawal just after gain nothing (the review's JIT
+    /// liquidity).
+    function test_review_jitLiquidityCannotSkimFunding() public {
+        uint256 payer = _open(alice, ETH, true, 200_000e18, 5e18);
+        _open(bob, ETH, false, 200_000e18, 5e18);
+        _setPrice(ethFeed, 1990e18); // mark above index for the whole period: longs will pay
+        vm.warp(T0 + 8 hours);
+        _setPrice(ethFeed, 1990e18);
+        vm.roll(block.number + 1);
+        pm.updateFundingRate(ETH);
+        vm.warp(T0 + 3 days);
+        _setPrice(ethFeed, 1990e18);
+        vm.roll(block.number + 1);
+        assertGt(pm.pendingFunding(payer), int256(1_000e18), "a large settlement is pending");
+        _arm(0);
+        vm.startPrank(attacker);
+        for (uint256 i; i < 50; ++i) {
+            token.faucet(1_000_000e18);
+        }
+        token.approve(address(vault), type(uint256).max);
+        uint256 shares = vault.addLiquidity(50_000_000e18);
+        vm.stopPrank();
+        vm.prank(alice);
+        pm.addMargin(payer, 1e18); // the payer settles
+        vm.prank(attacker);
+        uint256 back = vault.removeLiquidity(shares, attacker);
+        assertLe(back, 50_000_000e18, "no gain");
     }
 }

@@ -5,6 +5,7 @@ import {Fixture} from "./base/Fixture.sol";
 import {IPositionManager} from "../src/interfaces/IPerpEx.sol";
 import {SettableFeed} from "../src/oracle/SettableFeed.sol";
 import {PositionManager} from "../src/core/PositionManager.sol";
+import {PositionManagerBase} from "../src/core/PositionManagerBase.sol";
 
 contract FuzzTest is Fixture {
     function setUp() public override {
@@ -92,7 +93,7 @@ contract FuzzTest is Fixture {
         int256 equity = int256(t.collateral) + t.pnl - t.funding;
         if (equity < 0) {
             // only a liquidation may realize a loss beyond the margin
-            vm.expectRevert(abi.encodeWithSelector(PositionManager.NegativeEquity.selector, t.id, equity));
+            vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.NegativeEquity.selector, t.id, equity));
             _close(alice, t.id);
             return;
         }

@@ -5,6 +5,7 @@ import {Fixture} from "./base/Fixture.sol";
 import {HevmUser} from "./base/Hevm.sol";
 import {IPositionManager} from "../src/interfaces/IPerpEx.sol";
 import {PositionManager} from "../src/core/PositionManager.sol";
+import {PositionManagerBase} from "../src/core/PositionManagerBase.sol";
 import {Vault} from "../src/core/Vault.sol";
 import {PositionNFT} from "../src/core/PositionNFT.sol";
 import {CollateralToken} from "../src/tokens/CollateralToken.sol";
@@ -126,6 +127,15 @@ contract Handler is HevmUser {
         } catch {}
     }
 
+    function reduce(uint256 idSeed, uint256 fraction) external {
+        calls++;
+        if (openIds.length == 0) return;
+        uint256 id = openIds[idSeed % openIds.length];
+        uint256 size = pm.getPosition(id).size * _b(fraction, 1, 99) / 100;
+        vm.prank(openerOf[id]);
+        try pm.reducePosition(id, size, 0, type(uint256).max, block.timestamp) {} catch {}
+    }
+
     function addMargin(uint256 idSeed, uint256 amount) external {
         calls++;
         if (openIds.length == 0) return;
@@ -159,7 +169,7 @@ contract Handler is HevmUser {
         } catch (bytes memory reason) {
             // a liquidatable position may only be refused when nothing fits inside the price
             // bounds this block (the rest waits for the next call)
-            if (should && bytes4(reason) != PositionManager.LiquidationOutOfBounds.selector) {
+            if (should && bytes4(reason) != PositionManagerBase.LiquidationOutOfBounds.selector) {
                 liquidationMismatch = true;
             }
         }
@@ -236,6 +246,34 @@ contract InvariantTest is Fixture {
     function invariant_vaultBalanceEqualsBuckets() public view {
         uint256 sum = uint256(vault.totalFree()) + vault.totalLocked() + vault.insuranceFund() + vault.liquidity();
         assertEq(token.balanceOf(address(vault)), sum, "vault balance != free + locked + insurance + liquidity");
+    }
+
+    /// the net exposure the vault limits is exactly the markets' |long notional - short notional|
+    function invariant_netExposureMatchesPositions() public view {
+        int256[2] memory net;
+        uint256 n = handler.openCount();
+        for (uint256 i; i < n; ++i) {
+            IPositionManager.Position memory p = pm.getPosition(handler.openIds(i));
+            uint256 k = p.marketId == ETH ? 0 : 1;
+            net[k] += p.isLong ? int256(p.notional) : -int256(p.notional);
+        }
+        uint256 sum;
+        for (uint256 k; k < 2; ++k) {
+            sum += net[k] >= 0 ? uint256(net[k]) : uint256(-net[k]);
+        }
+        assertEq(vault.netExposure(), sum, "net exposure");
+    }
+
+    /// funding is zero-sum: payers settle at least what receivers take, so the buffer only lends
+    /// from the pool while receivers settle ahead of payers, never more than those payers owe
+    function invariant_fundingBufferCoversSettledReceivers() public view {
+        int256 owedByOpen;
+        uint256 n = handler.openCount();
+        for (uint256 i; i < n; ++i) {
+            owedByOpen += pm.pendingFunding(handler.openIds(i));
+        }
+        // what is in the buffer plus what open positions still owe (net) never falls below zero
+        assertGe(vault.fundingBuffer() + owedByOpen, int256(0), "funding paid < funding received");
     }
 
     /// liquidity shares: the total is the sum of every holder's (the test contract seeded the pool)

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Fixture} from "./base/Fixture.sol";
 import {IPositionManager} from "../src/interfaces/IPerpEx.sol";
 import {PositionManager} from "../src/core/PositionManager.sol";
+import {PositionManagerBase} from "../src/core/PositionManagerBase.sol";
 import {VirtualAMM} from "../src/core/VirtualAMM.sol";
 
 contract LiquidationTest is Fixture {
@@ -25,7 +26,7 @@ contract LiquidationTest is Fixture {
     function test_notLiquidatableWhileHealthy_reverts() public {
         assertFalse(pm.isPositionLiquidatable(id), "healthy");
         (int256 margin, uint256 mm) = _expectedHealth(id, 2000e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.NotLiquidatable.selector, id, margin, mm));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.NotLiquidatable.selector, id, margin, mm));
         vm.prank(keeper);
         pm.liquidatePosition(id);
     }
@@ -66,7 +67,7 @@ contract LiquidationTest is Fixture {
         assertApproxEq(pm.markPrice(ETH), 2000e18, 1e9, "unwound on the vAMM");
         _assertSolvent();
 
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.PositionNotFound.selector, id));
         pm.liquidatePosition(id);
     }
 
@@ -86,12 +87,12 @@ contract LiquidationTest is Fixture {
 
     function test_liquidate_bankrupt_shortfallToInsurance() public {
         _pushMarkDown(9);
-        _setPrice(ethFeed, 1700e18);
+        _setPrice(ethFeed, pm.markPrice(ETH) * 1005 / 1000); // the index follows the mark down
         IPositionManager.Position memory p = _pos(id);
         (uint256 exitQuote,,,) = ethAmm.quoteClose(true, p.size);
         int256 equity = int256(p.collateral) + int256(exitQuote) - int256(p.notional);
         assertLt(equity, int256(0), "bankrupt");
-        (uint256 reward,) = _penalty(p.size, 1700e18);
+        (uint256 reward,) = _penalty(p.size, pm.indexPrice(ETH));
         uint256 insBefore = vault.insuranceFund();
         uint256 freeBefore = vault.freeCollateral(alice);
         vm.prank(keeper);
@@ -105,15 +106,17 @@ contract LiquidationTest is Fixture {
 
     function test_liquidate_badDebtWhenInsuranceEmpty() public {
         _pushMarkDown(9);
-        _setPrice(ethFeed, 1700e18);
+        uint256 index = pm.markPrice(ETH) * 1005 / 1000;
+        _setPrice(ethFeed, index);
+        index = pm.indexPrice(ETH);
         IPositionManager.Position memory p = _pos(id);
         (uint256 exitQuote,,,) = ethAmm.quoteClose(true, p.size);
         int256 equity = int256(p.collateral) + int256(exitQuote) - int256(p.notional);
-        (uint256 reward,) = _penalty(p.size, 1700e18);
+        (uint256 reward,) = _penalty(p.size, index);
         uint256 take = vault.insuranceFund() - 10e18; // leave 10 vUSDT
         vault.announceInsuranceWithdrawal(take, address(this));
         vm.warp(block.timestamp + vault.INSURANCE_WITHDRAWAL_DELAY());
-        _setPrice(ethFeed, 1700e18);
+        _setPrice(ethFeed, index);
         vault.withdrawInsurance(take, address(this));
         vm.prank(keeper);
         pm.liquidatePosition(id);
@@ -196,26 +199,56 @@ contract LiquidationTest is Fixture {
         uint256 lev = _open(alice, ETH, true, 1_000e18, 20e18);
         _pushMarkDown(6); // the mark is now about 11% below 2000; the index follows it
         uint256 mark = pm.markPrice(ETH);
-        // the index comes back up to 6% above the mark: the 20x long opened at 2000 is still
-        // under water at it, while the mark already sits below index * 0.95
-        _setPrice(ethFeed, mark * 1e18 / 0.94e18);
+        // the index comes back up to 3% above the mark: the 20x long opened at 2000 is bankrupt
+        // at it, while the mark already sits below index * 0.99
+        _setPrice(ethFeed, mark * 1e18 / 0.97e18);
         assertTrue(pm.isPositionLiquidatable(lev), "liquidatable");
-        uint256 bound = pm.indexPrice(ETH) * 0.95e18 / 1e18;
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.LiquidationOutOfBounds.selector, lev, mark, bound));
+        uint256 bound = pm.indexPrice(ETH) * 0.99e18 / 1e18;
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.LiquidationOutOfBounds.selector, lev, mark, bound));
         vm.prank(keeper);
         pm.liquidatePosition(lev);
         // once the mark is back inside the band, the liquidation goes through
         vm.roll(block.number + 1);
-        _setPrice(ethFeed, mark * 1e18 / 0.97e18);
+        _setPrice(ethFeed, mark * 1e18 / 0.995e18);
         vm.prank(keeper);
         pm.liquidatePosition(lev);
-        assertGe(pm.markPrice(ETH), pm.indexPrice(ETH) * 0.95e18 / 1e18, "not past the band");
+        assertGe(pm.markPrice(ETH), pm.indexPrice(ETH) * 0.99e18 / 1e18, "not past the band");
+    }
+
+    /// While the index keeps a liquidatable position's equity above its penalty, the unwind never
+    /// pushes the mark below the price where that stops being true: the insurance fund pays
+    /// nothing, whoever moved the mark first (the review's self-liquidation).
+    function test_liquidation_neverMakesInsurancePayWhileTheIndexKeepsThePositionSolvent() public {
+        _fund(bob, 1_000_000e18);
+        uint256 v = _open(alice, ETH, true, 10_000e18, 20e18); // 200k notional
+        vm.roll(block.number + 1);
+        _setPrice(ethFeed, 1945e18); // the index: margin between the penalty (2%) and maintenance
+        (int256 margin, uint256 mm) = _expectedHealth(v, 1945e18);
+        IPositionManager.Position memory p = _pos(v);
+        uint256 penalty = p.size * 1945e18 / 1e18 * cfg.liquidationFeeRatio / 1e18;
+        assertLt(margin, int256(mm), "liquidatable");
+        assertGt(margin, int256(penalty), "solvent after the penalty at the index");
+        // somebody pushes the mark below the index first
+        uint256 s = _open(bob, ETH, false, 800_000e18, 2e18);
+        s;
+        uint256 insBefore = vault.insuranceFund();
+        vm.prank(keeper);
+        try pm.liquidatePosition(v) {} catch {}
+        vm.roll(block.number + 1);
+        for (uint256 i; i < 5 && _pos(v).size != 0; ++i) {
+            vm.prank(keeper);
+            try pm.liquidatePosition(v) {} catch {}
+            vm.roll(block.number + 1);
+        }
+        assertGe(vault.insuranceFund(), insBefore, "the insurance fund did not pay");
+        assertEq(vault.badDebt(), 0, "no bad debt");
+        _assertSolvent();
     }
 
     function test_liquidation_callerPriceLimit() public {
         _setPrice(ethFeed, 1830e18);
         (, uint256 exitPrice,,) = ethAmm.quoteClose(true, _pos(id).size);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.SlippageExceeded.selector, exitPrice, exitPrice + 1));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.SlippageExceeded.selector, exitPrice, exitPrice + 1));
         vm.prank(keeper);
         pm.liquidatePosition(id, exitPrice + 1);
         vm.prank(keeper);

@@ -69,6 +69,16 @@ contract OneBlockAttacker is HevmUser {
         try pm.closePosition(id, 0) {} catch {}
     }
 
+    function reduce(uint256 seed, uint256 fraction) external {
+        calls++;
+        uint256 id = _id(seed);
+        address owner = pm.positionOwner(id);
+        if (owner == address(0)) return;
+        uint256 size = pm.getPosition(id).size * _b(fraction, 1, 99) / 100;
+        vm.prank(owner);
+        try pm.reducePosition(id, size, 0, type(uint256).max, block.timestamp) {} catch {}
+    }
+
     function addMargin(uint256 seed, uint256 amount) external {
         calls++;
         uint256 id = _id(seed);

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Fixture} from "./base/Fixture.sol";
 import {IPositionManager} from "../src/interfaces/IPerpEx.sol";
 import {PositionManager} from "../src/core/PositionManager.sol";
+import {PositionManagerBase} from "../src/core/PositionManagerBase.sol";
 import {VirtualAMM} from "../src/core/VirtualAMM.sol";
 import {Vault} from "../src/core/Vault.sol";
 import {SettableFeed} from "../src/oracle/SettableFeed.sol";
@@ -71,14 +72,14 @@ contract PositionManagerOpenTest is Fixture {
 
     function test_open_revertsUnknownMarket() public {
         bytes32 bad = keccak256("DOGE/USDT");
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.UnknownMarket.selector, bad));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.UnknownMarket.selector, bad));
         vm.prank(alice);
         pm.openPosition(bad, true, 250e18, 2e18, 0);
     }
 
     function test_open_revertsWhenPaused() public {
         pm.setMarketPaused(ETH, true);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.MarketIsPaused.selector, ETH));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.MarketIsPaused.selector, ETH));
         vm.prank(alice);
         pm.openPosition(ETH, true, 250e18, 2e18, 0);
         pm.setMarketPaused(ETH, false);
@@ -86,26 +87,26 @@ contract PositionManagerOpenTest is Fixture {
     }
 
     function test_open_revertsZeroCollateral() public {
-        vm.expectRevert(PositionManager.ZeroAmount.selector);
+        vm.expectRevert(PositionManagerBase.ZeroAmount.selector);
         vm.prank(alice);
         pm.openPosition(ETH, true, 0, 2e18, 0);
     }
 
     function test_open_revertsLeverageAboveMax() public {
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.InvalidLeverage.selector, 21e18, 20e18));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.InvalidLeverage.selector, 21e18, 20e18));
         vm.prank(alice);
         pm.openPosition(ETH, true, 100e18, 21e18, 0);
     }
 
     function test_open_revertsLeverageBelowOne() public {
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.InvalidLeverage.selector, 0.5e18, 20e18));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.InvalidLeverage.selector, 0.5e18, 20e18));
         vm.prank(alice);
         pm.openPosition(ETH, true, 100e18, 0.5e18, 0);
     }
 
     function test_open_revertsSlippageLong() public {
         (, uint256 entry,,) = pm.quoteOpen(ETH, true, 1_000e18, 10e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.SlippageExceeded.selector, entry, entry - 1));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.SlippageExceeded.selector, entry, entry - 1));
         vm.prank(alice);
         pm.openPosition(ETH, true, 1_000e18, 10e18, entry - 1);
         vm.prank(alice);
@@ -114,7 +115,7 @@ contract PositionManagerOpenTest is Fixture {
 
     function test_open_revertsSlippageShort() public {
         (, uint256 entry,,) = pm.quoteOpen(ETH, false, 1_000e18, 10e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.SlippageExceeded.selector, entry, entry + 1));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.SlippageExceeded.selector, entry, entry + 1));
         vm.prank(alice);
         pm.openPosition(ETH, false, 1_000e18, 10e18, entry + 1);
     }
@@ -144,7 +145,7 @@ contract PositionManagerOpenTest is Fixture {
     function test_open_revertsWhenImmediatelyLiquidatable() public {
         // index 10% above the mark: a 20x short is under water at once
         _setPrice(ethFeed, 2200e18);
-        vm.expectPartialRevert(PositionManager.WouldBeLiquidatable.selector);
+        vm.expectPartialRevert(PositionManagerBase.WouldBeLiquidatable.selector);
         vm.prank(alice);
         pm.openPosition(ETH, false, 100e18, 20e18, 0);
     }
@@ -152,7 +153,7 @@ contract PositionManagerOpenTest is Fixture {
     function test_open_revertsBelowMinNotional() public {
         uint256 min = pm.getMarket(ETH).minNotional;
         // a 10 vUSDT 20x position would pay its keeper 2 vUSDT: less than a liquidation's gas
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionTooSmall.selector, 200e18, min));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.PositionTooSmall.selector, 200e18, min));
         vm.prank(alice);
         pm.openPosition(ETH, true, 10e18, 20e18, 0);
         vm.prank(alice);
@@ -161,11 +162,11 @@ contract PositionManagerOpenTest is Fixture {
 
     function test_open_deadlineAndMaxFee() public {
         (,, uint256 fee,) = pm.quoteOpen(ETH, true, 1_000e18, 5e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.DeadlineExpired.selector, block.timestamp - 1));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.DeadlineExpired.selector, block.timestamp - 1));
         vm.prank(alice);
         pm.openPosition(ETH, true, 1_000e18, 5e18, 0, fee, block.timestamp - 1);
         ethAmm.setParams(0.1e18, cfg.maxPriceImpact); // the owner raises the fee just before
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.FeeTooHigh.selector, 500e18, fee));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.FeeTooHigh.selector, 500e18, fee));
         vm.prank(alice);
         pm.openPosition(ETH, true, 1_000e18, 5e18, 0, fee, block.timestamp);
         ethAmm.setParams(cfg.feeRatio, cfg.maxPriceImpact);
@@ -244,7 +245,7 @@ contract PositionManagerCloseTest is Fixture {
         assertLt(pnl, -100e18, "loss beyond collateral");
         int256 equity = int256(100e18) + pnl;
         uint256 insBefore = vault.insuranceFund();
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.NegativeEquity.selector, id, equity));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.NegativeEquity.selector, id, equity));
         _close(alice, id);
         assertEq(vault.insuranceFund(), insBefore, "insurance untouched");
         assertTrue(pm.isPositionLiquidatable(id), "a keeper may liquidate it (index followed the mark)");
@@ -254,13 +255,13 @@ contract PositionManagerCloseTest is Fixture {
     function test_close_deadlineAndMaxFee() public {
         uint256 id = _open(alice, ETH, true, 1_000e18, 5e18);
         (,, uint256 fee,) = pm.quoteClose(id);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.DeadlineExpired.selector, block.timestamp - 1));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.DeadlineExpired.selector, block.timestamp - 1));
         vm.prank(alice);
         pm.closePosition(id, 0, type(uint256).max, block.timestamp - 1);
         // the owner raises the fee to 10% just before the trade: the bound refuses it
         ethAmm.setParams(0.1e18, cfg.maxPriceImpact);
         (,, uint256 newFee,) = pm.quoteClose(id);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.FeeTooHigh.selector, newFee, fee));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.FeeTooHigh.selector, newFee, fee));
         vm.prank(alice);
         pm.closePosition(id, 0, fee, block.timestamp);
         ethAmm.setParams(cfg.feeRatio, cfg.maxPriceImpact);
@@ -271,18 +272,18 @@ contract PositionManagerCloseTest is Fixture {
 
     function test_close_revertsNotOwner() public {
         uint256 id = _open(alice, ETH, true, 250e18, 2e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.NotPositionOwner.selector, id, bob));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.NotPositionOwner.selector, id, bob));
         vm.prank(bob);
         pm.closePosition(id, 0);
     }
 
     function test_close_revertsNotFound() public {
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, 42));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.PositionNotFound.selector, 42));
         vm.prank(alice);
         pm.closePosition(42, 0);
         uint256 id = _open(alice, ETH, true, 250e18, 2e18);
         _close(alice, id);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.PositionNotFound.selector, id));
         vm.prank(alice);
         pm.closePosition(id, 0);
     }
@@ -290,13 +291,13 @@ contract PositionManagerCloseTest is Fixture {
     function test_close_revertsSlippage() public {
         uint256 id = _open(alice, ETH, true, 1_000e18, 5e18);
         (, uint256 exitPrice,,) = pm.quoteClose(id);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.SlippageExceeded.selector, exitPrice, exitPrice + 1));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.SlippageExceeded.selector, exitPrice, exitPrice + 1));
         vm.prank(alice);
         pm.closePosition(id, exitPrice + 1); // closing a long sells: exit must be >= limit
         uint256 sid = _open(alice, ETH, false, 1_000e18, 5e18);
         vm.roll(block.number + 1);
         (, uint256 exitShort,,) = pm.quoteClose(sid);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.SlippageExceeded.selector, exitShort, exitShort - 1));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.SlippageExceeded.selector, exitShort, exitShort - 1));
         vm.prank(alice);
         pm.closePosition(sid, exitShort - 1); // closing a short buys: exit must be <= limit
         vm.prank(alice);
@@ -309,8 +310,73 @@ contract PositionManagerCloseTest is Fixture {
         _close(alice, id);
     }
 
+    /// A position can leave in parts: reducePosition closes `size` of it, pays out that part's
+    /// share of the collateral plus its PnL less the fee, and keeps the rest open.
+    function test_reducePosition_closesPartAndKeepsTheRest() public {
+        uint256 id = _open(alice, ETH, true, 10_000e18, 5e18);
+        vm.roll(block.number + 1);
+        IPositionManager.Position memory p = _pos(id);
+        uint256 half = p.size / 2;
+        (uint256 exitQuote,, uint256 fee,) = ethAmm.quoteClose(true, half);
+        uint256 part = p.notional * half / p.size;
+        int256 pnl = int256(exitQuote) - int256(part);
+        uint256 payout = uint256(int256(p.collateral * half / p.size) + pnl) - fee;
+        uint256 freeBefore = vault.freeCollateral(alice);
+        vm.expectEmit(true, true, true, true, address(pm));
+        emit PositionDecreased(id, alice, ETH, half, exitQuote * 1e18 / half, pnl, 0, payout, fee);
+        vm.prank(alice);
+        pm.reducePosition(id, half, 0, fee, block.timestamp);
+        IPositionManager.Position memory q = _pos(id);
+        assertEq(q.size, p.size - half, "size");
+        assertEq(q.notional, p.notional - part, "notional");
+        assertEq(q.collateral, p.collateral - p.collateral * half / p.size, "collateral");
+        assertEq(vault.freeCollateral(alice), freeBefore + payout, "paid out");
+        assertEq(vault.openInterest(), q.notional, "open interest");
+        assertTrue(nft.exists(id), "still open");
+        _assertSolvent();
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.InvalidSize.selector, q.size, q.size));
+        vm.prank(alice);
+        pm.reducePosition(id, q.size, 0, type(uint256).max, block.timestamp);
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.NotPositionOwner.selector, id, bob));
+        vm.prank(bob);
+        pm.reducePosition(id, 1, 0, type(uint256).max, block.timestamp);
+        vm.expectPartialRevert(PositionManagerBase.PositionTooSmall.selector);
+        vm.prank(alice);
+        pm.reducePosition(id, q.size - 1e15, 0, type(uint256).max, block.timestamp);
+    }
+
+    /// The review's stuck whale: after the market moved, closing the whole position would pass the
+    /// block's price budget in every block; closing it in parts works.
+    function test_reducePosition_letsALargePositionLeaveInParts() public {
+        for (uint256 i; i < 3; ++i) {
+            _fund(alice, 1_000_000e18);
+        }
+        uint256 a = _open(alice, ETH, true, 600_000e18, 4e18); // 2.4M: ~2.4%
+        _fund(bob, 1_000_000e18);
+        for (uint256 i; i < 12; ++i) {
+            vm.roll(block.number + 1);
+            _setPrice(ethFeed, pm.markPrice(ETH)); // the market moves up, the index with it
+            _open(bob, ETH, true, 150_000e18, 10e18);
+        }
+        vm.roll(block.number + 1);
+        vm.expectPartialRevert(VirtualAMM.BlockPriceMoveTooHigh.selector);
+        _close(alice, a);
+        uint256 left = _pos(a).size;
+        uint256 n;
+        while (_pos(a).size > left / 2) {
+            vm.prank(alice);
+            pm.reducePosition(a, left / 4, 0, type(uint256).max, block.timestamp);
+            vm.roll(block.number + 1);
+            ++n;
+        }
+        _close(alice, a);
+        assertEq(_pos(a).size, 0, "closed");
+        assertGt(n, 0, "in parts");
+        _assertSolvent();
+    }
+
     function test_quoteClose_revertsNotFound() public {
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, 7));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.PositionNotFound.selector, 7));
         pm.quoteClose(7);
     }
 }
@@ -337,13 +403,13 @@ contract PositionManagerMarginTest is Fixture {
     }
 
     function test_addMargin_reverts() public {
-        vm.expectRevert(PositionManager.ZeroAmount.selector);
+        vm.expectRevert(PositionManagerBase.ZeroAmount.selector);
         vm.prank(alice);
         pm.addMargin(id, 0);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.NotPositionOwner.selector, id, bob));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.NotPositionOwner.selector, id, bob));
         vm.prank(bob);
         pm.addMargin(id, 1e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, 99));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.PositionNotFound.selector, 99));
         vm.prank(alice);
         pm.addMargin(99, 1e18);
         vm.expectPartialRevert(Vault.InsufficientFreeCollateral.selector);
@@ -365,31 +431,33 @@ contract PositionManagerMarginTest is Fixture {
 
     function test_removeMargin_revertsBelowInitialMargin() public {
         // 10x position, max leverage 20x: about half the collateral must stay
-        vm.expectPartialRevert(PositionManager.InsufficientMargin.selector);
+        vm.expectPartialRevert(PositionManagerBase.InsufficientMargin.selector);
         vm.prank(alice);
         pm.removeMargin(id, 600e18);
     }
 
     function test_removeMargin_reverts() public {
-        vm.expectRevert(PositionManager.ZeroAmount.selector);
+        vm.expectRevert(PositionManagerBase.ZeroAmount.selector);
         vm.prank(alice);
         pm.removeMargin(id, 0);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.InsufficientCollateral.selector, 1_000e18, 1_001e18));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.InsufficientCollateral.selector, 1_000e18, 1_001e18));
         vm.prank(alice);
         pm.removeMargin(id, 1_001e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.NotPositionOwner.selector, id, bob));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.NotPositionOwner.selector, id, bob));
         vm.prank(bob);
         pm.removeMargin(id, 1e18);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.PositionNotFound.selector, 99));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.PositionNotFound.selector, 99));
         vm.prank(alice);
         pm.removeMargin(99, 1e18);
         pm.setMarketPaused(ETH, true);
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.MarketIsPaused.selector, ETH));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.MarketIsPaused.selector, ETH));
         vm.prank(alice);
         pm.removeMargin(id, 1e18);
     }
 
     function test_marginChange_settlesPendingFunding() public {
+        _fund(bob, 100_000e18);
+        _open(bob, ETH, false, 20_000e18, 1e18); // the receiving side (more shorts than longs)
         // index 2.5% below the mark for a full interval: the next rate has longs pay
         _setPrice(ethFeed, 1950e18);
         vm.warp(block.timestamp + 8 hours);
@@ -397,9 +465,9 @@ contract PositionManagerMarginTest is Fixture {
         vm.warp(block.timestamp + 2 hours); // funding accrues at the rate just set
         int256 cum = pm.cumulativeFundingIndex(ETH);
         assertGt(cum, int256(0), "longs pay");
-        assertEq(cum, pm.fundingPerSecond(ETH) * 2 hours, "two hours at the new speed");
+        assertEq(cum, pm.fundingPerSecond(ETH) * 2 hours, "shorts outnumber longs: the full speed");
         int256 owed = pm.pendingFunding(id);
-        assertEq(owed, int256(_pos(id).size) * cum / 1e18, "pending funding");
+        assertEq(owed, (int256(_pos(id).size) * cum + 1e18 - 1) / 1e18, "pending funding (rounded up)");
         uint256 liqBefore = vault.liquidity();
 
         vm.expectEmit(true, true, true, true, address(pm));
@@ -411,8 +479,9 @@ contract PositionManagerMarginTest is Fixture {
 
         assertEq(_pos(id).entryFundingIndex, cum, "entry index reset");
         assertEq(pm.pendingFunding(id), int256(0), "settled");
-        assertEq(vault.liquidity(), liqBefore + uint256(owed), "funding to the pool");
-        assertEq(vault.totalLocked(), uint256(int256(1_100e18) - owed), "locked");
+        assertEq(vault.liquidity(), liqBefore, "the pool is no funding counterparty");
+        assertEq(vault.fundingBuffer(), owed, "the payment waits for the receivers");
+        assertEq(vault.totalLocked(), 20_000e18 + uint256(int256(1_100e18) - owed), "locked");
         _assertSolvent();
     }
 
@@ -421,7 +490,7 @@ contract PositionManagerMarginTest is Fixture {
         // the index rises 10% above the mark: at the index the long looks 10% in profit, at the
         // mark it is not
         _setPrice(ethFeed, 2200e18);
-        vm.expectPartialRevert(PositionManager.InsufficientMargin.selector);
+        vm.expectPartialRevert(PositionManagerBase.InsufficientMargin.selector);
         vm.prank(alice);
         pm.removeMargin(id, 550e18);
         _setPrice(ethFeed, 2000e18);
@@ -443,7 +512,7 @@ contract PositionManagerViewsTest is Fixture {
         assertFalse(m.paused, "paused");
         assertEq(m.minNotional, 440e18, "220k gas at 10 gwei, native token 2000, reward 1%");
         assertEq(m.liquidationRewardShare, 0.5e18, "keeper share");
-        assertEq(m.maxSpread, 0.05e18, "spread");
+        assertEq(m.maxSpread, 0.01e18, "spread");
     }
 
     function test_marketIdsAndPrices() public view {
@@ -462,7 +531,7 @@ contract PositionManagerViewsTest is Fixture {
 
     function test_views_revertUnknownMarket() public {
         bytes32 bad = keccak256("X");
-        bytes memory err = abi.encodeWithSelector(PositionManager.UnknownMarket.selector, bad);
+        bytes memory err = abi.encodeWithSelector(PositionManagerBase.UnknownMarket.selector, bad);
         vm.expectRevert(err);
         pm.getMarket(bad);
         vm.expectRevert(err);
@@ -537,29 +606,29 @@ contract PositionManagerAdminTest is Fixture {
 
     function test_addMarket_reverts() public {
         VirtualAMM ethAgain = _newAmm("ETH/USDT");
-        vm.expectRevert(abi.encodeWithSelector(PositionManager.MarketExists.selector, ETH));
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.MarketExists.selector, ETH));
         pm.addMarket("ETH/USDT", ethAgain, 10e18, 0.05e18, 0.01e18, 1 hours, 0.005e18);
 
         VirtualAMM sol = _newAmm("SOL/USDT");
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // no feed yet
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // no feed yet
         pm.addMarket("SOL/USDT", sol, 10e18, 0.05e18, 0.01e18, 1 hours, 0.005e18);
 
         oracle.setFeed(keccak256("SOL/USDT"), address(new SettableFeed(8, "SOL", 150e8)), 1 days);
         VirtualAMM xrp = _newAmm("XRP/USDT");
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // vamm for another pair
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // vamm for another pair
         pm.addMarket("SOL/USDT", xrp, 10e18, 0.05e18, 0.01e18, 1 hours, 0.005e18);
         VirtualAMM foreign = new VirtualAMM("SOL/USDT", address(0xdead), 1_000e18, 1_000_000e18, 0, 0.05e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // vamm for another manager
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // vamm for another manager
         pm.addMarket("SOL/USDT", foreign, 10e18, 0.05e18, 0.01e18, 1 hours, 0.005e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // mmr >= 1 / maxLeverage
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // mmr >= 1 / maxLeverage
         pm.addMarket("SOL/USDT", sol, 20e18, 0.05e18, 0.01e18, 1 hours, 0.005e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // liquidation fee > mmr
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // liquidation fee > mmr
         pm.addMarket("SOL/USDT", sol, 10e18, 0.05e18, 0.06e18, 1 hours, 0.005e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // leverage < 1
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // leverage < 1
         pm.addMarket("SOL/USDT", sol, 0.5e18, 0.05e18, 0.01e18, 1 hours, 0.005e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // interval too short
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // interval too short
         pm.addMarket("SOL/USDT", sol, 10e18, 0.05e18, 0.01e18, 59, 0.005e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector); // zero max rate
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector); // zero max rate
         pm.addMarket("SOL/USDT", sol, 10e18, 0.05e18, 0.01e18, 1 hours, 0);
 
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, alice));
@@ -573,7 +642,7 @@ contract PositionManagerAdminTest is Fixture {
         assertEq(m.maxLeverage, 10e18, "lev");
         assertEq(m.maintenanceMarginRatio, 0.05e18, "mmr");
         assertEq(m.liquidationFeeRatio, 0.02e18, "fee");
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector);
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector);
         pm.setRiskParams(ETH, 10e18, 0.1e18, 0.02e18);
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, alice));
         vm.prank(alice);
@@ -585,9 +654,9 @@ contract PositionManagerAdminTest is Fixture {
         assertEq(pm.getMarket(BTC).fundingInterval, 1 hours, "interval");
         assertEq(pm.getMarket(BTC).maxFundingRate, 0.002e18, "rate");
         assertEq(pm.nextFundingTime(BTC), pm.lastFundingTime(BTC) + 1 hours, "next");
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector);
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector);
         pm.setFundingParams(BTC, 31 days, 0.002e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector);
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector);
         pm.setFundingParams(BTC, 1 hours, 2e18);
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, alice));
         vm.prank(alice);
@@ -604,17 +673,45 @@ contract PositionManagerAdminTest is Fixture {
         assertEq(prod.maxPriceMovePerBlock, 0.025e18, "per-block move");
     }
 
+    /// On a market with open positions, parameter changes wait PARAM_CHANGE_DELAY: the first call
+    /// schedules, the same call repeated in its window applies. The owner cannot tighten the rules
+    /// under a position and liquidate it in one go (the review's confiscation).
+    function test_paramChangesOnALiveMarketAreDelayed() public {
+        _fund(alice, 200_000e18);
+        uint256 id = _open(alice, ETH, true, 100_000e18, 5e18);
+        vm.roll(block.number + 1);
+        pm.setRiskParams(ETH, 5e18, 0.1999e18, 0.1999e18); // scheduled, not applied
+        assertEq(pm.getMarket(ETH).maintenanceMarginRatio, 0.025e18, "unchanged");
+        assertFalse(pm.isPositionLiquidatable(id), "still healthy");
+        vm.expectPartialRevert(PositionManagerBase.NotLiquidatable.selector);
+        pm.liquidatePosition(id);
+        uint256 due = block.timestamp + pm.PARAM_CHANGE_DELAY();
+        vm.warp(due - 1);
+        bytes32 changeId = keccak256(
+            abi.encode(PositionManager.setRiskParams.selector, ETH, 5e18, 0.1999e18, 0.1999e18)
+        );
+        vm.expectRevert(abi.encodeWithSelector(PositionManagerBase.ParamChangeNotReady.selector, changeId, due));
+        pm.setRiskParams(ETH, 5e18, 0.1999e18, 0.1999e18);
+        vm.warp(due);
+        _setPrice(ethFeed, 2000e18);
+        pm.setRiskParams(ETH, 5e18, 0.1999e18, 0.1999e18);
+        assertEq(pm.getMarket(ETH).maintenanceMarginRatio, 0.1999e18, "applied after the delay");
+        // pausing is immediate: it only lets traders reduce risk
+        pm.setMarketPaused(ETH, true);
+        assertTrue(pm.getMarket(ETH).paused, "paused");
+    }
+
     function test_setSafetyParams() public {
         vm.expectEmit(true, true, true, true, address(pm));
-        emit PositionManager.SafetyParamsUpdated(ETH, 500e18, 0.3e18, 0.02e18);
+        emit PositionManagerBase.SafetyParamsUpdated(ETH, 500e18, 0.3e18, 0.02e18);
         pm.setSafetyParams(ETH, 500e18, 0.3e18, 0.02e18);
         IPositionManager.MarketConfig memory m = pm.getMarket(ETH);
         assertEq(m.minNotional, 500e18, "min");
         assertEq(m.liquidationRewardShare, 0.3e18, "share");
         assertEq(m.maxSpread, 0.02e18, "spread");
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector);
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector);
         pm.setSafetyParams(ETH, 1e18, 1.1e18, 0.02e18);
-        vm.expectRevert(PositionManager.InvalidMarketConfig.selector);
+        vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector);
         pm.setSafetyParams(ETH, 1e18, 0.5e18, 0);
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, alice));
         vm.prank(alice);
@@ -644,7 +741,7 @@ contract PositionManagerAdminTest is Fixture {
     }
 
     function test_constructor_revertsZeroAddress() public {
-        vm.expectRevert(PositionManager.ZeroAddress.selector);
+        vm.expectRevert(PositionManagerBase.ZeroAddress.selector);
         new PositionManager(Vault(address(0)), oracle, nft);
     }
 }

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IPositionManager} from "../interfaces/IPerpEx.sol";
+import {PositionManagerBase} from "./PositionManagerBase.sol";
+import {PositionManagerAdmin} from "./PositionManagerAdmin.sol";
+import {LiquidationModule} from "./LiquidationModule.sol";
 import {VirtualAMM} from "./VirtualAMM.sol";
 import {Vault} from "./Vault.sol";
 import {PositionNFT} from "./PositionNFT.sol";
@@ -13,250 +15,79 @@ import {PriceOracle} from "../oracle/PriceOracle.sol";
 /// @title PositionManager: opens, closes and liquidates isolated-margin perpetual positions.
 /// @notice Trades execute on the market's VirtualAMM (entry and exit prices come from its quote);
 /// margin health is measured at the oracle index price:
-///   cumulativeFunding = checkpoint + fundingPerSecond * (now - lastFundingTime)
 ///   margin            = collateral + (index - entryPrice) * size / 1e18 (negated for shorts)
-///                       - size * (cumulativeFunding - entryFundingIndex) / 1e18 (negated for shorts)
+///                       - size * (cumulative(side) - entryFundingIndex) / 1e18
 ///   maintenanceMargin = size * index / 1e18 * maintenanceMarginRatio / 1e18
 ///   liquidatable      <=> the position exists and margin < maintenanceMargin
 /// (Solidity integer division truncates toward zero.) Every amount is WAD; collateral lives in the
-/// Vault; each position is a soulbound PositionNFT.
+/// Vault; each position is a soulbound PositionNFT. Funding: see PositionManagerBase.
 ///
 /// Safety rules (no one may end a block richer while the oracle price stands still):
 ///  - a close whose equity (collateral + PnL - funding) is negative reverts: only a liquidation
 ///    may realize a loss beyond the margin, and liquidation eligibility is measured at the index,
 ///    so moving the vAMM alone never makes a position liquidatable;
 ///  - the vAMM limits the mark's move per trade and per block, across every trade in the block;
-///  - when mark and index diverge by more than `maxSpread`, opening and removing margin must pass
-///    at both prices (the worse one decides);
-///  - a liquidation unwinds only what fits inside the vAMM's limits and never pushes the mark past
-///    index -/+ maxSpread (the rest stays for the next call), and after it no open or close trades
-///    happen in that market in the same block (no sandwich around it);
-///  - funding accrues per second at the rate the last update set, so holding a position for s
-///    seconds pays s seconds of funding whenever it is settled; an update only sets the next rate;
+///  - when mark and index diverge by more than `maxSpread`, opening, reducing and removing
+///    margin must pass at both prices (the worse one decides);
+///  - a liquidation unwinds only what fits inside the vAMM's limits, never pushes the mark past
+///    the price where the position's equity would fall below its penalty (while the index keeps
+///    it above), nor past index -/+ maxSpread; the rest stays for the next call; after it no
+///    open or close trades happen in that market in the same block (no sandwich around it);
+///  - funding is zero-sum between longs and shorts and accrues per second at the rate the last
+///    update set; an update only sets the next rate; the pool never pays it;
 ///  - positions below the market's `minNotional` cannot be opened (a keeper's reward must cover
-///    its gas); `deadline` and `maxFee` bound a trade against delay and fee changes.
-contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTransient {
+///    its gas); `deadline` and `maxFee` bound a trade against delay and fee changes; parameter
+///    changes on live markets wait PARAM_CHANGE_DELAY.
+/// Liquidation and the admin functions run in modules (LiquidationModule,
+/// PositionManagerAdmin) by delegatecall, on this contract's storage.
+contract PositionManager is PositionManagerBase, IPositionManager {
     using SafeCast for uint256;
     using SafeCast for int256;
 
-    uint256 internal constant WAD = 1e18;
-    uint256 public constant MAX_MARKETS = 256;
-    uint256 public constant MAX_LEVERAGE_CAP = 1000e18;
+    address public immutable liquidationModule;
+    address public immutable adminModule;
 
-    // ---------------------------------------------------------------- errors
-    error ZeroAddress();
-    error ZeroAmount();
-    error UnknownMarket(bytes32 marketId);
-    error MarketExists(bytes32 marketId);
-    error TooManyMarkets();
-    error MarketIsPaused(bytes32 marketId);
-    error InvalidMarketConfig();
-    error InvalidLeverage(uint256 leverage, uint256 maxLeverage);
-    error PositionNotFound(uint256 tokenId);
-    error NotPositionOwner(uint256 tokenId, address caller);
-    error SlippageExceeded(uint256 price, uint256 limit);
-    error WouldBeLiquidatable(int256 margin, uint256 maintenanceMargin);
-    error NotLiquidatable(uint256 tokenId, int256 margin, uint256 maintenanceMargin);
-    error InsufficientCollateral(uint256 collateral, uint256 requested);
-    error InsufficientMargin(int256 margin, uint256 required);
-    error FundingTooEarly(bytes32 marketId, uint256 nextFundingTime);
-    error NegativeEquity(uint256 tokenId, int256 equity);
-    error PositionTooSmall(uint256 notional, uint256 minNotional);
-    error DeadlineExpired(uint256 deadline);
-    error FeeTooHigh(uint256 fee, uint256 maxFee);
-    error LiquidationOutOfBounds(uint256 tokenId, uint256 markPrice, uint256 bound);
-
-    // ---------------------------------------------------------------- events (in addition to IPositionManagerEvents)
-    event RiskParamsUpdated(
-        bytes32 indexed marketId, uint256 maxLeverage, uint256 maintenanceMarginRatio, uint256 liquidationFeeRatio
-    );
-    event SafetyParamsUpdated(
-        bytes32 indexed marketId, uint256 minNotional, uint256 liquidationRewardShare, uint256 maxSpread
-    );
-    event FundingParamsUpdated(bytes32 indexed marketId, uint256 fundingInterval, uint256 maxFundingRate);
-
-    // ---------------------------------------------------------------- storage
-    struct MarketData {
-        // slot 0
-        VirtualAMM vamm;
-        uint32 fundingInterval;
-        uint64 maxFundingRate;
-        // slot 1
-        uint96 maxLeverage;
-        uint64 maintenanceMarginRatio;
-        uint64 liquidationFeeRatio; // liquidation penalty (fraction of the unwound notional at index)
-        bool paused;
-        // slot 2: funding checkpoint (the index at lastFundingTime) and the rate set then
-        int128 cumulativeFundingIndex;
-        int64 fundingRate;
-        uint64 lastFundingTime;
-        // slot 3: the index's speed since lastFundingTime, and the mark accumulator reading then
-        // (kept modulo 2^112: TWAPs use wrapping differences, like Uniswap v2)
-        int128 fundingPerSecond;
-        uint112 markCumulativeSnapshot;
-        // slot 4
-        uint96 minNotional;
-        uint64 liquidationRewardShare; // the keeper's share of the penalty (WAD)
-        uint64 maxSpread; // WAD
-        // slot 5, 6: open positions by side (the pool's exposure); `live` is set to 1 when the
-        // market is added, so no later write to these slots is a zero -> non-zero one
-        uint112 longSize;
-        uint112 longNotional;
-        uint32 longLive;
-        uint112 shortSize;
-        uint112 shortNotional;
-        uint32 shortLive;
+    constructor(Vault vault_, PriceOracle oracle_, PositionNFT nft_)
+        PositionManagerBase(vault_, oracle_, nft_)
+        Ownable(msg.sender)
+    {
+        liquidationModule = address(new LiquidationModule(vault_, oracle_, nft_));
+        adminModule = address(new PositionManagerAdmin(vault_, oracle_, nft_));
     }
 
-    struct PositionData {
-        // slot 0
-        uint128 size;
-        uint128 notional;
-        // slot 1
-        int128 entryFundingIndex;
-        uint128 collateral;
-        // slot 2
-        uint96 leverage;
-        uint40 openedAt;
-        uint40 openedBlock;
-        uint8 marketIndex;
-        bool isLong;
-    }
-
-    /// The outcome of one liquidation call (memory, to keep the stack small).
-    struct Liquidation {
-        uint256 closed; // base size unwound
-        uint256 exitQuote;
-        uint256 notionalClosed;
-        int256 pnl;
-        int256 funding;
-        int256 equity;
-        uint256 reward;
-        uint256 insuranceFee;
-        uint256 rest; // equity left after the penalty (refund, or collateral kept)
-        int256 cum;
-        uint256 index;
-        uint256 remaining; // base size left open
-        address owner;
-        bytes32 marketId;
-    }
-
-    Vault public immutable vault;
-    PriceOracle public immutable oracle;
-    PositionNFT public immutable nft;
-
-    mapping(uint256 => MarketData) internal _markets;
-    bytes32[] internal _marketIds;
-    mapping(bytes32 => uint256) internal _marketIndexPlusOne;
-    mapping(uint256 => PositionData) internal _positions;
-
-    constructor(Vault vault_, PriceOracle oracle_, PositionNFT nft_) Ownable(msg.sender) {
-        if (address(vault_) == address(0) || address(oracle_) == address(0) || address(nft_) == address(0)) {
-            revert ZeroAddress();
-        }
-        vault = vault_;
-        oracle = oracle_;
-        nft = nft_;
-    }
-
-    // ================================================================ admin
+    // ================================================================ admin (PositionManagerAdmin)
 
     /// @notice Register a market. Its oracle feed must already be set in the PriceOracle and the
-    /// vAMM must have been deployed for this pair and this PositionManager. The safety parameters
-    /// start at minNotional 0 (none), liquidationRewardShare 50 % and maxSpread 5 %
-    /// (see setSafetyParams).
-    function addMarket(
-        string calldata pair,
-        VirtualAMM vamm,
-        uint256 maxLeverage,
-        uint256 maintenanceMarginRatio,
-        uint256 liquidationFeeRatio,
-        uint256 fundingInterval,
-        uint256 maxFundingRate
-    ) external onlyOwner returns (bytes32 marketId) {
-        marketId = keccak256(bytes(pair));
-        if (_marketIndexPlusOne[marketId] != 0) revert MarketExists(marketId);
-        uint256 idx = _marketIds.length;
-        if (idx >= MAX_MARKETS) revert TooManyMarkets();
-        if (address(vamm) == address(0) || vamm.positionManager() != address(this) || vamm.marketId() != marketId) {
-            revert InvalidMarketConfig();
-        }
-        address feed = oracle.feedOf(marketId);
-        if (feed == address(0)) revert InvalidMarketConfig();
-        oracle.getIndexPrice(marketId); // the feed answers
-        _validateRisk(maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
-        _validateFunding(fundingInterval, maxFundingRate);
-
-        (uint256 markCum,) = vamm.currentPriceCumulative();
-        MarketData storage m = _markets[idx];
-        m.vamm = vamm;
-        m.fundingInterval = uint32(fundingInterval);
-        m.maxFundingRate = uint64(maxFundingRate);
-        m.maxLeverage = uint96(maxLeverage);
-        m.maintenanceMarginRatio = uint64(maintenanceMarginRatio);
-        m.liquidationFeeRatio = uint64(liquidationFeeRatio);
-        m.lastFundingTime = uint64(block.timestamp);
-        m.markCumulativeSnapshot = uint112(markCum);
-        m.liquidationRewardShare = 0.5e18;
-        m.maxSpread = 0.05e18;
-        m.longLive = 1;
-        m.shortLive = 1;
-        _marketIds.push(marketId);
-        _marketIndexPlusOne[marketId] = idx + 1;
-        emit MarketAdded(marketId, pair, address(vamm), feed);
-        emit RiskParamsUpdated(marketId, maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
-        emit FundingParamsUpdated(marketId, fundingInterval, maxFundingRate);
-        emit SafetyParamsUpdated(marketId, 0, 0.5e18, 0.05e18);
-    }
-
-    function setRiskParams(
-        bytes32 marketId,
-        uint256 maxLeverage,
-        uint256 maintenanceMarginRatio,
-        uint256 liquidationFeeRatio
-    ) external onlyOwner {
-        MarketData storage m = _markets[_indexOf(marketId)];
-        _validateRisk(maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
-        m.maxLeverage = uint96(maxLeverage);
-        m.maintenanceMarginRatio = uint64(maintenanceMarginRatio);
-        m.liquidationFeeRatio = uint64(liquidationFeeRatio);
-        emit RiskParamsUpdated(marketId, maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
-    }
-
-    /// @notice minNotional: the smallest position that may be opened (quote, WAD); set it so that
-    /// the keeper's share of the penalty on it covers a liquidation's gas. liquidationRewardShare:
-    /// the keeper's part of the liquidation penalty, the rest goes to the insurance fund.
-    /// maxSpread: the mark/index divergence past which margin checks use the worse price, and the
-    /// farthest a liquidation may push the mark past the index.
-    function setSafetyParams(bytes32 marketId, uint256 minNotional, uint256 liquidationRewardShare, uint256 maxSpread)
+    /// vAMM must have been deployed for this pair and this PositionManager. Safety parameters
+    /// start at minNotional 0 (none), liquidationRewardShare 50 % and maxSpread min(1 %, mmr).
+    function addMarket(string calldata, VirtualAMM, uint256, uint256, uint256, uint256, uint256)
         external
-        onlyOwner
+        returns (bytes32)
     {
-        MarketData storage m = _markets[_indexOf(marketId)];
-        if (minNotional > type(uint96).max || liquidationRewardShare > WAD || maxSpread == 0 || maxSpread > 0.5e18) {
-            revert InvalidMarketConfig();
-        }
-        m.minNotional = uint96(minNotional);
-        m.liquidationRewardShare = uint64(liquidationRewardShare);
-        m.maxSpread = uint64(maxSpread);
-        emit SafetyParamsUpdated(marketId, minNotional, liquidationRewardShare, maxSpread);
+        _delegate(adminModule);
     }
 
-    /// @notice A new interval or cap applies from the next funding update; the speed set by the
-    /// last update keeps accruing until then.
-    function setFundingParams(bytes32 marketId, uint256 fundingInterval, uint256 maxFundingRate) external onlyOwner {
-        MarketData storage m = _markets[_indexOf(marketId)];
-        _validateFunding(fundingInterval, maxFundingRate);
-        m.fundingInterval = uint32(fundingInterval);
-        m.maxFundingRate = uint64(maxFundingRate);
-        emit FundingParamsUpdated(marketId, fundingInterval, maxFundingRate);
+    /// @notice Max leverage, maintenance margin ratio, liquidation penalty. On a market with open
+    /// positions: scheduled by the first call, applied by the same call PARAM_CHANGE_DELAY later.
+    function setRiskParams(bytes32, uint256, uint256, uint256) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice minNotional, liquidationRewardShare, maxSpread (PositionManagerAdmin); scheduled
+    /// like setRiskParams on a live market.
+    function setSafetyParams(bytes32, uint256, uint256, uint256) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice Funding interval and rate cap; scheduled like setRiskParams on a live market.
+    function setFundingParams(bytes32, uint256, uint256) external {
+        _delegate(adminModule);
     }
 
     /// @notice A paused market refuses openPosition and removeMargin; closing, adding margin,
-    /// liquidation and funding updates keep working so that risk can always be reduced.
-    function setMarketPaused(bytes32 marketId, bool paused) external onlyOwner {
-        _markets[_indexOf(marketId)].paused = paused;
-        emit MarketPaused(marketId, paused);
+    /// liquidation and funding updates keep working.
+    function setMarketPaused(bytes32, bool) external {
+        _delegate(adminModule);
     }
 
     // ================================================================ trading
@@ -315,7 +146,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
             p = PositionData({
                 size: size.toUint128(),
                 notional: notional.toUint128(),
-                entryFundingIndex: _cumulativeNow(m).toInt128(),
+                entryFundingIndex: 0,
                 collateral: collateral.toUint128(),
                 leverage: leverage.toUint96(),
                 openedAt: uint40(block.timestamp),
@@ -324,9 +155,18 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
                 isLong: isLong
             });
         }
-        _checkOpenHealth(m, marketId, p);
-        vault.openPosition(msg.sender, collateral, fee, notional);
-        _addExposure(m, p);
+        tokenId = _record(m, marketId, p, fee);
+    }
+
+    /// Funding entry, health, exposure, vault, NFT and storage of a new position.
+    function _record(MarketData storage m, bytes32 marketId, PositionData memory p, uint256 fee)
+        internal
+        returns (uint256 tokenId)
+    {
+        p.entryFundingIndex = _accrueSide(m, p.isLong).toInt128();
+        _checkHealthy(m, marketId, p);
+        int256 netDelta = _changeExposure(m, p.isLong, int256(uint256(p.size)), int256(uint256(p.notional)));
+        vault.openPosition(msg.sender, p.collateral, fee, p.notional, netDelta);
         tokenId = nft.mint(msg.sender, marketId);
         _positions[tokenId] = p;
         _emitOpened(tokenId, marketId, p, fee);
@@ -430,127 +270,148 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         uint256 exitQuote,
         uint256 fee
     ) internal {
-        int256 pnl = _realizedPnl(p, exitQuote, p.notional);
-        int256 funding = _pendingFunding(p, _cumulativeNow(m));
+        int256 pnl = _realizedPnl(p.isLong, exitQuote, p.notional);
+        int256 funding = _pendingFunding(p, _accrueSide(m, p.isLong));
         int256 equity = int256(uint256(p.collateral)) + pnl - funding;
         if (equity < 0) revert NegativeEquity(tokenId, equity);
         if (fee > uint256(equity)) fee = uint256(equity);
         uint256 payout = uint256(equity) - fee;
-        vault.settlePosition(Vault.Settlement(owner, p.collateral, equity, payout, 0, fee, address(0), 0, p.notional));
-        _removeExposure(m, p.isLong, p.size, p.notional);
+        int256 netDelta = _changeExposure(m, p.isLong, -int256(uint256(p.size)), -int256(uint256(p.notional)));
+        vault.settlePosition(
+            Vault.Settlement(owner, p.collateral, equity, payout, 0, fee, address(0), 0, p.notional, netDelta, funding)
+        );
         bytes32 marketId = _marketIds[p.marketIndex];
         delete _positions[tokenId];
         nft.burn(tokenId, marketId);
         emit PositionClosed(tokenId, owner, marketId, exitQuote * WAD / p.size, pnl, funding, payout, fee);
     }
 
-    // ================================================================ liquidation
+    /// @inheritdoc IPositionManager
+    /// @dev Closes `size` (base) of the position on the vAMM: that part's share of the collateral
+    /// (after the whole position's funding is settled into it) plus its PnL, less the fee, is
+    /// paid out; the rest of the position keeps the rest of the collateral and must stay healthy
+    /// and at least minNotional. Emits PositionDecreased, then PositionReduced. Lets a position
+    /// too large to close in one block's price budget leave in parts.
+    function reducePosition(uint256 tokenId, uint256 size, uint256 priceLimit, uint256 maxFee, uint256 deadline)
+        external
+        nonReentrant
+    {
+        if (block.timestamp > deadline) revert DeadlineExpired(deadline);
+        PositionData memory p = _positions[tokenId];
+        if (p.size == 0) revert PositionNotFound(tokenId);
+        if (size == 0 || size >= p.size) revert InvalidSize(size, p.size);
+        address owner = nft.ownerOf(tokenId);
+        if (msg.sender != owner) revert NotPositionOwner(tokenId, msg.sender);
+        MarketData storage m = _markets[p.marketIndex];
+        (uint256 exitQuote, uint256 fee) = m.vamm.swap(p.isLong, false, size);
+        if (fee > maxFee) revert FeeTooHigh(fee, maxFee);
+        _checkPriceLimit(!p.isLong, exitQuote * WAD / size, priceLimit);
+        _settleReduce(tokenId, owner, m, p, size, exitQuote, fee);
+    }
+
+    /// The figures of a partial close (memory, to keep the stack small).
+    struct Reduction {
+        uint256 size;
+        uint256 part; // entry notional of the part closed
+        int256 cum;
+        int256 funding;
+        int256 pnl;
+        uint256 payout;
+        uint256 fee;
+        uint256 exitPrice;
+        int256 netDelta;
+    }
+
+    function _settleReduce(
+        uint256 tokenId,
+        address owner,
+        MarketData storage m,
+        PositionData memory p,
+        uint256 size,
+        uint256 exitQuote,
+        uint256 fee
+    ) internal {
+        Reduction memory r;
+        r.size = size;
+        r.fee = fee;
+        r.exitPrice = exitQuote * WAD / size;
+        r.part = uint256(p.notional) * size / p.size;
+        r.cum = _accrueSide(m, p.isLong);
+        r.funding = _pendingFunding(p, r.cum);
+        r.pnl = _realizedPnl(p.isLong, exitQuote, r.part);
+        PositionData memory rest = _rest(tokenId, p, r);
+        if (rest.notional < m.minNotional) revert PositionTooSmall(rest.notional, m.minNotional);
+        bytes32 marketId = _marketIds[p.marketIndex];
+        _checkHealthy(m, marketId, rest);
+        r.netDelta = _changeExposure(m, p.isLong, -int256(size), -int256(r.part));
+        vault.settlePosition(
+            Vault.Settlement(
+                owner,
+                p.collateral,
+                int256(uint256(p.collateral)) + r.pnl - r.funding,
+                r.payout,
+                rest.collateral,
+                r.fee,
+                address(0),
+                0,
+                r.part.toUint128(),
+                r.netDelta,
+                r.funding
+            )
+        );
+        _positions[tokenId] = rest;
+        emit PositionDecreased(tokenId, owner, marketId, size, r.exitPrice, r.pnl, r.funding, r.payout, r.fee);
+        emit PositionReduced(tokenId, owner, marketId, rest.size, rest.notional, rest.collateral, r.cum);
+    }
+
+    /// What is left of a position after closing part of it: the funding settled into the
+    /// collateral, the part's share of the collateral (plus its PnL, less the fee) paid out.
+    function _rest(uint256 tokenId, PositionData memory p, Reduction memory r)
+        internal
+        pure
+        returns (PositionData memory rest)
+    {
+        int256 c = int256(uint256(p.collateral)) - r.funding;
+        if (c < 0) revert NegativeEquity(tokenId, c);
+        uint256 partCollateral = uint256(c) * r.size / p.size;
+        int256 partEquity = int256(partCollateral) + r.pnl;
+        if (partEquity < 0) revert NegativeEquity(tokenId, partEquity);
+        if (r.fee > uint256(partEquity)) r.fee = uint256(partEquity);
+        r.payout = uint256(partEquity) - r.fee;
+        rest = PositionData({
+            size: uint128(p.size - r.size),
+            notional: uint128(p.notional - r.part),
+            entryFundingIndex: int128(r.cum),
+            collateral: uint128(uint256(c) - partCollateral),
+            leverage: p.leverage,
+            openedAt: p.openedAt,
+            openedBlock: p.openedBlock,
+            marketIndex: p.marketIndex,
+            isLong: p.isLong
+        });
+    }
+
+    // ================================================================ liquidation (LiquidationModule)
 
     /// @inheritdoc IPositionManager
-    function liquidatePosition(uint256 tokenId) external nonReentrant {
-        _liquidate(tokenId, 0);
+    function liquidatePosition(uint256) external {
+        _delegate(liquidationModule);
     }
 
     /// @inheritdoc IPositionManager
     /// @dev Unwinds the position on the vAMM (no trading fee) as far as the vAMM's per-trade and
-    /// per-block limits allow without pushing the mark past index * (1 -/+ maxSpread); what does
-    /// not fit stays open for a later call (PositionReduced), never less than minNotional. The
-    /// penalty, liquidationFeeRatio x unwound size x index, is split: liquidationRewardShare to the
-    /// caller's free collateral (covered by the insurance fund when the position cannot pay it),
-    /// the rest to the insurance fund as far as the position's equity allows. On a full
-    /// liquidation what is left goes to the owner; a shortfall is covered by the insurance fund
-    /// (then recorded as bad debt). After it, no open/close trades in this market in this block.
-    /// `priceLimit` bounds the unwind price (a long sold: price >= limit; a short bought back:
-    /// price <= limit; 0 = none).
-    function liquidatePosition(uint256 tokenId, uint256 priceLimit) external nonReentrant {
-        _liquidate(tokenId, priceLimit);
-    }
-
-    function _liquidate(uint256 tokenId, uint256 priceLimit) internal {
-        PositionData memory p = _positions[tokenId];
-        if (p.size == 0) revert PositionNotFound(tokenId);
-        MarketData storage m = _markets[p.marketIndex];
-        Liquidation memory l;
-        l.marketId = _marketIds[p.marketIndex];
-        l.cum = _cumulativeNow(m);
-        l.index = oracle.getIndexPrice(l.marketId);
-        {
-            (int256 margin, uint256 mm) = _health(p, l.cum, l.index, m.maintenanceMarginRatio);
-            if (margin >= int256(mm)) revert NotLiquidatable(tokenId, margin, mm);
-        }
-        _unwind(m, p, l, tokenId, priceLimit);
-        _settleLiquidation(m, p, l);
-        l.owner = nft.ownerOf(tokenId);
-        l.remaining = p.size - l.closed;
-        {
-            Vault.Settlement memory st = Vault.Settlement(
-                l.owner, p.collateral, l.equity, 0, 0, l.insuranceFee, msg.sender, l.reward, l.notionalClosed.toUint128()
-            );
-            if (l.remaining == 0) st.payout = l.rest;
-            else st.remaining = l.rest;
-            vault.settlePosition(st);
-        }
-        _removeExposure(m, p.isLong, l.closed, l.notionalClosed);
-        if (l.remaining == 0) {
-            delete _positions[tokenId];
-            nft.burn(tokenId, l.marketId);
-            _emitLiquidated(tokenId, l);
-        } else {
-            _emitLiquidated(tokenId, l);
-            PositionData storage ps = _positions[tokenId];
-            uint256 notional = p.notional - l.notionalClosed;
-            ps.size = uint128(l.remaining);
-            ps.notional = uint128(notional);
-            ps.collateral = l.rest.toUint128();
-            ps.entryFundingIndex = int128(l.cum);
-            emit PositionReduced(tokenId, l.owner, l.marketId, l.remaining, notional, l.rest, l.cum);
-        }
-    }
-
-    function _emitLiquidated(uint256 tokenId, Liquidation memory l) internal {
-        emit PositionLiquidated(
-            tokenId,
-            l.owner,
-            l.marketId,
-            msg.sender,
-            l.exitQuote * WAD / l.closed,
-            l.pnl,
-            l.reward,
-            l.remaining == 0 ? l.rest : 0,
-            l.equity < 0 ? uint256(-l.equity) : 0,
-            l.closed,
-            l.remaining,
-            l.funding,
-            l.insuranceFee
-        );
-    }
-
-    /// Unwind as much of the position as the bounds allow (all of it when they do).
-    function _unwind(MarketData storage m, PositionData memory p, Liquidation memory l, uint256 tokenId, uint256 limit)
-        internal
-    {
-        uint256 spread = m.maxSpread;
-        uint256 bound = p.isLong ? l.index * (WAD - spread) / WAD : l.index * (WAD + spread) / WAD;
-        uint256 minRemaining = (uint256(m.minNotional) * WAD + l.index - 1) / l.index;
-        (l.closed, l.exitQuote) = m.vamm.liquidate(p.isLong, p.size, bound, minRemaining);
-        if (l.closed == 0) revert LiquidationOutOfBounds(tokenId, m.vamm.markPrice(), bound);
-        _checkPriceLimit(!p.isLong, l.exitQuote * WAD / l.closed, limit);
-        l.notionalClosed = l.closed == p.size ? p.notional : uint256(p.notional) * l.closed / p.size;
-    }
-
-    /// PnL, funding, equity and the penalty split of an unwind.
-    function _settleLiquidation(MarketData storage m, PositionData memory p, Liquidation memory l) internal view {
-        l.pnl = _realizedPnl(p, l.exitQuote, l.notionalClosed);
-        l.funding = _pendingFunding(p, l.cum);
-        l.equity = int256(uint256(p.collateral)) + l.pnl - l.funding;
-        uint256 penalty = l.closed * l.index / WAD * m.liquidationFeeRatio / WAD;
-        l.reward = penalty * m.liquidationRewardShare / WAD;
-        if (l.equity >= int256(penalty)) {
-            l.rest = uint256(l.equity) - penalty;
-            l.insuranceFee = penalty - l.reward;
-        } else if (l.equity >= int256(l.reward)) {
-            l.insuranceFee = uint256(l.equity) - l.reward;
-        }
+    /// per-block limits allow without pushing the mark past the price where the position's equity
+    /// would fall below its penalty (while the index price keeps it above), nor past index * (1
+    /// -/+ maxSpread); what does not fit stays open for a later call (PositionReduced), never less
+    /// than minNotional. The penalty, liquidationFeeRatio x unwound size x index, is split:
+    /// liquidationRewardShare to the caller's free collateral (covered by the insurance fund when
+    /// the position cannot pay it), the rest to the insurance fund as far as the position's
+    /// equity allows. On a full liquidation what is left goes to the owner; a shortfall is
+    /// covered by the insurance fund (then recorded as bad debt). After it, no open/close trades
+    /// in this market in this block. `priceLimit` bounds the unwind price (a long sold: price >=
+    /// limit; a short bought back: price <= limit; 0 = none).
+    function liquidatePosition(uint256, uint256) external {
+        _delegate(liquidationModule);
     }
 
     /// @inheritdoc IPositionManager
@@ -590,9 +451,9 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
 
     /// @inheritdoc IPositionManager
     /// @dev Callable by anyone once `fundingInterval` has passed since the last update. Funding
-    /// accrues per second at the speed the previous update set (so a late update charges all the
-    /// time that passed, and nothing jumps at the update); this checkpoints the index and sets the
-    /// rate for what follows:
+    /// accrues per second at the speed the previous update set (so a late update charges the
+    /// time that passed, and nothing jumps at the update); this checkpoints both sides' indexes
+    /// and sets the rate for what follows:
     ///   rate = (markTwap - indexTwap) / indexTwap * fundingInterval / 1 day, clamped to
     ///   +-maxFundingRate; fundingPerSecond = rate * indexTwap / fundingInterval.
     /// markTwap is the vAMM's over [lastFundingTime, now]; indexTwap comes from the feed's round
@@ -602,16 +463,18 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         uint256 last = m.lastFundingTime;
         uint256 interval = m.fundingInterval;
         if (block.timestamp < last + interval) revert FundingTooEarly(marketId, last + interval);
-        int256 cum = _cumulativeNow(m);
+        (int256 cumLong, int256 cumShort) = _cumulatives(m);
         (uint256 markCum,) = m.vamm.currentPriceCumulative();
         (int256 rate, uint256 markTwap, uint256 indexTwap) = _fundingRate(m, marketId, markCum, last);
         int256 speed = rate * int256(indexTwap) / int256(WAD) / int256(interval);
-        m.cumulativeFundingIndex = cum.toInt128();
-        m.fundingRate = int64(rate);
-        m.lastFundingTime = uint64(block.timestamp);
+        m.cumulativeLong = cumLong.toInt128();
+        m.cumulativeShort = cumShort.toInt128();
         m.fundingPerSecond = speed.toInt128();
+        m.lastAccrual = uint64(block.timestamp);
+        m.lastFundingTime = uint64(block.timestamp);
+        m.fundingRate = int64(rate);
         m.markCumulativeSnapshot = uint112(markCum);
-        emit FundingRateUpdated(marketId, rate, cum, markTwap, indexTwap, block.timestamp, speed);
+        emit FundingRateUpdated(marketId, rate, cumLong, cumShort, markTwap, indexTwap, block.timestamp, speed);
     }
 
     /// @notice What updateFundingRate would set now (it may still be too early to call it).
@@ -642,14 +505,21 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         return _markets[_indexOf(marketId)].fundingRate;
     }
 
-    /// @notice How fast the cumulative funding index moves now (quote per unit of base per second).
+    /// @notice What one unit of base on the paying side pays per second when both sides are
+    /// equal (positive: longs pay).
     function fundingPerSecond(bytes32 marketId) external view returns (int256) {
         return _markets[_indexOf(marketId)].fundingPerSecond;
     }
 
-    /// @notice The cumulative funding index now (it moves every second).
-    function cumulativeFundingIndex(bytes32 marketId) external view returns (int256) {
-        return _cumulativeNow(_markets[_indexOf(marketId)]);
+    /// @notice The longs' cumulative funding index now (see cumulativeFunding for both sides).
+    function cumulativeFundingIndex(bytes32 marketId) external view returns (int256 long) {
+        (long,) = _cumulatives(_markets[_indexOf(marketId)]);
+    }
+
+    /// @notice Both sides' cumulative funding indexes now (quote per unit of base paid by that
+    /// side since the market was added; falling: it receives).
+    function cumulativeFunding(bytes32 marketId) external view returns (int256 long, int256 short) {
+        return _cumulatives(_markets[_indexOf(marketId)]);
     }
 
     // ================================================================ views
@@ -683,7 +553,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
     function pendingFunding(uint256 tokenId) external view returns (int256) {
         PositionData memory p = _positions[tokenId];
         if (p.size == 0) return 0;
-        return _pendingFunding(p, _cumulativeNow(_markets[p.marketIndex]));
+        return _pendingFunding(p, _cumulative(_markets[p.marketIndex], p.isLong));
     }
 
     /// @notice Unrealized PnL at the oracle index price.
@@ -699,8 +569,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         view
         returns (uint256 size, uint256 entryPrice, uint256 fee, uint256 priceImpact)
     {
-        VirtualAMM vamm = _markets[_indexOf(marketId)].vamm;
-        return vamm.quoteOpen(isLong, collateral * leverage / WAD);
+        return _markets[_indexOf(marketId)].vamm.quoteOpen(isLong, collateral * leverage / WAD);
     }
 
     /// @notice Quote closePosition on the current vAMM state (PnL before funding and fee).
@@ -712,7 +581,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         PositionData memory p = _positions[tokenId];
         if (p.size == 0) revert PositionNotFound(tokenId);
         (exitQuote, exitPrice, fee,) = _markets[p.marketIndex].vamm.quoteClose(p.isLong, p.size);
-        realizedPnl = _realizedPnl(p, exitQuote, p.notional);
+        realizedPnl = _realizedPnl(p.isLong, exitQuote, p.notional);
     }
 
     /// @inheritdoc IPositionManager
@@ -734,19 +603,20 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
     }
 
     /// @notice One market's prices and funding now, in one call: index (0 when the oracle cannot
-    /// answer), mark, the cumulative funding index, and open positions' base size by side.
+    /// answer), mark, both sides' cumulative funding indexes, open base size by side.
     function marketState(bytes32 marketId)
         external
         view
-        returns (uint256 index, uint256 mark, int256 cumulativeFunding, uint256 longSize, uint256 shortSize)
+        returns (uint256 index, uint256 mark, int256 fundingLong, int256 fundingShort, uint256 longSize, uint256 shortSize)
     {
         MarketData storage m = _markets[_indexOf(marketId)];
-        return (_tryIndexPrice(marketId), m.vamm.markPrice(), _cumulativeNow(m), m.longSize, m.shortSize);
+        (fundingLong, fundingShort) = _cumulatives(m);
+        return (_tryIndexPrice(marketId), m.vamm.markPrice(), fundingLong, fundingShort, m.longSize, m.shortSize);
     }
 
     /// @notice Open positions' aggregate unrealized PnL if all were closed on the vAMM now
-    /// (positive: traders are in profit and the pool owes it; fees and funding not included).
-    /// The vault prices liquidity shares with it.
+    /// (positive: traders are in profit and the pool owes it; fees and funding, which is
+    /// zero-sum, not included). The vault prices liquidity shares with it.
     function traderPnl() external view returns (int256 pnl) {
         uint256 n = _marketIds.length;
         for (uint256 i; i < n; ++i) {
@@ -781,26 +651,25 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
 
     // ================================================================ internals
 
-    function _indexOf(bytes32 marketId) internal view returns (uint256) {
-        uint256 i = _marketIndexPlusOne[marketId];
-        if (i == 0) revert UnknownMarket(marketId);
-        return i - 1;
+    function _delegate(address module) internal {
+        assembly ("memory-safe") {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            switch ok
+            case 0 { revert(0, returndatasize()) }
+            default { return(0, returndatasize()) }
+        }
     }
 
-    function _ownedPosition(PositionData storage p, uint256 tokenId) internal view returns (address owner) {
-        if (p.size == 0) revert PositionNotFound(tokenId);
-        owner = nft.ownerOf(tokenId);
-        if (msg.sender != owner) revert NotPositionOwner(tokenId, msg.sender);
-    }
-
-    function _cumulativeNow(MarketData storage m) internal view returns (int256) {
-        return int256(m.cumulativeFundingIndex)
-            + int256(m.fundingPerSecond) * int256(block.timestamp - uint256(m.lastFundingTime));
+    function _accrueSide(MarketData storage m, bool isLong) internal returns (int256) {
+        (int256 cumLong, int256 cumShort) = _accrue(m);
+        return isLong ? cumLong : cumShort;
     }
 
     /// Move pending funding into the collateral and reset the entry index.
     function _settleFunding(PositionData storage p, uint256 tokenId, address owner, bytes32 marketId) internal {
-        int256 cum = _cumulativeNow(_markets[p.marketIndex]);
+        int256 cum = _cumulative(_markets[p.marketIndex], p.isLong);
         if (cum == p.entryFundingIndex) return;
         PositionData memory pm = p;
         int256 funding = _pendingFunding(pm, cum);
@@ -813,19 +682,6 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         emit MarginChanged(tokenId, owner, marketId, -funding, uint256(c), cum);
     }
 
-    /// A new position must not be liquidatable at the index, nor at the mark when the two diverge.
-    function _checkOpenHealth(MarketData storage m, bytes32 marketId, PositionData memory p) internal view {
-        uint256 mmr = m.maintenanceMarginRatio;
-        uint256 index = oracle.getIndexPrice(marketId);
-        (int256 margin, uint256 mm) = _health(p, p.entryFundingIndex, index, mmr);
-        if (margin < int256(mm)) revert WouldBeLiquidatable(margin, mm);
-        uint256 mark = m.vamm.markPrice();
-        if (_diverged(mark, index, m.maxSpread)) {
-            (margin, mm) = _health(p, p.entryFundingIndex, mark, mmr);
-            if (margin < int256(mm)) revert WouldBeLiquidatable(margin, mm);
-        }
-    }
-
     /// collateral + min(unrealized PnL at `price`, 0) >= size * price / maxLeverage
     function _checkInitialMargin(PositionData memory p, uint256 c, uint256 price, uint256 maxLeverage)
         internal
@@ -835,62 +691,6 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         int256 margin = int256(c) + (pnl < 0 ? pnl : int256(0));
         uint256 required = uint256(p.size) * price / WAD * WAD / maxLeverage;
         if (margin < int256(required)) revert InsufficientMargin(margin, required);
-    }
-
-    function _diverged(uint256 mark, uint256 index, uint256 spread) internal pure returns (bool) {
-        uint256 d = mark > index ? mark - index : index - mark;
-        return d * WAD > index * spread;
-    }
-
-    function _addExposure(MarketData storage m, PositionData memory p) internal {
-        if (p.isLong) {
-            m.longSize = (m.longSize + uint256(p.size)).toUint112();
-            m.longNotional = (m.longNotional + uint256(p.notional)).toUint112();
-        } else {
-            m.shortSize = (m.shortSize + uint256(p.size)).toUint112();
-            m.shortNotional = (m.shortNotional + uint256(p.notional)).toUint112();
-        }
-    }
-
-    function _removeExposure(MarketData storage m, bool isLong, uint256 size, uint256 notional) internal {
-        // every position's size and notional went into these sums: never below zero
-        if (isLong) {
-            m.longSize = uint112(m.longSize - size);
-            m.longNotional = uint112(m.longNotional - notional);
-        } else {
-            m.shortSize = uint112(m.shortSize - size);
-            m.shortNotional = uint112(m.shortNotional - notional);
-        }
-    }
-
-    function _checkPriceLimit(bool buying, uint256 price, uint256 limit) internal pure {
-        if (limit == 0) return;
-        if (buying ? price > limit : price < limit) revert SlippageExceeded(price, limit);
-    }
-
-    function _realizedPnl(PositionData memory p, uint256 exitQuote, uint256 notional) internal pure returns (int256) {
-        int256 d = int256(exitQuote) - int256(notional);
-        return p.isLong ? d : -d;
-    }
-
-    function _unrealizedPnl(PositionData memory p, uint256 index) internal pure returns (int256) {
-        uint256 entryPrice = uint256(p.notional) * WAD / p.size;
-        int256 pnl = (int256(index) - int256(entryPrice)) * int256(uint256(p.size)) / int256(WAD);
-        return p.isLong ? pnl : -pnl;
-    }
-
-    function _pendingFunding(PositionData memory p, int256 cum) internal pure returns (int256) {
-        int256 f = int256(uint256(p.size)) * (cum - p.entryFundingIndex) / int256(WAD);
-        return p.isLong ? f : -f;
-    }
-
-    function _health(PositionData memory p, int256 cum, uint256 index, uint256 mmr)
-        internal
-        pure
-        returns (int256 margin, uint256 maintenanceMargin)
-    {
-        margin = int256(uint256(p.collateral)) + _unrealizedPnl(p, index) - _pendingFunding(p, cum);
-        maintenanceMargin = uint256(p.size) * index / WAD * mmr / WAD;
     }
 
     function _healthOf(uint256 tokenId) internal view returns (PositionHealth memory h) {
@@ -908,7 +708,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         returns (PositionHealth memory h)
     {
         MarketData storage m = _markets[p.marketIndex];
-        int256 cum = _cumulativeNow(m);
+        int256 cum = _cumulative(m, p.isLong);
         h.tokenId = tokenId;
         h.exists = true;
         h.indexPrice = index;
@@ -918,14 +718,6 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         }
         (h.margin, h.maintenanceMargin) = _health(p, cum, index, m.maintenanceMarginRatio);
         h.liquidatable = h.margin < int256(h.maintenanceMargin);
-    }
-
-    function _tryIndexPrice(bytes32 marketId) internal view returns (uint256) {
-        try oracle.getIndexPrice(marketId) returns (uint256 p) {
-            return p;
-        } catch {
-            return 0;
-        }
     }
 
     /// The rate from the premium of the mark TWAP (vAMM accumulator since the last update) over
@@ -946,17 +738,5 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         int256 cap = int256(uint256(m.maxFundingRate));
         if (rate > cap) rate = cap;
         else if (rate < -cap) rate = -cap;
-    }
-
-    function _validateRisk(uint256 maxLeverage, uint256 mmr, uint256 liqFee) internal pure {
-        if (maxLeverage < WAD || maxLeverage > MAX_LEVERAGE_CAP) revert InvalidMarketConfig();
-        // maintenance margin must sit below the initial margin at max leverage
-        if (mmr == 0 || mmr * maxLeverage >= WAD * WAD) revert InvalidMarketConfig();
-        if (liqFee > mmr) revert InvalidMarketConfig();
-    }
-
-    function _validateFunding(uint256 interval, uint256 maxRate) internal pure {
-        if (interval < 60 || interval > 30 days) revert InvalidMarketConfig();
-        if (maxRate == 0 || maxRate > WAD) revert InvalidMarketConfig();
     }
 }

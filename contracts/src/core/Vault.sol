@@ -13,14 +13,19 @@ interface IPoolExposure {
     function traderPnl() external view returns (int256);
 }
 
-/// @title Vault: holds all collateral (vUSDT) and keeps its books in four buckets.
-/// @notice Invariant: collateralToken.balanceOf(vault) == totalFree + totalLocked + insuranceFund + liquidity
+/// @title Vault: holds all collateral (vUSDT) and keeps its books in five buckets.
+/// @notice Invariant: collateralToken.balanceOf(vault) ==
+///   totalFree + totalLocked + insuranceFund + liquidity + fundingBuffer
 ///  - free:      traders' withdrawable balances (deposits, payouts, keeper rewards)
 ///  - locked:    margin locked in open positions (sum of every position's collateral)
-///  - insurance: trading fees in; covers shortfalls of bankrupt positions and keeper rewards
-///  - liquidity: the counterparty pool. Pays traders' profits and funding receipts, receives their
-///               losses and funding payments. Open interest is limited to
-///               liquidity * maxUtilization.
+///  - insurance: trading fees and the insurance part of liquidation penalties in; covers
+///               shortfalls of bankrupt positions and keeper rewards they cannot pay
+///  - liquidity: the counterparty pool. Pays traders' profits, receives their losses. The pool's
+///               risk, the net exposure (per market |long notional - short notional|, summed),
+///               is limited to liquidity * maxUtilization when positions open.
+///  - fundingBuffer (signed): funding is zero-sum between traders (PositionManagerBase); what
+///               payers settle waits here for the receivers, who may settle first (the buffer
+///               then lends from the pool's tokens: the pool keeps that much back).
 /// Shortfalls that the insurance fund cannot cover are recorded in `badDebt` (a loss of the pool).
 ///
 /// The pool belongs to its liquidity providers: `addLiquidity` mints shares, `removeLiquidity`
@@ -43,7 +48,7 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     error InsufficientFreeCollateral(uint256 available, uint256 requested);
     error InsufficientLiquidity(uint256 available, uint256 requested);
     error InsufficientInsurance(uint256 available, uint256 requested);
-    error UtilizationExceeded(uint256 openInterest, uint256 limit);
+    error UtilizationExceeded(uint256 netExposure, uint256 limit);
     error InvalidUtilization();
     error InvalidSettlement();
     error AmountTooLarge();
@@ -80,10 +85,13 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     uint128 public totalLocked;
     // slot 2: read together by the utilization check
     uint128 public liquidity;
-    uint128 public openInterest; // sum of open positions' entry notional
+    uint128 public openInterest; // sum of open positions' entry notional (both sides)
     // slot 3
     uint128 public insuranceFund;
     uint128 public badDebt; // shortfalls not covered by the insurance fund
+    // slot 4
+    uint128 public netExposure; // per market |long notional - short notional|, summed
+    int128 public fundingBuffer; // funding settled by payers and not yet by receivers
 
     mapping(address => uint256) public freeCollateral;
 
@@ -220,8 +228,9 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- PositionManager hooks
 
     /// @notice Open: move `collateral` from free to locked, `fee` from free to insurance, add
-    /// `notional` to open interest (bounded by utilization).
-    function openPosition(address trader, uint256 collateral, uint256 fee, uint256 notional)
+    /// `notional` to open interest and `exposureDelta` to the net exposure (bounded by
+    /// utilization when it grows).
+    function openPosition(address trader, uint256 collateral, uint256 fee, uint256 notional, int256 exposureDelta)
         external
         onlyPositionManager
     {
@@ -233,10 +242,13 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
         totalLocked += uint128(collateral);
         insuranceFund += uint128(fee);
         uint256 oi = openInterest + notional;
-        uint256 limit = uint256(liquidity) * maxUtilization / WAD;
-        if (oi > limit) revert UtilizationExceeded(oi, limit);
         if (oi > type(uint128).max) revert AmountTooLarge();
         openInterest = uint128(oi);
+        uint256 net = _addExposure(exposureDelta);
+        if (exposureDelta > 0) {
+            uint256 limit = uint256(liquidity) * maxUtilization / WAD;
+            if (net > limit) revert UtilizationExceeded(net, limit);
+        }
     }
 
     /// @notice Add margin: free -> locked.
@@ -256,16 +268,12 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @notice Settle a funding payment of a position into its margin: positive = the position
-    /// pays (locked -> liquidity), negative = it receives (liquidity -> locked).
+    /// pays (locked -> funding buffer), negative = it receives (funding buffer -> locked).
     function settleFunding(int256 payment) external onlyPositionManager {
-        if (payment >= 0) {
-            totalLocked -= uint128(uint256(payment));
-            liquidity += uint128(uint256(payment));
-        } else {
-            uint256 amt = uint256(-payment);
-            _payFromPool(amt);
-            totalLocked += uint128(amt);
-        }
+        fundingBuffer += int128(payment);
+        if (payment >= 0) totalLocked -= uint128(uint256(payment));
+        else totalLocked += uint128(uint256(-payment));
+        _checkBuffer();
     }
 
     /// @notice What closing or liquidating (all or part of) a position settles.
@@ -273,7 +281,8 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     /// `remaining` stays locked as the collateral of what is left of the position, `collateral`
     /// (the position's locked margin before) is released, `equity` = collateral + realized PnL -
     /// funding (may be negative), `notional` (entry notional of the part closed) leaves the open
-    /// interest.
+    /// interest, `exposureDelta` changes the net exposure, `funding` (positive: paid) goes to the
+    /// funding buffer; the pool is the counterparty of the realized PnL only.
     struct Settlement {
         address owner;
         uint128 collateral;
@@ -284,6 +293,8 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
         address keeper;
         uint256 reward;
         uint128 notional;
+        int256 exposureDelta;
+        int256 funding;
     }
 
     /// @notice Settle a closed or liquidated position.
@@ -306,28 +317,33 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
 
         totalLocked = uint128(uint256(totalLocked) - collateral + remaining);
         openInterest -= st.notional;
+        _addExposure(st.exposureDelta);
         if (payout != 0) freeCollateral[st.owner] += payout;
         if (reward != 0) freeCollateral[st.keeper] += reward;
         totalFree += uint128(payout + reward);
         if (fee != 0) insuranceFund += uint128(fee);
         if (shortfall != 0) _coverShortfall(shortfall);
-        if (collateral >= paid) {
-            liquidity += uint128(collateral - paid);
-        } else {
-            _payFromPool(paid - collateral);
-        }
+        int256 funding = st.funding;
+        fundingBuffer += int128(funding);
+        // what is left of the collateral after the payouts and the funding: the pool's (a loss
+        // of the trader), or what the pool pays (a profit)
+        int256 pool = int256(collateral) - int256(paid) - funding;
+        if (pool >= 0) liquidity += uint128(uint256(pool));
+        else _payFromPool(uint256(-pool));
+        _checkBuffer();
     }
 
     // ---------------------------------------------------------------- views
 
     /// @notice Sum of all buckets; equals the token balance (see the contract invariant).
     function totalAccounted() external view returns (uint256) {
-        return uint256(totalFree) + totalLocked + insuranceFund + liquidity;
+        return uint256(int256(uint256(totalFree) + totalLocked + insuranceFund + liquidity) + fundingBuffer);
     }
 
+    /// @notice Net exposure / liquidity (WAD).
     function utilization() external view returns (uint256) {
         uint256 liq = liquidity;
-        return liq == 0 ? (openInterest == 0 ? 0 : type(uint256).max) : uint256(openInterest) * WAD / liq;
+        return liq == 0 ? (netExposure == 0 ? 0 : type(uint256).max) : uint256(netExposure) * WAD / liq;
     }
 
     /// @notice Open positions' aggregate unrealized PnL at the vAMM (positive: the pool owes it).
@@ -359,16 +375,30 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
 
     function availableOpenInterest() external view returns (uint256) {
         uint256 limit = uint256(liquidity) * maxUtilization / WAD;
-        return limit > openInterest ? limit - openInterest : 0;
+        return limit > netExposure ? limit - netExposure : 0;
     }
 
     // ---------------------------------------------------------------- internals
 
-    /// Liquidity the pool must keep: enough for its open interest at the utilization limit and
-    /// for what it owes open positions.
+    /// Liquidity the pool must keep: enough for its net exposure at the utilization limit and
+    /// for what it owes open positions, plus what the funding buffer has lent from it.
     function _required(uint256 owed) private view returns (uint256 keep) {
-        keep = Math.mulDiv(openInterest, WAD, maxUtilization, Math.Rounding.Ceil);
+        keep = Math.mulDiv(netExposure, WAD, maxUtilization, Math.Rounding.Ceil);
         if (owed > keep) keep = owed;
+        int256 buffer = fundingBuffer;
+        if (buffer < 0) keep += uint256(-buffer);
+    }
+
+    function _addExposure(int256 delta) private returns (uint256 net) {
+        net = uint256(int256(uint256(netExposure)) + delta);
+        netExposure = uint128(net);
+    }
+
+    /// Receivers settled before payers: the buffer lends from the pool's tokens, never more
+    /// than the pool holds.
+    function _checkBuffer() private view {
+        int256 buffer = fundingBuffer;
+        if (buffer < 0 && uint256(-buffer) > liquidity) revert InsufficientLiquidity(liquidity, uint256(-buffer));
     }
 
     function _deposit(address account, uint256 amount) private {

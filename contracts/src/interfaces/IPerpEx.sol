@@ -60,9 +60,24 @@ interface IPositionManagerEvents {
         uint256 insuranceFee
     );
 
-    /// The state of a position after a partial liquidation (emitted right after its
-    /// PositionLiquidated): size, entry notional and collateral left, and the funding index it
-    /// now accrues from.
+    /// Emitted when the owner closes part of a position (reducePosition): the part's `size`,
+    /// its exit price and realized PnL, the whole position's `fundingPayment` (settled into the
+    /// collateral), what was paid out to the owner and the trading fee. PositionReduced follows.
+    event PositionDecreased(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        uint256 size,
+        uint256 exitPrice,
+        int256 realizedPnl,
+        int256 fundingPayment,
+        uint256 payout,
+        uint256 fee
+    );
+
+    /// The state of a position after a partial liquidation or a partial close (emitted right
+    /// after its PositionLiquidated / PositionDecreased): size, entry notional and collateral
+    /// left, and the funding index (of its side) it now accrues from.
     event PositionReduced(
         uint256 indexed tokenId,
         address indexed owner,
@@ -84,16 +99,20 @@ interface IPositionManagerEvents {
         int256 entryFundingIndex
     );
 
-    /// Emitted by updateFundingRate. Funding accrues every second: from `timestamp` on, the
-    /// cumulative funding index (quote per unit of base, paid by longs when rising) moves by
-    /// `fundingPerSecond` each second, starting at `cumulativeFundingIndex`. `fundingRate` is the
-    /// rate this sets for the coming period (fraction of the index price per funding interval,
-    /// positive: longs pay shorts), from the mark/index premium over the period just ended
-    /// (`markTwap`, `indexTwap`).
+    /// Emitted by updateFundingRate. `fundingRate` is the rate this sets for the coming period
+    /// (fraction of the index price per funding interval, positive: longs pay shorts), from the
+    /// mark/index premium over the period just ended (`markTwap`, `indexTwap`);
+    /// `fundingPerSecond` = rate * indexTwap / interval is what one unit of base on the paying
+    /// side pays per second when both sides are equal. Funding is zero-sum and accrues every
+    /// second: each second the paying side pays fundingPerSecond x min(long size, short size) in
+    /// all, pro rata, and the other side receives exactly that, pro rata; with one side empty
+    /// nothing moves. Each side has its own cumulative index (quote per unit of base paid by that
+    /// side; falling: it receives); `cumulativeFundingLong/Short` are their values at `timestamp`.
     event FundingRateUpdated(
         bytes32 indexed marketId,
         int256 fundingRate,
-        int256 cumulativeFundingIndex,
+        int256 cumulativeFundingLong,
+        int256 cumulativeFundingShort,
         uint256 markTwap,
         uint256 indexTwap,
         uint256 timestamp,
@@ -113,7 +132,7 @@ interface IPositionManager is IPositionManagerEvents {
         uint256 size; // base amount (WAD)
         uint256 notional; // quote amount at entry (WAD)
         uint256 entryPrice; // notional * 1e18 / size
-        int256 entryFundingIndex; // cumulative funding index at open / last settlement
+        int256 entryFundingIndex; // its side's cumulative funding index at open / last settlement
         uint64 openedAt; // block timestamp
         uint64 openedBlock;
     }
@@ -158,6 +177,8 @@ interface IPositionManager is IPositionManagerEvents {
     function removeMargin(uint256 tokenId, uint256 amount) external;
     function closePosition(uint256 tokenId, uint256 priceLimit) external;
     function closePosition(uint256 tokenId, uint256 priceLimit, uint256 maxFee, uint256 deadline) external;
+    function reducePosition(uint256 tokenId, uint256 size, uint256 priceLimit, uint256 maxFee, uint256 deadline)
+        external;
 
     // ---- liquidation ----
     function liquidatePosition(uint256 tokenId) external;
@@ -170,6 +191,7 @@ interface IPositionManager is IPositionManagerEvents {
     function nextFundingTime(bytes32 marketId) external view returns (uint256);
     function fundingRate(bytes32 marketId) external view returns (int256);
     function cumulativeFundingIndex(bytes32 marketId) external view returns (int256);
+    function cumulativeFunding(bytes32 marketId) external view returns (int256 long, int256 short);
     function updateFundingRate(bytes32 marketId) external;
 
     // ---- views ----

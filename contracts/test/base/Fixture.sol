@@ -132,13 +132,12 @@ abstract contract Fixture is TestBase, PerpExDeployer, IPositionManagerEvents, I
     /// margin and maintenance margin exactly as the keeper computes them (see PositionManager docs)
     function _expectedHealth(uint256 tokenId, uint256 index) internal view returns (int256 margin, uint256 mm) {
         IPositionManager.Position memory p = pm.getPosition(tokenId);
-        int256 cum = pm.cumulativeFundingIndex(p.marketId);
+        (int256 cumLong, int256 cumShort) = pm.cumulativeFunding(p.marketId);
+        int256 cum = p.isLong ? cumLong : cumShort;
         int256 pnl = (int256(index) - int256(p.entryPrice)) * int256(p.size) / 1e18;
-        int256 funding = int256(p.size) * (cum - p.entryFundingIndex) / 1e18;
-        if (!p.isLong) {
-            pnl = -pnl;
-            funding = -funding;
-        }
+        int256 owed = int256(p.size) * (cum - p.entryFundingIndex);
+        int256 funding = owed > 0 ? (owed + 1e18 - 1) / 1e18 : owed / 1e18; // payers round up
+        if (!p.isLong) pnl = -pnl;
         margin = int256(p.collateral) + pnl - funding;
         mm = p.size * index / 1e18 * pm.getMarket(p.marketId).maintenanceMarginRatio / 1e18;
     }
