@@ -37,9 +37,19 @@ WAD_ARGS: dict[str, frozenset[str]] = {
         }
     ),
     "PositionReduced": frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
+    "PositionDecreased": frozenset(
+        {"size", "exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
+    ),
     "MarginChanged": frozenset({"delta", "newCollateral", "entryFundingIndex"}),
     "FundingRateUpdated": frozenset(
-        {"fundingRate", "cumulativeFundingIndex", "markTwap", "indexTwap", "fundingPerSecond"}
+        {
+            "fundingRate",
+            "cumulativeFundingLong",
+            "cumulativeFundingShort",
+            "markTwap",
+            "indexTwap",
+            "fundingPerSecond",
+        }
     ),
 }
 
@@ -71,6 +81,7 @@ LIQUIDATION_WAD_COLUMNS = (
 FUNDING_WAD_COLUMNS = (
     "funding_rate",
     "cumulative_funding_index",
+    "cumulative_funding_short",
     "mark_twap",
     "index_twap",
     "funding_per_second",
@@ -85,6 +96,7 @@ MARKET_WAD_COLUMNS = (
     "bad_debt",
     "funding_rate",
     "cumulative_funding_index",
+    "cumulative_funding_short",
     "funding_per_second",
 )
 
@@ -259,6 +271,11 @@ def event_summary(name: str, market: str | None, args: Mapping[str, Any]) -> str
         return (
             f"liquidated{part} on {where} @ {_num(args.get('price'), 2)} by"
             f" {_short(args.get('liquidator'))}, reward {_num(args.get('liquidatorReward'), 4)}"
+        )
+    if name == "PositionDecreased":
+        return (
+            f"partly closed on {where}: {_num(args.get('size'))} @ {_num(args.get('exitPrice'), 2)},"
+            f" pnl {_num(args.get('realizedPnl'), 2)}, payout {_num(args.get('payout'), 2)}"
         )
     if name == "PositionReduced":
         return (

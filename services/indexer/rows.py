@@ -125,6 +125,7 @@ class FundingRow:
     block_number: int
     block_timestamp: int
     funding_per_second: int
+    cumulative_funding_short: int  # cumulative_funding_index is the longs'
 
     def record(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in FUNDING_COLUMNS)
@@ -146,6 +147,7 @@ class MarketState:
     added_block: int | None = None
     updated_block: int | None = None
     funding_per_second: int = 0
+    cumulative_funding_short: int = 0  # cumulative_funding_index is the longs'
 
     def record(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in MARKET_COLUMNS)
@@ -252,7 +254,8 @@ class Fold:
         elif name == "FundingRateUpdated":
             assert market_id is not None
             m = self.market(market_id)
-            m.cumulative_funding_index = a["cumulativeFundingIndex"]
+            m.cumulative_funding_index = a["cumulativeFundingLong"]
+            m.cumulative_funding_short = a["cumulativeFundingShort"]
             m.funding_rate = a["fundingRate"]
             m.funding_per_second = a["fundingPerSecond"]
             m.last_funding_time = a["timestamp"]
@@ -262,7 +265,7 @@ class Fold:
                 FundingRow(
                     market_id=market_id,
                     funding_rate=a["fundingRate"],
-                    cumulative_funding_index=a["cumulativeFundingIndex"],
+                    cumulative_funding_index=a["cumulativeFundingLong"],
                     mark_twap=a["markTwap"],
                     index_twap=a["indexTwap"],
                     funding_timestamp=a["timestamp"],
@@ -271,6 +274,7 @@ class Fold:
                     block_number=ev.block_number,
                     block_timestamp=ev.block_timestamp,
                     funding_per_second=a["fundingPerSecond"],
+                    cumulative_funding_short=a["cumulativeFundingShort"],
                 )
             )
         elif name == "MarketAdded":
@@ -293,6 +297,7 @@ class Fold:
             self.result.markets[market_id] = m
         # PositionMinted / PositionBurned: the position row follows PositionOpened/Closed/
         # Liquidated of the same transaction; the NFT events only go to `events` and Kafka.
+        # PositionDecreased (a partial close) too: the PositionReduced after it has the new state.
 
     @staticmethod
     def _close(row: PositionRow, ev: DecodedLog, status: str, price: int, payout: int) -> None:

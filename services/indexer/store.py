@@ -507,6 +507,7 @@ class Store:
               cumulative_funding_index = COALESCE(f.cumulative_funding_index, 0),
               funding_rate = COALESCE(f.funding_rate, 0),
               funding_per_second = COALESCE(f.funding_per_second, 0),
+              cumulative_funding_short = COALESCE(f.cumulative_funding_short, 0),
               last_funding_time = COALESCE(f.funding_timestamp, a.block_timestamp),
               paused = COALESCE((p.args->>'paused')::boolean, false),
               updated_block = GREATEST(m.added_block, f.block_number, p.block_number)
@@ -724,4 +725,5 @@ def _market_from_record(r: Mapping[str, Any]) -> MarketState:
         added_block=r["added_block"],
         updated_block=r["updated_block"],
         funding_per_second=int(r["funding_per_second"]),
+        cumulative_funding_short=int(r["cumulative_funding_short"]),
     )

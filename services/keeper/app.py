@@ -413,9 +413,9 @@ class Keeper:
         markets = list(self.markets)
         states = await asyncio.gather(*(self.chain.market_state(m, block) for m in markets))
         self.prices = {}
-        for m, (price, cumulative) in zip(markets, states, strict=True):
+        for m, (price, long, short) in zip(markets, states, strict=True):
             self.prices[m] = price
-            self.book.set_cumulative(m, cumulative)  # funding accrues every second
+            self.book.set_cumulative(m, long, short)  # funding accrues every second
         for m, p in self.prices.items():
             if p == 0:
                 log.warning("market %s: the oracle does not answer (no liquidation possible)", m)

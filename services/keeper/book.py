@@ -17,8 +17,9 @@ the decoded events from Kafka (`apply`):
   notional and collateral; only a full liquidation (remainingSize 0) removes it.
 - a position's entry funding index is the one its PositionOpened / MarginChanged /
   PositionReduced carries (bootstrap rows and chain reads carry it too). Funding accrues every
-  second, so a market's current cumulative index is not in any event: the health loop reads it
-  from the chain with the index price each block (`MarketState.set_cumulative`).
+  second (zero-sum: each side on its own index), so a market's current indexes are not in any
+  event: the health loop reads them from the chain with the index price each block
+  (`MarketState.set_cumulative`).
 """
 
 from __future__ import annotations
@@ -74,21 +75,23 @@ class MarketState:
     pair: str | None = None
     mmr: int | None = None  # maintenance margin ratio (WAD), read from the chain
     paused: bool = False
-    cumulative: int = 0  # the cumulative funding index at the last block read
+    # each side's cumulative funding index at the last block read (funding is zero-sum: each side
+    # has its own)
+    cumulative_long: int = 0
+    cumulative_short: int = 0
     version: int = 0
 
     def _touch(self) -> None:
         self.version += 1
 
-    @property
-    def current(self) -> int:
-        return self.cumulative
+    def cumulative_for(self, is_long: bool) -> int:
+        return self.cumulative_long if is_long else self.cumulative_short
 
-    def set_cumulative(self, value: int) -> bool:
-        """The index read from the chain; True when it moved (cached triggers are stale)."""
-        if value == self.cumulative:
+    def set_cumulative(self, long: int, short: int) -> bool:
+        """The indexes read from the chain; True when one moved (cached triggers are stale)."""
+        if (long, short) == (self.cumulative_long, self.cumulative_short):
             return False
-        self.cumulative = value
+        self.cumulative_long, self.cumulative_short = long, short
         self._touch()
         return True
 
@@ -179,8 +182,8 @@ class PositionBook:
             self._by_market.setdefault(key, set())
         return state
 
-    def set_cumulative(self, market_id: str, value: int) -> None:
-        if self.market(market_id).set_cumulative(value):
+    def set_cumulative(self, market_id: str, long: int, short: int) -> None:
+        if self.market(market_id).set_cumulative(long, short):
             self.version += 1
 
     def entry_funding(self, pos: BookPosition) -> int:

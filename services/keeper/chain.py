@@ -117,12 +117,15 @@ class ChainReader:
             raise
         return int(self._index.decode(raw)[0])
 
-    async def market_state(self, market_id: str, block: int | str = "latest") -> tuple[int, int]:
-        """(index price, cumulative funding index) at `block`; the price is 0 when the oracle
-        cannot answer (stale, invalid): marketState never reverts for a known market."""
+    async def market_state(
+        self, market_id: str, block: int | str = "latest"
+    ) -> tuple[int, int, int]:
+        """(index price, longs' and shorts' cumulative funding index) at `block`; the price is 0
+        when the oracle cannot answer (stale, invalid): marketState never reverts for a known
+        market."""
         raw = await self.call(self._state.encode(_mid(market_id)), block)
-        index, _mark, cumulative, _long, _short = self._state.decode(raw)
-        return int(index), int(cumulative)
+        index, _mark, long, short, _long_size, _short_size = self._state.decode(raw)
+        return int(index), int(long), int(short)
 
     async def maintenance_margin_ratio(self, market_id: str) -> int:
         (cfg,) = self._market.decode(await self.call(self._market.encode(_mid(market_id))))

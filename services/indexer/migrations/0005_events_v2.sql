@@ -1,8 +1,14 @@
 -- Event schema version 2 (the contracts' economic-safety release, issue 13).
--- Funding accrues per second: the cumulative index moves by funding_per_second every second from
--- the last update (markets.last_funding_time) on, starting at markets.cumulative_funding_index.
-ALTER TABLE markets ADD COLUMN funding_per_second numeric(78,0) NOT NULL DEFAULT 0;
-ALTER TABLE funding_updates ADD COLUMN funding_per_second numeric(78,0) NOT NULL DEFAULT 0;
+-- Funding is zero-sum between longs and shorts and accrues every second, each side on its own
+-- cumulative index: cumulative_funding_index is now the longs' index and cumulative_funding_short
+-- the shorts', both at the last update (markets.last_funding_time); funding_per_second is what a
+-- unit of base on the paying side pays per second when both sides are equal.
+ALTER TABLE markets
+    ADD COLUMN funding_per_second       numeric(78,0) NOT NULL DEFAULT 0,
+    ADD COLUMN cumulative_funding_short numeric(78,0) NOT NULL DEFAULT 0;
+ALTER TABLE funding_updates
+    ADD COLUMN funding_per_second       numeric(78,0) NOT NULL DEFAULT 0,
+    ADD COLUMN cumulative_funding_short numeric(78,0) NOT NULL DEFAULT 0;
 -- A liquidation may be partial: one row per liquidation call, with what it unwound and what
 -- was left; the position stays open until remaining_size is 0.
 ALTER TABLE liquidations

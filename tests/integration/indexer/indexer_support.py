@@ -187,6 +187,21 @@ def chain_state(rpc_url: str, deployment: Deployment) -> dict[str, Any]:
         rpc.close()
 
 
+def funding_at(rpc_url: str, deployment: Deployment, market_id: str, block: int) -> tuple[int, int]:
+    """Both sides' cumulative funding indexes at `block` (cumulativeFunding)."""
+    pm = Web3().eth.contract(
+        address=deployment.contracts.position_manager, abi=load_abi("PositionManager")
+    )
+    rpc = AnvilRpc(rpc_url)
+    try:
+        data = pm.encode_abi("cumulativeFunding", args=[bytes.fromhex(market_id[2:])])
+        raw = rpc.call("eth_call", [{"to": pm.address, "data": data}, hex(block)])
+    finally:
+        rpc.close()
+    long, short = abi_decode(["int256", "int256"], bytes.fromhex(raw[2:]))
+    return int(long), int(short)
+
+
 # ---------------------------------------------------------------- database side
 async def db_rows(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
@@ -240,11 +255,19 @@ async def assert_db_matches_chain(dsn: str, rpc_url: str, deployment: Deployment
         assert row["pair"] == m["pair"]
         assert row["last_funding_time"] == m["last_funding_time"]  # set by addMarket too
         assert int(row["funding_per_second"]) == m["funding_per_second"]
-        # the table holds the checkpoint of the last update; funding accrues every second since
-        accrued = int(row["cumulative_funding_index"]) + int(row["funding_per_second"]) * (
-            m["now"] - m["last_funding_time"]
+        # the table holds both sides' indexes at the last update (funding accrues every second
+        # since, at a pace that depends on the book): the chain's at that update's block
+        stored = (int(row["cumulative_funding_index"]), int(row["cumulative_funding_short"]))
+        last = await db_rows(
+            dsn,
+            "SELECT block_number FROM funding_updates WHERE market_id = $1 "
+            "ORDER BY block_number DESC, log_index DESC LIMIT 1",
+            mid,
         )
-        assert accrued == m["cumulative_funding_index"]
+        if last:
+            assert stored == funding_at(rpc_url, deployment, mid, int(last[0]["block_number"]))
+        else:
+            assert stored == (0, 0)
     (status,) = await db_rows(dsn, "SELECT count(DISTINCT last_synced_block) AS n FROM sync_status")
     assert status["n"] == 1
 

@@ -77,6 +77,7 @@ def test_table_holds_every_perpex_event() -> None:
         "PositionClosed",
         "PositionLiquidated",
         "PositionReduced",
+        "PositionDecreased",
         "MarginChanged",
         "FundingRateUpdated",
         "MarketAdded",
@@ -143,8 +144,8 @@ def test_funding_event_keyed_by_market(decoder: LogDecoder) -> None:
     raw = raw_log(
         "FundingRateUpdated",
         [MID],
-        ["int256", "int256", "uint256", "uint256", "uint256", "int256"],
-        [-3, 10**15, 2500 * 10**18, 2499 * 10**18, 1_700_000_000, -9],
+        ["int256", "int256", "int256", "uint256", "uint256", "uint256", "int256"],
+        [-3, 10**15, -(10**15), 2500 * 10**18, 2499 * 10**18, 1_700_000_000, -9],
     )
     d = decoder.decode(raw)
     assert isinstance(d, DecodedLog)
@@ -217,8 +218,8 @@ def test_fast_encoding_is_byte_identical_to_encode_event(
         raw_log(
             "FundingRateUpdated",
             [MID],
-            ["int256", "int256", "uint256", "uint256", "uint256", "int256"],
-            [-(2**255), 2**255 - 1, 0, 1, 2**256 - 1, -(2**255)],
+            ["int256", "int256", "int256", "uint256", "uint256", "uint256", "int256"],
+            [-(2**255), 2**255 - 1, -(2**255), 0, 1, 2**256 - 1, -(2**255)],
         ),
     ]
     for raw in logs:

@@ -54,7 +54,8 @@ def funding(block: int, index: int, speed: int = 0) -> DecodedLog:
         block,
         None,
         fundingRate=7,
-        cumulativeFundingIndex=index,
+        cumulativeFundingLong=index,
+        cumulativeFundingShort=-index,
         markTwap=1,
         indexTwap=2,
         timestamp=5000 + block,
@@ -109,6 +110,7 @@ def test_open_then_margin_then_close() -> None:
     assert row.updated_block == 4
     assert r.markets[MID].cumulative_funding_index == 40
     assert r.markets[MID].funding_per_second == 3
+    assert r.markets[MID].cumulative_funding_short == -40
     assert r.markets[MID].last_funding_time == 5002
     (f,) = r.funding
     assert f.funding_per_second == 3

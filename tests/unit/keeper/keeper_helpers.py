@@ -109,7 +109,8 @@ def funding(block: int, cumulative: int, market: str = ETH, log_index: int = 0) 
         args={
             "marketId": market,
             "fundingRate": 1,
-            "cumulativeFundingIndex": cumulative,
+            "cumulativeFundingLong": cumulative,
+            "cumulativeFundingShort": -cumulative,
             "markTwap": 1,
             "indexTwap": 1,
             "timestamp": 1,

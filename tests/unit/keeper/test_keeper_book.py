@@ -124,12 +124,13 @@ def test_the_current_index_comes_from_the_chain_and_invalidates_triggers() -> No
     book = PositionBook()
     m = book.market(ETH)
     v = m.version
-    book.set_cumulative(ETH, 0)
+    book.set_cumulative(ETH, 0, 0)
     assert m.version == v  # unchanged
-    book.set_cumulative(ETH, 1_234)
-    assert m.current == 1_234 and m.version == v + 1
+    book.set_cumulative(ETH, 1_234, -1_000)
+    assert m.cumulative_for(True) == 1_234 and m.cumulative_for(False) == -1_000
+    assert m.version == v + 1
     assert book.apply(funding(40, 1_000)).applied
-    assert m.current == 1_234  # the event's checkpoint is not the index now
+    assert m.cumulative_for(True) == 1_234  # the event's checkpoint is not the index now
     assert m.version == v + 2  # but a new rate invalidates cached triggers
 
 
