@@ -23,6 +23,9 @@ import {PerpExDeployer} from "./PerpExDeployer.sol";
 ///   FUNDING_INTERVAL      seconds (default 28800 = 8 h)
 ///   ORACLE_MAX_STALENESS  seconds (dev default 31536000 = 365 days, for local chains whose clock
 ///                         tests move by hours; production default 10800 = 3 hours)
+///   GOVERNANCE            1 (default): hand the protocol to a PEX Governor and its timelock (the
+///                         deployer holds the PEX supply and stays guardian: pause only);
+///                         0: the deployer stays the owner
 ///   LIQUIDATION_GAS_PRICE_GWEI, NATIVE_PRICE
 ///                         the gas price and native token price (whole USDT) the minimum position
 ///                         is sized for (dev 10 gwei / 2000, production 30 gwei / 3000)
@@ -56,13 +59,40 @@ contract Deploy is HevmUser, PerpExDeployer {
             }
         }
 
+        bool governed = vm.envOr("GOVERNANCE", uint256(1)) != 0;
         vm.startBroadcast(pk);
         d = _deploySystem(deployer, c, specs);
+        Governance memory gov;
+        if (governed) gov = _deployGovernance(d, production ? _productionGovConfig() : _devGovConfig(), deployer);
         vm.stopBroadcast();
 
         string memory path =
             vm.envOr("DEPLOYMENT_OUT", string.concat("deployments/", vm.toString(block.chainid), ".json"));
-        vm.writeFile(path, _json(d, specs, deployer, startBlock, c, profile));
+        string memory json = _json(d, specs, deployer, startBlock, c, profile);
+        if (governed) json = string.concat(_trimEnd(json), _govJson(gov), "}\n");
+        vm.writeFile(path, json);
+    }
+
+    /// The JSON without its closing brace and newline.
+    function _trimEnd(string memory json) internal pure returns (string memory) {
+        bytes memory b = bytes(json);
+        bytes memory out = new bytes(b.length - 2);
+        for (uint256 i; i < out.length; ++i) {
+            out[i] = b[i];
+        }
+        return string(out);
+    }
+
+    function _govJson(Governance memory gov) internal pure returns (string memory) {
+        return string.concat(
+            ', "governance": {"token": "',
+            vm.toString(address(gov.token)),
+            '", "timelock": "',
+            vm.toString(address(gov.timelock)),
+            '", "governor": "',
+            vm.toString(address(gov.governor)),
+            '"}'
+        );
     }
 
     function _json(

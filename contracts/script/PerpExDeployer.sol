@@ -8,6 +8,9 @@ import {VirtualAMM} from "../src/core/VirtualAMM.sol";
 import {Vault} from "../src/core/Vault.sol";
 import {PositionNFT} from "../src/core/PositionNFT.sol";
 import {PositionManager} from "../src/core/PositionManager.sol";
+import {PerpExGovToken} from "../src/governance/PerpExGovToken.sol";
+import {PerpExGovernor} from "../src/governance/PerpExGovernor.sol";
+import {TimelockController} from "@openzeppelin/contracts/governance/TimelockController.sol";
 
 /// @notice Deploys and wires the whole protocol. Shared by script/Deploy.s.sol (broadcast) and the
 /// Foundry tests (plain calls), so both build exactly the same system.
@@ -39,6 +42,24 @@ abstract contract PerpExDeployer {
         // minimum position: the keeper's reward on it pays a liquidation's gas at this gas price
         uint256 liquidationGasPrice; // wei per gas
         uint256 nativePrice; // the chain's native token in quote (WAD)
+        uint256 fundingReward; // paid to whoever updates a market's funding, from insurance
+    }
+
+    /// Governance: a PEX token, a Governor and a TimelockController that ends up owning the
+    /// PositionManager, the Vault, the PriceOracle, the PositionNFT and every vAMM.
+    struct GovConfig {
+        uint256 supply; // PEX minted to the deployer
+        uint48 votingDelay; // seconds
+        uint32 votingPeriod; // seconds
+        uint256 timelockDelay; // seconds
+        uint256 quorumPercent;
+        uint256 proposalThreshold; // PEX
+    }
+
+    struct Governance {
+        PerpExGovToken token;
+        TimelockController timelock;
+        PerpExGovernor governor;
     }
 
     /// Gas a liquidation costs (docs/gas.md: the worst measured case, rounded up).
@@ -76,7 +97,32 @@ abstract contract PerpExDeployer {
             maxStaleness: 365 days,
             faucetLimit: 1_000_000e18,
             liquidationGasPrice: 10 gwei,
-            nativePrice: 2000e18
+            nativePrice: 2000e18,
+            fundingReward: 1e18
+        });
+    }
+
+    /// Governance for local chains: decisions in about two minutes.
+    function _devGovConfig() internal pure returns (GovConfig memory) {
+        return GovConfig({
+            supply: 10_000_000e18,
+            votingDelay: 1,
+            votingPeriod: 60,
+            timelockDelay: 30,
+            quorumPercent: 4,
+            proposalThreshold: 0
+        });
+    }
+
+    /// Governance for real networks: a day to look, five to vote, two before it applies.
+    function _productionGovConfig() internal pure returns (GovConfig memory) {
+        return GovConfig({
+            supply: 10_000_000e18,
+            votingDelay: 1 days,
+            votingPeriod: 5 days,
+            timelockDelay: 2 days,
+            quorumPercent: 4,
+            proposalThreshold: 100_000e18
         });
     }
 
@@ -88,6 +134,7 @@ abstract contract PerpExDeployer {
         c.maxStaleness = 3 hours;
         c.liquidationGasPrice = 30 gwei;
         c.nativePrice = 3000e18;
+        c.fundingReward = 5e18;
     }
 
     /// The smallest position whose keeper reward (penalty x keeper share) pays LIQUIDATION_GAS.
@@ -143,6 +190,8 @@ abstract contract PerpExDeployer {
             d.marketIds[i] = id;
         }
 
+        if (c.fundingReward != 0) d.pm.setFundingReward(c.fundingReward);
+
         uint256 seed = c.liquidity + c.insurance;
         if (seed != 0) {
             d.token.mint(self, seed);
@@ -151,4 +200,59 @@ abstract contract PerpExDeployer {
             if (c.insurance != 0) d.vault.fundInsurance(c.insurance);
         }
     }
+
+    /// Hand the protocol to governance: deploy PEX (to `self`, who delegates to itself), a
+    /// TimelockController and the Governor; make `self` the guardian (pause only); then move the
+    /// ownership of the PositionManager, the Vault, the PriceOracle, the PositionNFT and every
+    /// vAMM to the timelock. The timelock starts with no delay and `self` as its only proposer
+    /// and executor, accepts the ownerships and sets its real delay, then the Governor becomes
+    /// its proposer and canceller, anyone its executor, and `self` gives up every role.
+    function _deployGovernance(Deployed memory d, GovConfig memory g, address self)
+        internal
+        returns (Governance memory gov)
+    {
+        gov.token = new PerpExGovToken(self, g.supply);
+        gov.token.delegate(self);
+        address[] memory me = new address[](1);
+        me[0] = self;
+        gov.timelock = new TimelockController(0, me, me, self);
+        gov.governor =
+            new PerpExGovernor(gov.token, gov.timelock, g.votingDelay, g.votingPeriod, g.proposalThreshold, g.quorumPercent);
+
+        d.pm.setParamChangeDelay(0); // the timelock's delay is the delay
+        d.pm.setGuardian(self);
+
+        uint256 n = 4 + d.vamms.length;
+        address[] memory targets = new address[](n);
+        targets[0] = address(d.pm);
+        targets[1] = address(d.vault);
+        targets[2] = address(d.oracle);
+        targets[3] = address(d.nft);
+        for (uint256 i; i < d.vamms.length; ++i) {
+            targets[4 + i] = address(d.vamms[i]);
+        }
+        uint256[] memory values = new uint256[](n);
+        bytes[] memory calls = new bytes[](n);
+        for (uint256 i; i < n; ++i) {
+            Ownable2StepLike(targets[i]).transferOwnership(address(gov.timelock));
+            calls[i] = abi.encodeWithSignature("acceptOwnership()");
+        }
+        gov.timelock.scheduleBatch(targets, values, calls, bytes32(0), bytes32("perpex:owners"), 0);
+        gov.timelock.executeBatch(targets, values, calls, bytes32(0), bytes32("perpex:owners"));
+        bytes memory setDelay = abi.encodeCall(TimelockController.updateDelay, (g.timelockDelay));
+        gov.timelock.schedule(address(gov.timelock), 0, setDelay, bytes32(0), bytes32("perpex:delay"), 0);
+        gov.timelock.execute(address(gov.timelock), 0, setDelay, bytes32(0), bytes32("perpex:delay"));
+
+        gov.timelock.grantRole(gov.timelock.PROPOSER_ROLE(), address(gov.governor));
+        gov.timelock.grantRole(gov.timelock.CANCELLER_ROLE(), address(gov.governor));
+        gov.timelock.grantRole(gov.timelock.EXECUTOR_ROLE(), address(0));
+        gov.timelock.revokeRole(gov.timelock.PROPOSER_ROLE(), self);
+        gov.timelock.revokeRole(gov.timelock.CANCELLER_ROLE(), self);
+        gov.timelock.revokeRole(gov.timelock.EXECUTOR_ROLE(), self);
+        gov.timelock.renounceRole(gov.timelock.DEFAULT_ADMIN_ROLE(), self);
+    }
+}
+
+interface Ownable2StepLike {
+    function transferOwnership(address newOwner) external;
 }

@@ -673,7 +673,7 @@ contract PositionManagerAdminTest is Fixture {
         assertEq(prod.maxPriceMovePerBlock, 0.025e18, "per-block move");
     }
 
-    /// On a market with open positions, parameter changes wait PARAM_CHANGE_DELAY: the first call
+    /// On a market with open positions, parameter changes wait paramChangeDelay: the first call
     /// schedules, the same call repeated in its window applies. The owner cannot tighten the rules
     /// under a position and liquidate it in one go (the review's confiscation).
     function test_paramChangesOnALiveMarketAreDelayed() public {
@@ -685,7 +685,7 @@ contract PositionManagerAdminTest is Fixture {
         assertFalse(pm.isPositionLiquidatable(id), "still healthy");
         vm.expectPartialRevert(PositionManagerBase.NotLiquidatable.selector);
         pm.liquidatePosition(id);
-        uint256 due = block.timestamp + pm.PARAM_CHANGE_DELAY();
+        uint256 due = block.timestamp + pm.paramChangeDelay();
         vm.warp(due - 1);
         bytes32 changeId = keccak256(
             abi.encode(PositionManager.setRiskParams.selector, ETH, 5e18, 0.1999e18, 0.1999e18)

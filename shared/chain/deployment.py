@@ -92,6 +92,21 @@ class ContractAddresses(BaseModel):
         return self.model_dump(by_alias=True)
 
 
+class GovernanceAddresses(BaseModel):
+    """The PEX token, the TimelockController that owns the protocol, and the Governor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: ChecksumAddress
+    timelock: ChecksumAddress
+    governor: ChecksumAddress
+
+    @field_validator("token", "timelock", "governor")
+    @classmethod
+    def _addr(cls, v: str) -> ChecksumAddress:
+        return _checksum(v)
+
+
 class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -103,6 +118,7 @@ class Deployment(BaseModel):
     collateral_decimals: int = 18
     contracts: ContractAddresses
     markets: dict[str, MarketDeployment]
+    governance: GovernanceAddresses | None = None  # None: the deployer owns the protocol
 
     @field_validator("deployer")
     @classmethod

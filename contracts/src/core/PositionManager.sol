@@ -37,7 +37,7 @@ import {PriceOracle} from "../oracle/PriceOracle.sol";
 ///    update set; an update only sets the next rate; the pool never pays it;
 ///  - positions below the market's `minNotional` cannot be opened (a keeper's reward must cover
 ///    its gas); `deadline` and `maxFee` bound a trade against delay and fee changes; parameter
-///    changes on live markets wait PARAM_CHANGE_DELAY.
+///    changes on live markets wait paramChangeDelay (or the governance timelock's delay).
 /// Liquidation and the admin functions run in modules (LiquidationModule,
 /// PositionManagerAdmin) by delegatecall, on this contract's storage.
 contract PositionManager is PositionManagerBase, IPositionManager {
@@ -53,6 +53,7 @@ contract PositionManager is PositionManagerBase, IPositionManager {
     {
         liquidationModule = address(new LiquidationModule(vault_, oracle_, nft_));
         adminModule = address(new PositionManagerAdmin(vault_, oracle_, nft_));
+        _paramChangeDelay = uint64(DEFAULT_PARAM_CHANGE_DELAY);
     }
 
     // ================================================================ admin (PositionManagerAdmin)
@@ -68,7 +69,7 @@ contract PositionManager is PositionManagerBase, IPositionManager {
     }
 
     /// @notice Max leverage, maintenance margin ratio, liquidation penalty. On a market with open
-    /// positions: scheduled by the first call, applied by the same call PARAM_CHANGE_DELAY later.
+    /// positions: scheduled by the first call, applied by the same call paramChangeDelay later.
     function setRiskParams(bytes32, uint256, uint256, uint256) external {
         _delegate(adminModule);
     }
@@ -85,9 +86,36 @@ contract PositionManager is PositionManagerBase, IPositionManager {
     }
 
     /// @notice A paused market refuses openPosition and removeMargin; closing, adding margin,
-    /// liquidation and funding updates keep working.
+    /// liquidation and funding updates keep working. The owner or the guardian (pause only).
     function setMarketPaused(bytes32, bool) external {
         _delegate(adminModule);
+    }
+
+    /// @notice The address that may pause markets, and do nothing else.
+    function setGuardian(address) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice What a funding update pays its caller from the insurance fund.
+    function setFundingReward(uint256) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice The delay of parameter changes on markets with open positions.
+    function setParamChangeDelay(uint256) external {
+        _delegate(adminModule);
+    }
+
+    function guardian() external view returns (address) {
+        return _guardian;
+    }
+
+    function fundingReward() external view returns (uint256) {
+        return _fundingReward;
+    }
+
+    function paramChangeDelay() external view returns (uint256) {
+        return _paramChangeDelay;
     }
 
     // ================================================================ trading
@@ -457,7 +485,8 @@ contract PositionManager is PositionManagerBase, IPositionManager {
     ///   rate = (markTwap - indexTwap) / indexTwap * fundingInterval / 1 day, clamped to
     ///   +-maxFundingRate; fundingPerSecond = rate * indexTwap / fundingInterval.
     /// markTwap is the vAMM's over [lastFundingTime, now]; indexTwap comes from the feed's round
-    /// history over the same window.
+    /// history over the same window. Pays the caller `fundingReward` from the insurance fund
+    /// (as far as it holds it): keeping funding current is permissionless keeping.
     function updateFundingRate(bytes32 marketId) external nonReentrant {
         MarketData storage m = _markets[_indexOf(marketId)];
         uint256 last = m.lastFundingTime;
@@ -475,6 +504,8 @@ contract PositionManager is PositionManagerBase, IPositionManager {
         m.fundingRate = int64(rate);
         m.markCumulativeSnapshot = uint112(markCum);
         emit FundingRateUpdated(marketId, rate, cumLong, cumShort, markTwap, indexTwap, block.timestamp, speed);
+        uint256 reward = _fundingReward;
+        if (reward != 0) vault.payReward(msg.sender, reward);
     }
 
     /// @notice What updateFundingRate would set now (it may still be too early to call it).

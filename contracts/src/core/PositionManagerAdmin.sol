@@ -12,7 +12,7 @@ import {PriceOracle} from "../oracle/PriceOracle.sol";
 /// @notice Runs only by delegatecall from the PositionManager (its storage, its owner); see
 /// PositionManagerBase. A change of risk, safety or funding parameters on a market with open
 /// positions is scheduled by its first call and applied by the same call repeated between
-/// PARAM_CHANGE_DELAY and PARAM_CHANGE_DELAY + PARAM_CHANGE_WINDOW later.
+/// paramChangeDelay and paramChangeDelay + PARAM_CHANGE_WINDOW later.
 contract PositionManagerAdmin is PositionManagerBase {
     constructor(Vault vault_, PriceOracle oracle_, PositionNFT nft_)
         PositionManagerBase(vault_, oracle_, nft_)
@@ -118,20 +118,63 @@ contract PositionManagerAdmin is PositionManagerBase {
 
     /// @notice A paused market refuses openPosition and removeMargin; closing, adding margin,
     /// liquidation and funding updates keep working so that risk can always be reduced.
-    /// Immediate: pausing only ever lets traders reduce risk.
-    function setMarketPaused(bytes32 marketId, bool paused) external onlyOwner {
+    /// Immediate: pausing only ever lets traders reduce risk. The guardian may pause, never
+    /// unpause.
+    function setMarketPaused(bytes32 marketId, bool paused) external {
+        if (msg.sender != owner() && (msg.sender != _guardian || !paused)) {
+            if (msg.sender != _guardian) revert OwnableUnauthorizedAccount(msg.sender);
+            revert NotGuardian(msg.sender);
+        }
         _markets[_indexOf(marketId)].paused = paused;
         emit MarketPaused(marketId, paused);
+    }
+
+    /// @notice The guardian may pause markets and do nothing else (address(0): none).
+    function setGuardian(address guardian_) external onlyOwner {
+        _guardian = guardian_;
+        emit GuardianSet(guardian_);
+    }
+
+    /// @notice What a funding update pays its caller from the insurance fund (at most
+    /// MAX_FUNDING_REWARD; one update per market per interval bounds the total).
+    function setFundingReward(uint256 reward) external onlyOwner {
+        if (reward > MAX_FUNDING_REWARD) revert InvalidMarketConfig();
+        _fundingReward = uint96(reward);
+        emit FundingRewardSet(reward);
+    }
+
+    /// @notice The delay of parameter changes on live markets (at most MAX_PARAM_CHANGE_DELAY).
+    /// Raising it is immediate; lowering it while any market has open positions is itself
+    /// delayed by the current delay.
+    function setParamChangeDelay(uint256 delay) external onlyOwner {
+        if (delay > MAX_PARAM_CHANGE_DELAY) revert InvalidMarketConfig();
+        if (delay < _paramChangeDelay && !_dueGlobal(abi.encode(this.setParamChangeDelay.selector, delay))) return;
+        _paramChangeDelay = uint64(delay);
+        emit ParamChangeDelaySet(delay);
     }
 
     /// True when the change may apply now: at once on a market without open positions; on a live
     /// market the first call schedules it (false) and a repeat inside its window applies it.
     function _due(MarketData storage m, bytes32 marketId, bytes memory change) internal returns (bool) {
-        if (m.longSize == 0 && m.shortSize == 0) return true;
+        if ((m.longSize == 0 && m.shortSize == 0) || _paramChangeDelay == 0) return true;
+        return _scheduled(marketId, change);
+    }
+
+    /// As _due, for a change that concerns every market.
+    function _dueGlobal(bytes memory change) internal returns (bool) {
+        uint256 n = _marketIds.length;
+        for (uint256 i; i < n; ++i) {
+            MarketData storage m = _markets[i];
+            if (m.longSize != 0 || m.shortSize != 0) return _scheduled(bytes32(0), change);
+        }
+        return true;
+    }
+
+    function _scheduled(bytes32 marketId, bytes memory change) internal returns (bool) {
         bytes32 id = keccak256(change);
         uint256 eta = _paramChangeEta[id];
         if (eta == 0 || block.timestamp > eta + PARAM_CHANGE_WINDOW) {
-            eta = block.timestamp + PARAM_CHANGE_DELAY;
+            eta = block.timestamp + _paramChangeDelay;
             _paramChangeEta[id] = eta;
             emit ParamChangeScheduled(marketId, id, eta);
             return false;

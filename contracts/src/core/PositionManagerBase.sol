@@ -31,10 +31,14 @@ abstract contract PositionManagerBase is IPositionManagerEvents, Ownable2Step, R
     uint256 public constant MAX_MARKETS = 256;
     uint256 public constant MAX_LEVERAGE_CAP = 1000e18;
     /// A risk, safety or funding parameter change on a market with open positions applies only
-    /// this long after it was scheduled (and within PARAM_CHANGE_WINDOW after that), so traders
-    /// can react before tighter rules reach their positions.
-    uint256 public constant PARAM_CHANGE_DELAY = 2 days;
+    /// `paramChangeDelay` after it was scheduled (and within PARAM_CHANGE_WINDOW after that), so
+    /// traders can react before tighter rules reach their positions. 2 days by default; a
+    /// deployment owned by a governance timelock sets it to 0 (the timelock's delay is the delay).
+    uint256 public constant DEFAULT_PARAM_CHANGE_DELAY = 2 days;
+    uint256 public constant MAX_PARAM_CHANGE_DELAY = 30 days;
     uint256 public constant PARAM_CHANGE_WINDOW = 7 days;
+    /// The most a funding update may pay its caller (from the insurance fund).
+    uint256 public constant MAX_FUNDING_REWARD = 100e18;
 
     // ---------------------------------------------------------------- errors
     error ZeroAddress();
@@ -60,6 +64,7 @@ abstract contract PositionManagerBase is IPositionManagerEvents, Ownable2Step, R
     error LiquidationOutOfBounds(uint256 tokenId, uint256 markPrice, uint256 bound);
     error InvalidSize(uint256 size, uint256 positionSize);
     error ParamChangeNotReady(bytes32 changeId, uint256 executableAt);
+    error NotGuardian(address caller);
 
     // ---------------------------------------------------------------- events (in addition to IPositionManagerEvents)
     event RiskParamsUpdated(
@@ -70,6 +75,9 @@ abstract contract PositionManagerBase is IPositionManagerEvents, Ownable2Step, R
     );
     event FundingParamsUpdated(bytes32 indexed marketId, uint256 fundingInterval, uint256 maxFundingRate);
     event ParamChangeScheduled(bytes32 indexed marketId, bytes32 indexed changeId, uint256 executableAt);
+    event GuardianSet(address guardian);
+    event FundingRewardSet(uint256 reward);
+    event ParamChangeDelaySet(uint256 delay);
 
     // ---------------------------------------------------------------- storage
     struct MarketData {
@@ -131,6 +139,9 @@ abstract contract PositionManagerBase is IPositionManagerEvents, Ownable2Step, R
     mapping(bytes32 => uint256) internal _marketIndexPlusOne;
     mapping(uint256 => PositionData) internal _positions;
     mapping(bytes32 => uint256) internal _paramChangeEta; // change id => executable at
+    address internal _guardian; // may pause markets, nothing else
+    uint96 internal _fundingReward; // paid from the insurance fund to whoever updates funding
+    uint64 internal _paramChangeDelay;
 
     constructor(Vault vault_, PriceOracle oracle_, PositionNFT nft_) {
         if (address(vault_) == address(0) || address(oracle_) == address(0) || address(nft_) == address(0)) {

@@ -65,6 +65,7 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     event InsuranceWithdrawalAnnounced(address indexed to, uint256 amount, uint256 executableAt);
     event InsuranceWithdrawn(address indexed to, uint256 amount);
     event InsuranceUsed(uint256 amount);
+    event RewardPaid(address indexed to, uint256 amount);
     event BadDebtRecorded(uint256 amount, uint256 totalBadDebt);
     event MaxUtilizationSet(uint256 maxUtilization);
     event PositionManagerSet(address positionManager);
@@ -249,6 +250,18 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
             uint256 limit = uint256(liquidity) * maxUtilization / WAD;
             if (net > limit) revert UtilizationExceeded(net, limit);
         }
+    }
+
+    /// @notice Pay a keeping reward (e.g. for a funding update) from the insurance fund to `to`'s
+    /// free collateral, as far as the fund holds it. Returns what was paid.
+    function payReward(address to, uint256 amount) external onlyPositionManager returns (uint256 paid) {
+        uint256 ins = insuranceFund;
+        paid = amount < ins ? amount : ins;
+        if (paid == 0) return 0;
+        insuranceFund = uint128(ins - paid);
+        freeCollateral[to] += paid;
+        totalFree += uint128(paid);
+        emit RewardPaid(to, paid);
     }
 
     /// @notice Add margin: free -> locked.
