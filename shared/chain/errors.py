@@ -93,6 +93,16 @@ class ErrorDecoder:
                     sig = f"{item['name']}({','.join(types)})"
                     self._errors[function_signature_to_4byte_selector(sig)] = (item["name"], types)
 
+    def describe(self, exc: BaseException) -> str:
+        """A web3 revert (ContractCustomError / ContractLogicError) as the contract's error name
+        and arguments; anything else as its message."""
+        data = getattr(exc, "data", None)
+        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+            return self.decode(data)
+        if isinstance(data, bytes) and len(data) >= 4:
+            return self.decode(data)
+        return str(exc)
+
     def decode(self, data: str | bytes | None) -> str:
         if data is None:
             return "no revert data"
