@@ -28,6 +28,7 @@ COMMANDS = {
     "operator": "services.operator.cli:operator",
     "dashboard": "services.dashboard.cli:dashboard",
     "demo": "perpex_cli.demo:demo",
+    "trade": "perpex_cli.trade.cli:trade",
 }
 
 
