@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +50,15 @@ class Scrubber:
         if redacted != url:
             self.replacements[url] = redacted
             self.replacements[url.rstrip("/")] = redacted
-            path = url.split("://", 1)[-1].split("/", 1)
-            if len(path) == 2 and len(path[1]) >= 6:
-                self.secrets.add(path[1])
+            rest = url.split("://", 1)[-1].split("/", 1)
+            if len(rest) == 2:
+                tail = rest[1]
+                for piece in [tail, *re.split(r"[/?&=#]", tail)]:
+                    if len(piece) >= 6:
+                        self.secrets.add(piece)
+            netloc = url.split("://", 1)[-1].split("/", 1)[0]
+            if "@" in netloc:  # user:password@host
+                self.secrets.add(netloc.rsplit("@", 1)[0])
 
     def __call__(self, text: str) -> str:
         for raw, safe in sorted(self.replacements.items(), key=lambda kv: -len(kv[0])):
