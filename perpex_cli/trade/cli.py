@@ -1209,6 +1209,13 @@ async def _margin(s: Session, add: bool, token_id: int, amount_text: str) -> dic
     ]
     if not add:
         rows.append(("removable now", f"at most {amount(max_out, 4)} {q}"))
+        if value > max_out:
+            rows.append(
+                (
+                    "WARNING",
+                    "more than is removable now: the contract will refuse it (InsufficientMargin)",
+                )
+            )
     data = {
         "token_id": token_id,
         "market": m.pair,
@@ -1353,8 +1360,12 @@ async def _position_view(s: Session, pos: Position) -> tuple[dict[str, Any], lis
         (
             "funding",
             f"{'owes' if funding >= 0 else 'is owed'} {amount(abs(funding), 6)} {q}; "
-            f"{'pays' if per_s >= 0 else 'receives'} {amount(abs(calc.funding_over(per_s)), 6)} "
-            f"{q} per 8h at the current book",
+            + (
+                "nothing accrues at the current rate and book"
+                if per_s == 0
+                else f"{'pays' if per_s > 0 else 'receives'} "
+                f"{amount(abs(calc.funding_over(per_s)), 6)} {q} per 8h at the current book"
+            ),
         ),
         (
             "health",
