@@ -174,6 +174,26 @@ class Chain:
             )
         w3 = async_web3(conn.rpc_url, timeout=30.0)
         try:
+            return await cls._connect(w3, conn, pm_address, deployment, expected)
+        except BaseException:
+            disconnect = getattr(w3.provider, "disconnect", None)
+            if disconnect is not None:
+                try:
+                    await disconnect()
+                except Exception:  # closing is best effort
+                    pass
+            raise
+
+    @classmethod
+    async def _connect(
+        cls,
+        w3: AsyncWeb3,
+        conn: Connection,
+        pm_address: str,
+        deployment: Deployment | None,
+        expected: int,
+    ) -> Chain:
+        try:
             reported = int(await w3.eth.chain_id)
         except Exception as exc:
             raise ChainProblem(f"cannot reach the RPC endpoint ({type(exc).__name__})") from None

@@ -287,6 +287,7 @@ class Session:
         self.scrub = scrub
         self.out = out
         self._key: SecretStr | None = None
+        self.sent: list[dict[str, str]] = []  # every transaction broadcast, for failure reports
 
     def key(self) -> SecretStr:
         if self._key is None:
@@ -323,6 +324,7 @@ class Session:
         sender = self.chain.sender(self.key())
         try:
             pending = await sender.submit(tx, label)
+            self.sent.append({"step": label, "hash": pending.hashes[-1]})
             self.out.progress(f"sent {label}: {pending.hashes[-1]}; waiting for it to be mined")
             receipt = await sender.finish(pending)
         except TxMinedRevertedError as exc:
@@ -345,43 +347,52 @@ def run(common: Common, name: str, body: Callable[[Session], Awaitable[dict[str,
     scrub = Scrubber()
     scrub.add_url(common.conn.rpc_url)
     out = Out(common.as_json, common.yes)
+    sessions: list[Session] = []
 
     async def main() -> dict[str, Any]:
         chain = await Chain.connect(common.conn)
         try:
-            return await body(Session(common, chain, scrub, out))
+            sessions.append(Session(common, chain, scrub, out))
+            return await body(sessions[0])
         finally:
             await chain.close()
+
+    def fail(kind: str, message: str, code: int, extra: dict[str, Any] | None = None) -> None:
+        """One line on stderr (and the JSON object); what was already sent, if anything."""
+        sent = sessions[0].sent if sessions else []
+        body_extra = dict(extra or {})
+        if sent:
+            message += "; already sent: " + ", ".join(f"{t['step']} {t['hash']}" for t in sent)
+            body_extra["sent"] = sent
+        out.error(kind, scrub(message), body_extra)
+        sys.exit(code)
 
     try:
         payload = asyncio.run(main())
     except (BadInput, WalletError) as exc:
-        out.error("bad_input", scrub(str(exc)))
-        sys.exit(EXIT_BAD_INPUT)
+        fail("bad_input", str(exc), EXIT_BAD_INPUT)
     except Reverted as exc:
-        extra: dict[str, Any] = {"revert": _revert_json(exc.decoded, exc.raw)}
         message = str(exc)
-        if exc.decoded is not None:
-            advice = HINTS.get(exc.decoded.name)
-            if advice:
-                message += f": {advice}"
-        out.error("revert", scrub(message), extra)
-        sys.exit(EXIT_FAILURE)
+        advice = HINTS.get(exc.decoded.name) if exc.decoded is not None else None
+        if advice:
+            message += f": {advice}"
+        fail("revert", message, EXIT_FAILURE, {"revert": _revert_json(exc.decoded, exc.raw)})
     except NotConfirmed as exc:
-        out.error("not_confirmed", str(exc))
-        sys.exit(EXIT_FAILURE)
+        fail("not_confirmed", str(exc), EXIT_FAILURE)
     except click.Abort:
-        out.error("not_confirmed", "aborted: nothing sent")
-        sys.exit(EXIT_FAILURE)
+        fail("not_confirmed", "aborted: nothing sent", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        fail(
+            "failure",
+            "interrupted (a transaction already broadcast may still be mined)",
+            EXIT_FAILURE,
+        )
     except (Failure, ChainProblem, TxTimeoutError, TxNonceConsumedError) as exc:
-        out.error("failure", scrub(str(exc)))
-        sys.exit(EXIT_FAILURE)
+        fail("failure", str(exc), EXIT_FAILURE)
     except Web3RPCError as exc:
-        out.error("failure", scrub(f"RPC error: {exc}"))
-        sys.exit(EXIT_FAILURE)
+        fail("failure", f"RPC error: {exc}", EXIT_FAILURE)
     except Exception as exc:  # no traceback: one line, secrets removed
-        out.error("failure", scrub(f"{type(exc).__name__}: {exc}"))
-        sys.exit(EXIT_FAILURE)
+        fail("failure", f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
     out.result({"command": name, **payload})
 
 
