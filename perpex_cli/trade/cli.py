@@ -362,8 +362,12 @@ def run(common: Common, name: str, body: Callable[[Session], Awaitable[dict[str,
         sent = sessions[0].sent if sessions else []
         body_extra = dict(extra or {})
         if sent:
-            message += "; already sent: " + ", ".join(f"{t['step']} {t['hash']}" for t in sent)
             body_extra["sent"] = sent
+            others = [t for t in sent if t["hash"] not in message]
+            if others:
+                message += "; already sent: " + ", ".join(
+                    f"{t['step']} {t['hash']}" for t in others
+                )
         out.error(kind, scrub(message), body_extra)
         sys.exit(code)
 
