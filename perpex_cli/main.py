@@ -29,6 +29,7 @@ COMMANDS = {
     "dashboard": "services.dashboard.cli:dashboard",
     "demo": "perpex_cli.demo:demo",
     "gov": "perpex_cli.gov:gov",
+    "trade": "perpex_cli.trade.cli:trade",
 }
 
 

@@ -146,6 +146,7 @@ class TxSender:
         backoff_max_s: float = 10.0,
         fee_cache_s: float = 0.0,
         balance_cache_s: float = 0.0,
+        gas_headroom: int = 0,
     ):
         self.w3 = w3
         self._account: LocalAccount = Account.from_key(private_key.get_secret_value())
@@ -153,6 +154,10 @@ class TxSender:
         self._signing_key = eth_keys.PrivateKey(bytes(self._account.key))
         self.chain_id = chain_id
         self.gas_multiplier = gas_multiplier
+        # Gas added to every limit after the multiplier: the estimate runs on the latest block,
+        # and a call whose path depends on the time (funding settled only when some accrued
+        # since) can take a costlier branch in the block that mines it. Unused gas is not paid.
+        self.gas_headroom = gas_headroom
         self.max_retries = max_retries
         self.decoder = error_decoder or ErrorDecoder()
         self.fees = fee_policy or FeePolicy()
@@ -343,7 +348,7 @@ class TxSender:
     async def _broadcast(self, tx: dict[str, Any], label: str) -> PendingTx:
         await self.simulate(tx)
         estimate = await self.w3.eth.estimate_gas({**tx, "from": self.address})  # type: ignore[typeddict-item]
-        gas = gas_limit(int(estimate), self.gas_multiplier)
+        gas = gas_limit(int(estimate), self.gas_multiplier) + self.gas_headroom
         _, fees = await self.current_fees()
         cost = max_cost_wei(gas, fees, int(tx.get("value", 0)))
         async with self._nonce_lock:

@@ -44,7 +44,11 @@ def test_pause_and_global_settings() -> None:
     assert plan_call(parse_change("pause ETH/USDT"), MID, None).args == (MID, True)
     assert plan_call(parse_change("unpause ETH/USDT"), MID, None).args == (MID, False)
     call = plan_call(parse_change("set fundingReward 2.5"), None, None)
-    assert (call.contract, call.function, call.args) == ("pm", "setFundingReward", (25 * WAD // 10,))
+    assert (call.contract, call.function, call.args) == (
+        "pm",
+        "setFundingReward",
+        (25 * WAD // 10,),
+    )
     call = plan_call(parse_change("set maxUtilization 90%"), None, None)
     assert (call.contract, call.args) == ("vault", (9 * WAD // 10,))
     addr = "0x" + "ab" * 20
