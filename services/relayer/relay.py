@@ -35,6 +35,7 @@ from eth_utils import keccak
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
+from web3.exceptions import BlockNotFound, TransactionNotFound
 
 from services.relayer.packets import (
     EMPTY_PAYLOAD_HASH,
@@ -46,7 +47,7 @@ from services.relayer.packets import (
     packet_from_log_data,
 )
 from services.relayer.settings import RelayerSettings
-from services.relayer.state import LaneState, RelayerState
+from services.relayer.state import LaneState, RelayerState, Seen
 from shared.chain.abi import load_abi
 from shared.chain.deployment import BridgeDeployment, BridgeSide
 from shared.chain.errors import ErrorDecoder, TxRevertedError
@@ -244,6 +245,16 @@ class Relayer:
         w3 = lane.src.w3
         head = await self._read(w3.eth.get_block_number) - self.config.confirmations
         lane.head = head
+        if not await self._cursor_holds(lane):
+            log.warning(
+                "%s: source block %d is not the one scanned (a reorg deeper than CONFIRMATIONS, "
+                "or another chain): rescanning from block %d",
+                lane.name,
+                lane.state.scanned_to,
+                lane.state.start + 1,
+            )
+            lane.state.reset()
+            self.state.save()
         start = lane.state.scanned_to + 1
         if head < start:
             return False
@@ -254,6 +265,7 @@ class Relayer:
             "fromBlock": start,
             "toBlock": to,
         }
+        end = await self._block_hash(w3, to)
         logs = await self._read(lambda: w3.eth.get_logs(query))
         ours = 0
         sender = left_pad(lane.src.side.app)
@@ -269,9 +281,10 @@ class Relayer:
                 or packet.receiver != lane.dst.side.app
             ):
                 continue  # another OApp's packet: not ours to verify
-            lane.state.pending.setdefault(packet.guid_hex, packet)
+            seen = Seen(packet, _hex(entry["transactionHash"]), int(entry["blockNumber"]))
+            lane.state.pending.setdefault(packet.guid_hex, seen)
             ours += 1
-        lane.state.scanned_to = to
+        lane.state.scanned_to, lane.state.scanned_hash = to, end
         self.state.save()  # the cursor moves only with the packets it passed
         if ours:
             log.info("%s: %d packet(s) sent in blocks %d-%d", lane.name, ours, start, to)
@@ -279,8 +292,17 @@ class Relayer:
 
     async def relay_pending(self, lane: Lane) -> bool:
         progressed = False
-        for packet in sorted(lane.state.pending.values(), key=lambda p: p.nonce):
+        for key, seen in sorted(lane.state.pending.items(), key=lambda kv: kv[1].packet.nonce):
+            packet = seen.packet
             status = await self.packet_status(lane.dst, packet)
+            if status is PacketStatus.UNVERIFIED and not await self._on_source(lane, seen):
+                log.warning(
+                    "%s: nonce %d (tx %s) is no longer on the source chain; dropping it",
+                    lane.name,
+                    packet.nonce,
+                    seen.tx_hash,
+                )
+                status = PacketStatus.DELIVERED  # nothing to do: it does not exist
             if status in (PacketStatus.VERIFIED, PacketStatus.UNVERIFIED):
                 if status is PacketStatus.UNVERIFIED:
                     if not await self._verify(lane, packet):
@@ -303,10 +325,55 @@ class Relayer:
                     lane.name,
                     packet.nonce,
                 )
-            del lane.state.pending[packet.guid_hex]
+            del lane.state.pending[key]
             self.state.save()
             progressed = True
         return progressed
+
+    async def _on_source(self, lane: Lane, seen: Seen) -> bool:
+        """The verifier's check: the packet's transaction is still on the source chain, mined
+        CONFIRMATIONS deep, and emitted exactly this packet."""
+        w3 = lane.src.w3
+
+        async def receipt() -> Any:
+            try:
+                return await w3.eth.get_transaction_receipt(seen.tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return None
+
+        r = await self._read(receipt)
+        if r is None or int(r["status"]) != 1:
+            return False
+        if int(r["blockNumber"]) > lane.head:
+            return False
+        for entry in r["logs"]:
+            topics = entry["topics"]
+            if (
+                entry["address"].lower() == lane.src.side.endpoint.lower()
+                and topics
+                and _hex(topics[0]) == PACKET_SENT_TOPIC
+            ):
+                with contextlib.suppress(MalformedPacket):
+                    if packet_from_log_data(bytes(entry["data"])).raw == seen.packet.raw:
+                        return True
+        return False
+
+    async def _cursor_holds(self, lane: Lane) -> bool:
+        """Whether the scanned block is still the source chain's block of that number."""
+        if lane.state.scanned_hash is None or lane.state.scanned_to <= lane.state.start:
+            return True
+        current = await self._block_hash(lane.src.w3, lane.state.scanned_to)
+        return current == lane.state.scanned_hash
+
+    async def _block_hash(self, w3: AsyncWeb3, number: int) -> str | None:
+        async def block() -> Any:
+            try:
+                return await w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+
+        b = await self._read(block)
+        return None if b is None else _hex(b["hash"])
 
     async def packet_status(self, dst: Chain, packet: Packet) -> PacketStatus:
         fns = dst.endpoint.functions

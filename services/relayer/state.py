@@ -3,8 +3,11 @@ seen there are not delivered yet. Written atomically (temporary file, fsync, ren
 relayer acts on it.
 
 The chain stays the source of truth: whether a packet is verified or delivered is read from the
-destination endpoint before every step. The file only saves rescanning; losing it costs a rescan
-from the deployment's start blocks, never a packet and never a second delivery.
+destination endpoint before every step, and a packet is verified only after its transaction is
+found again on the source chain. The file only saves rescanning; losing it costs a rescan from
+the deployment's start blocks, never a packet and never a second delivery. A cursor whose block
+hash the source chain no longer has (a reorg deeper than CONFIRMATIONS, or a fresh chain at the
+same addresses) is forgotten the same way.
 """
 
 from __future__ import annotations
@@ -18,13 +21,29 @@ from typing import Any
 
 from services.relayer.packets import Packet
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A packet as it was seen on its source chain: re-checked there before it is verified."""
+
+    packet: Packet
+    tx_hash: str
+    block_number: int
 
 
 @dataclass
 class LaneState:
+    start: int  # the block before the source's bridge was deployed
     scanned_to: int  # last source block whose PacketSent logs are in `pending` (or delivered)
-    pending: dict[str, Packet] = field(default_factory=dict)  # guid hex -> packet
+    scanned_hash: str | None = None  # that block's hash: another chain, or a reorg under it
+    pending: dict[str, Seen] = field(default_factory=dict)  # guid hex -> packet
+
+    def reset(self) -> None:
+        """Forget everything: rescan from the deployment's start block."""
+        self.scanned_to, self.scanned_hash = self.start, None
+        self.pending.clear()
 
 
 @dataclass
@@ -52,9 +71,12 @@ class RelayerState:
         for lane, start in starts.items():
             entry = saved.get(lane) or {}
             pending = {}
-            for guid, raw in (entry.get("pending") or {}).items():
-                pending[guid] = Packet.decode(bytes.fromhex(raw.removeprefix("0x")))
-            state.lanes[lane] = LaneState(int(entry.get("scanned_to", start)), pending)
+            for guid, seen in (entry.get("pending") or {}).items():
+                raw = bytes.fromhex(seen["packet"].removeprefix("0x"))
+                pending[guid] = Seen(Packet.decode(raw), seen["tx"], int(seen["block"]))
+            state.lanes[lane] = LaneState(
+                start, int(entry.get("scanned_to", start)), entry.get("scanned_hash"), pending
+            )
         return state
 
     def save(self) -> None:
@@ -64,7 +86,15 @@ class RelayerState:
             "lanes": {
                 name: {
                     "scanned_to": lane.scanned_to,
-                    "pending": {g: "0x" + p.raw.hex() for g, p in lane.pending.items()},
+                    "scanned_hash": lane.scanned_hash,
+                    "pending": {
+                        g: {
+                            "packet": "0x" + s.packet.raw.hex(),
+                            "tx": s.tx_hash,
+                            "block": s.block_number,
+                        }
+                        for g, s in lane.pending.items()
+                    },
                 }
                 for name, lane in self.lanes.items()
             },

@@ -25,6 +25,10 @@ from bridge_support import (
 )
 from web3 import Web3
 
+from services.relayer.packets import Packet, packet_from_log_data
+from services.relayer.relay import PACKET_SENT_TOPIC, deployment_key
+from services.relayer.state import RelayerState, Seen
+
 WAD = 10**18
 
 
@@ -161,3 +165,64 @@ def test_refused_delivery_is_retried_until_it_applies_once(bridged: BridgeEnv) -
         assert relayer.stop() == 0, relayer.tail()
     assert env.bridge.free_collateral(trader) == 250 * WAD
     assert env.bridge.deliveries(sent.guid) == 1
+
+
+def test_stale_state_never_verifies_a_packet_the_source_chain_does_not_have(
+    bridged: BridgeEnv,
+) -> None:
+    """A state file from another run (a fresh chain at the same addresses, or a deep reorg):
+    a packet it lists that the source chain does not have is dropped, never verified, and a
+    cursor whose block the chain does not have is rescanned from the deployment."""
+    env = bridged
+    trader = env.home.eth.accounts[7]
+    sent = env.bridge.deposit(trader, 70 * WAD)
+    real = _packet_of(env, sent.tx_hash)
+    # the same path and the next nonce, a payload the remote chain never emitted
+    forged = Packet.decode(
+        real.raw[:1] + (real.nonce + 1).to_bytes(8, "big") + real.raw[9:81]
+        + b"\x42" * 32 + real.message[:64] + (10**30).to_bytes(32, "big")
+    )  # fmt: skip
+    state = RelayerState.load(
+        env.state_file,
+        deployment_key(env.deployment.bridge),
+        _starts(env),  # type: ignore[arg-type]
+    )
+    lane = state.lanes["remote->home"]
+    lane.scanned_to = env.remote.eth.block_number  # "already scanned", hash unknown
+    lane.scanned_hash = None
+    lane.pending = {
+        real.guid_hex: Seen(real, sent.tx_hash, sent.block_number),
+        forged.guid_hex: Seen(forged, "0x" + "ee" * 32, sent.block_number),
+    }
+    other = state.lanes["home->remote"]
+    other.scanned_to, other.scanned_hash = 10**6, "0x" + "11" * 32  # a block this chain lacks
+    state.save()
+    before = nonce(env.home, RELAYER_ADDRESS)
+    log_path = env.workdir / "relayer-stale.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.run(
+            [sys.executable, "-m", "perpex_cli.main", "relayer", "--until-idle"],
+            env={**environ(), **env.relayer_env(), "HEALTH_PORT": "0"},
+            stdout=log, stderr=subprocess.STDOUT, timeout=60,
+        )  # fmt: skip
+    output = log_path.read_text()
+    assert proc.returncode == 0, output[-3000:]
+    assert "no longer on the source chain" in output
+    assert "rescanning from block" in output
+    assert env.bridge.credited(sent.guid) and env.bridge.deliveries(sent.guid) == 1
+    assert nonce(env.home, RELAYER_ADDRESS) == before + 2, "the real packet only"
+    assert env.bridge.free_collateral(trader) == 70 * WAD
+
+
+def _packet_of(env: BridgeEnv, tx_hash: str) -> Packet:
+    receipt = env.remote.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    for entry in receipt["logs"]:
+        if entry["topics"] and "0x" + bytes(entry["topics"][0]).hex() == PACKET_SENT_TOPIC:
+            return packet_from_log_data(bytes(entry["data"]))
+    raise AssertionError("no PacketSent in the deposit")
+
+
+def _starts(env: BridgeEnv) -> dict[str, int]:
+    b = env.deployment.bridge
+    assert b is not None
+    return {"remote->home": b.remote.start_block - 1, "home->remote": b.home.start_block - 1}

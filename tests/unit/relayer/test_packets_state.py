@@ -15,7 +15,7 @@ from services.relayer.packets import (
     left_pad,
     packet_from_log_data,
 )
-from services.relayer.state import RelayerState
+from services.relayer.state import RelayerState, Seen
 
 SENDER = "0x" + "11" * 20
 RECEIVER = "0x" + "22" * 20
@@ -82,13 +82,18 @@ def test_state_round_trip_and_fresh_start(tmp_path: Path) -> None:
     s = RelayerState.load(path, "dep-a", starts)
     assert s.lanes["remote->home"].scanned_to == 4 and not s.lanes["remote->home"].pending
     p = Packet.decode(_raw())
-    s.lanes["remote->home"].pending[p.guid_hex] = p
+    seen = Seen(p, "0x" + "ab" * 32, 39)
+    s.lanes["remote->home"].pending[p.guid_hex] = seen
     s.lanes["remote->home"].scanned_to = 40
+    s.lanes["remote->home"].scanned_hash = "0x" + "cd" * 32
     s.save()
     again = RelayerState.load(path, "dep-a", starts)
-    assert again.lanes["remote->home"].scanned_to == 40
-    assert again.lanes["remote->home"].pending[p.guid_hex] == p
+    lane = again.lanes["remote->home"]
+    assert (lane.scanned_to, lane.scanned_hash) == (40, "0x" + "cd" * 32)
+    assert lane.pending[p.guid_hex] == seen
     assert again.lanes["home->remote"].scanned_to == 9
+    lane.reset()  # a cursor the chain no longer has: start over
+    assert (lane.scanned_to, lane.scanned_hash, lane.pending) == (4, None, {})
     # another deployment's state, or a damaged file: start over (the chain says what is done)
     assert RelayerState.load(path, "dep-b", starts).lanes["remote->home"].scanned_to == 4
     path.write_text("{not json")
