@@ -320,6 +320,7 @@ contract BridgeTest is BridgeFixture {
     // ---------------------------------------------------------------- conservation, fuzzed
 
     bytes[] internal queue;
+    mapping(address => uint256) internal minted;
 
     function testFuzz_bridgeBooksBalance(uint256 seed) public {
         address[3] memory who = [alice, bob, carol];
@@ -330,6 +331,7 @@ contract BridgeTest is BridgeFixture {
             uint256 amount = bound(seed >> 16, 1, 5000) * 1e18;
             if (op <= 1) {
                 queue.push(_deposit(t, t, amount));
+                minted[t] += amount;
             } else if (op == 2) {
                 uint256 free = vault.freeCollateral(t);
                 uint256 out = bridge.outstanding(REMOTE);
@@ -354,6 +356,11 @@ contract BridgeTest is BridgeFixture {
             bridge.outstanding(REMOTE),
             "every credit is backed by a lock"
         );
+        // nobody ends with more than it brought: remote tokens plus home collateral
+        for (uint256 i; i < 3; ++i) {
+            address t = who[i];
+            assertEq(rtoken.balanceOf(t) + vault.freeCollateral(t), minted[t], "a trader's total changed");
+        }
     }
 
     function _relayQueue() internal {

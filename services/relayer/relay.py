@@ -29,10 +29,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from eth_utils import keccak
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import BlockNotFound, TransactionNotFound
@@ -154,7 +161,7 @@ class Relayer:
         for chain in (self.home, self.remote):
             await self._check_chain(chain)
         for chain in (self.home, self.remote):
-            left = await chain.sender.wait_for_in_flight(timeout_s=120.0)
+            left = await self._read(partial(chain.sender.wait_for_in_flight, timeout_s=120.0))
             if left:
                 log.info("%d transaction(s) of a previous run on %s were mined", left, chain.name)
         self.ready = True
@@ -465,11 +472,17 @@ class Relayer:
                 initial=self.config.backoff_initial_s, max=self.config.backoff_max_s
             ),
             retry=retry_if_exception(is_transient),
+            before_sleep=_log_retry,
             reraise=True,
         ):
             with attempt:
                 return await call()
         raise AssertionError("unreachable")
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    log.warning("RPC read failed (%s: %s); retry %d", type(exc).__name__, exc, state.attempt_number)
 
 
 def _describe(packet: Packet) -> str:
@@ -512,6 +525,7 @@ def make_chain(name: str, side: BridgeSide, w3: AsyncWeb3, settings: RelayerSett
         confirm_timeout_s=settings.relayer_confirm_timeout_s,
         replace_after_s=settings.relayer_replace_after_s,
         poll_s=min(0.25, settings.poll_interval),
+        backoff_max_s=settings.relayer_backoff_max_s,
     )
     endpoint = w3.eth.contract(address=side.endpoint, abi=load_abi("EndpointV2"))
     lib = None
