@@ -27,6 +27,7 @@ COMMANDS = {
     "funding": "services.funding.cli:funding",
     "operator": "services.operator.cli:operator",
     "dashboard": "services.dashboard.cli:dashboard",
+    "relayer": "services.relayer.cli:relayer",
     "demo": "perpex_cli.demo:demo",
     "gov": "perpex_cli.gov:gov",
     "trade": "perpex_cli.trade.cli:trade",

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.dashboard.bridge import bridge_transfers, parse_transfer_filter
 from services.dashboard.cache import QueryCache
 from services.dashboard.feed import KafkaFeed
 from services.dashboard.formatting import (
@@ -189,6 +190,15 @@ class Dashboard:
 
         return JSONResponse(await self.cache.get(("liquidations", f), compute))
 
+    async def bridge(self, request: Request) -> Response:
+        """Transfers over the cross-chain bridge, with what is in flight (services/dashboard/bridge.py)."""
+        f = parse_transfer_filter(request.query_params.multi_items())
+
+        async def compute() -> dict[str, Any]:
+            return await bridge_transfers(self.repo.pool, f)
+
+        return JSONResponse(await self.cache.get(("bridge", f), compute))
+
     async def status(self, request: Request) -> Response:
         single_values(request.query_params.multi_items(), ())
         sync = [
@@ -341,6 +351,7 @@ def create_app(settings: DashboardSettings, enable_feed: bool | None = None) -> 
         Route("/api/markets/{market:path}/funding", api(d.funding)),
         Route("/api/funding", api(d.funding)),
         Route("/api/liquidations", api(d.liquidations)),
+        Route("/api/bridge/transfers", api(d.bridge)),
         Route("/api/status", api(d.status)),
         Route("/healthz", d.healthz),
         Route("/readyz", d.readyz),

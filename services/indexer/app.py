@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from services.indexer.bridge import BridgeFollower, make_follower
 from services.indexer.decode import EventSpec, LogDecoder, build_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.outbox import OutboxDrainer
@@ -23,7 +24,7 @@ from services.indexer.settings import IndexerSettings, IndexTargets, resolve_tar
 from services.indexer.store import WRITER_LOCK_KEY, Store
 from services.indexer.sync import Indexer
 from shared.chain.abi import load_abi
-from shared.config import check_chain_id
+from shared.config import ConfigError, check_chain_id
 from shared.db import create_pool
 
 log = logging.getLogger(__name__)
@@ -52,17 +53,29 @@ class IndexerApp:
     indexer: Indexer
     drainer: OutboxDrainer
     lock_conn: asyncpg.Connection
+    bridge: BridgeFollower | None = None  # the bridge's events on both chains (bridge.py)
 
     async def run(self, stop: asyncio.Event, until_caught_up: bool = False) -> None:
         """Sync (and drain) until `stop`; with until_caught_up, return once synced to the
         target and the outbox is empty (or `stop`)."""
         drainer_stop = asyncio.Event()
         drain_task = asyncio.create_task(self.drainer.run(drainer_stop), name="outbox")
+        bridge_task = (
+            asyncio.create_task(self.bridge.run(stop, until_caught_up), name="bridge")
+            if self.bridge is not None
+            else None
+        )
         try:
             await self.indexer.run(stop, until_caught_up=until_caught_up)
             if until_caught_up and not stop.is_set():
                 await self.wait_drained(stop)
+            if bridge_task is not None and until_caught_up:
+                await bridge_task
         finally:
+            if bridge_task is not None:
+                bridge_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await bridge_task
             drainer_stop.set()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(drain_task, 10)
@@ -83,6 +96,7 @@ class IndexerApp:
             "kafka_connected": self.drainer.connected,
             "kafka_sent": self.drainer.sent,
             "kafka_last_error": self.drainer.last_error,
+            **({"bridge": self.bridge.status()} if self.bridge is not None else {}),
         }
 
 
@@ -99,6 +113,7 @@ async def open_app(
     pool: asyncpg.Pool | None = None
     lock_conn: asyncpg.Connection | None = None
     fetch_pool: FetchPool | None = None
+    bridge: BridgeFollower | None = None
     try:
         check_chain_id(settings, await rpc.chain_id())
         pool = await create_pool(settings.db_uri, min_size=2, max_size=6)
@@ -148,11 +163,14 @@ async def open_app(
             on_commit=drainer.notify,
             outbox_sink=drainer.offer,
         )
+        bridge = await _bridge_follower(settings, targets, pool)
         # Everything built so far (modules, ABIs, clients) lives as long as the process: keep
         # it out of the cyclic GC's scans, which the per-chunk garbage triggers often.
         gc.freeze()
-        yield IndexerApp(settings, targets, rpc, pool, store, indexer, drainer, lock_conn)
+        yield IndexerApp(settings, targets, rpc, pool, store, indexer, drainer, lock_conn, bridge)
     finally:
+        if bridge is not None:
+            await bridge.close()
         if fetch_pool is not None:
             await fetch_pool.close()
         if lock_conn is not None:
@@ -162,6 +180,37 @@ async def open_app(
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pool.close(), 10)
         await rpc.close()
+
+
+async def _bridge_follower(
+    settings: IndexerSettings, targets: IndexTargets, pool: asyncpg.Pool
+) -> BridgeFollower | None:
+    """The bridge mode, when the deployment has a bridge and REMOTE_RPC_URL is set."""
+    if targets.bridge is None or not settings.remote_rpc_url:
+        return None
+    home = JsonRpc(settings.rpc_url, settings.rpc_timeout_s, settings.max_retries)
+    remote = JsonRpc(settings.remote_rpc_url, settings.rpc_timeout_s, settings.max_retries)
+    reported = await remote.chain_id()
+    if reported != targets.bridge.remote.chain_id:
+        await home.close()
+        await remote.close()
+        raise ConfigError(
+            {
+                "REMOTE_RPC_URL": f"node reports chain {reported}, the bridge's remote end is "
+                f"{targets.bridge.remote.chain_id}"
+            },
+            "indexer",
+        )
+    log.info("following the bridge on chains %d and %d", targets.bridge.home.chain_id, reported)
+    return make_follower(
+        pool,
+        targets.bridge,
+        home,
+        remote,
+        confirmations=settings.confirmations,
+        poll_s=settings.poll_interval,
+        reorg_window=settings.reorg_window,
+    )
 
 
 class StoppedWaiting(Exception):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 
-from shared.chain.deployment import Deployment, market_id_hex
+from shared.chain.deployment import BridgeDeployment, Deployment, market_id_hex
 from shared.config import BaseServiceSettings, ConfigError, load_settings
 
 
@@ -39,6 +39,11 @@ class IndexerSettings(BaseServiceSettings):
     )
     rpc_timeout_s: float = Field(default=15.0, gt=0, le=600)
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
+    remote_rpc_url: str | None = Field(
+        default=None,
+        description="the bridge's remote chain: with a deployment that has a bridge section, "
+        "the indexer also follows the bridge's events on both chains (docs/bridge.md)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> IndexerSettings:
@@ -72,6 +77,7 @@ class IndexTargets:
     markets: dict[str, MarketInfo] = field(default_factory=dict)  # market_id -> info
     # market ids to keep; None = every market the contracts emit
     market_filter: frozenset[str] | None = None
+    bridge: BridgeDeployment | None = None  # the deployment's bridge section
 
     @property
     def addresses(self) -> list[str]:
@@ -122,6 +128,7 @@ def resolve_targets(settings: IndexerSettings) -> IndexTargets:
         start_block=start,
         markets=markets,
         market_filter=market_filter,
+        bridge=deployment.bridge if deployment is not None else None,
     )
 
 

@@ -22,6 +22,7 @@ when stuck); `send()` does both.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -73,6 +74,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError)):
         return True
+    if isinstance(exc, json.JSONDecodeError):
+        return True  # an answer cut short (a proxy or the provider dropped the connection)
     if isinstance(exc, Web3RPCError):
         return classify_message(str(exc)) == ErrorKind.TRANSIENT
     name = type(exc).__name__

@@ -297,6 +297,35 @@
     document.getElementById("liquidations-empty").hidden = rows.length > 0;
   }
 
+  // ---------- bridge (deposits locked on the remote chain, not credited yet) ----------
+  async function loadBridge() {
+    const section = document.getElementById("bridge-section");
+    let body;
+    try {
+      body = await api("/api/bridge/transfers?status=in_flight&direction=deposit&limit=10");
+    } catch (err) {
+      section.hidden = true; // no bridge tables: an indexer without the bridge mode
+      return;
+    }
+    section.hidden = body.chains.length === 0;
+    const d = body.in_flight.deposit;
+    const w = body.in_flight.withdrawal;
+    document.getElementById("bridge-summary").textContent =
+      d.count + " deposit(s) in flight (" + fmt(d.amount, 2) + "), " +
+      w.count + " withdrawal(s) in flight (" + fmt(w.amount, 2) + ")";
+    const rows = body.items.map((t) =>
+      el("tr", { data: { guid: t.guid } }, [
+        td(fmtTime(t.sent_at).slice(5, 16), "", t.sent_tx),
+        td(String(t.nonce), "num"),
+        td(shortHex(t.account), "mono", t.account),
+        td(fmt(t.amount, 2), "num"),
+        td(t.age_s === undefined ? "–" : t.age_s + "s", "num"),
+      ]),
+    );
+    replaceRows(document.querySelector("#bridge-in-flight tbody"), rows);
+    document.getElementById("bridge-empty").hidden = rows.length > 0;
+  }
+
   // ---------- indexer status ----------
   async function loadStatus() {
     const body = await api("/api/status");
@@ -317,6 +346,7 @@
     liquidations: loadLiquidations,
     funding: loadFunding,
     status: loadStatus,
+    bridge: loadBridge,
   };
 
   function schedule(...parts) {
@@ -342,7 +372,7 @@
   }
 
   function refreshAll() {
-    schedule("markets", "positions", "liquidations", "funding", "status");
+    schedule("markets", "positions", "liquidations", "funding", "status", "bridge");
   }
 
   // ---------- live feed ----------
@@ -461,6 +491,7 @@
       schedule("funding");
     });
     setInterval(() => schedule("status"), 15000);
+    setInterval(() => schedule("bridge"), 3000); // bridge events do not come over /ws
   }
 
   bind();
