@@ -48,7 +48,7 @@ def _validate_private_key(value: SecretStr | None) -> SecretStr | None:
     return SecretStr(raw if raw.startswith("0x") else "0x" + raw)
 
 
-def _validate_address(value: str | None) -> str | None:
+def validate_address(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if not ADDRESS_RE.match(value):
@@ -106,7 +106,7 @@ class BaseServiceSettings(BaseSettings):
     @field_validator("position_manager_address", "position_nft_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        return _validate_address(value)
+        return validate_address(value)
 
     @field_validator("db_uri")
     @classmethod

@@ -30,17 +30,15 @@ from shared.db import create_pool
 log = logging.getLogger(__name__)
 
 
+EMITTERS = ("PositionManager", "PositionNFT", "PerpExGovernor")
+
+
 def load_event_table() -> dict[str, EventSpec]:
-    return build_event_table(
-        {"PositionManager": load_abi("PositionManager"), "PositionNFT": load_abi("PositionNFT")}
-    )
+    return build_event_table({name: load_abi(name) for name in EMITTERS})
 
 
 def make_decoder(targets: IndexTargets, table: dict[str, EventSpec] | None = None) -> LogDecoder:
-    return LogDecoder(
-        table or load_event_table(),
-        {targets.position_manager: "PositionManager", targets.position_nft: "PositionNFT"},
-    )
+    return LogDecoder(table or load_event_table(), targets.contracts)
 
 
 @dataclass
@@ -146,10 +144,7 @@ async def open_app(
             FetchConfig(
                 rpc_url=settings.rpc_url,
                 timeout=settings.rpc_timeout_s,
-                contracts={
-                    targets.position_manager: "PositionManager",
-                    targets.position_nft: "PositionNFT",
-                },
+                contracts=targets.contracts,
                 market_filter=targets.market_filter,
             ),
             table,
