@@ -36,6 +36,7 @@ from services.dashboard.formatting import (
     format_position,
     iso_time,
 )
+from services.dashboard.governance import governance_view, parse_governance_filter
 from services.dashboard.hub import Hub, Subscriber
 from services.dashboard.params import (
     Page,
@@ -199,6 +200,15 @@ class Dashboard:
 
         return JSONResponse(await self.cache.get(("bridge", f), compute))
 
+    async def governance(self, request: Request) -> Response:
+        """Proposals and parameter changes (services/dashboard/governance.py)."""
+        f = parse_governance_filter(request.query_params.multi_items())
+
+        async def compute() -> dict[str, Any]:
+            return await governance_view(self.repo.pool, f)
+
+        return JSONResponse(await self.cache.get(("governance", f), compute))
+
     async def status(self, request: Request) -> Response:
         single_values(request.query_params.multi_items(), ())
         sync = [
@@ -352,6 +362,7 @@ def create_app(settings: DashboardSettings, enable_feed: bool | None = None) -> 
         Route("/api/funding", api(d.funding)),
         Route("/api/liquidations", api(d.liquidations)),
         Route("/api/bridge/transfers", api(d.bridge)),
+        Route("/api/governance", api(d.governance)),
         Route("/api/status", api(d.status)),
         Route("/healthz", d.healthz),
         Route("/readyz", d.readyz),

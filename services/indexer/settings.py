@@ -48,6 +48,7 @@ class IndexerSettings(BaseServiceSettings):
     @classmethod
     def _governor(cls, value: str | None) -> str | None:
         return validate_address(value)
+
     remote_rpc_url: str | None = Field(
         default=None,
         description="the bridge's remote chain: with a deployment that has a bridge section, "

@@ -214,6 +214,8 @@ def _wire_governed_bridge(rpc_url: str, key: str, home: Deployment, bridge: str)
     """Under governance the timelock owns the Vault: Vault.setBridge (and the bridge's
     acceptOwnership) is a proposal. A local anvil chain carries it out at once (moving its
     clock); elsewhere the token holders vote on it (DeployError says which proposal)."""
+    from web3 import Web3
+
     from shared.chain.abi import load_abi
     from shared.chain.client import sync_web3
     from shared.chain.governed import GovernanceActionError, GovernedChanges, is_anvil
@@ -223,7 +225,9 @@ def _wire_governed_bridge(rpc_url: str, key: str, home: Deployment, bridge: str)
     vault = w3.eth.contract(address=home.contracts.vault, abi=load_abi("Vault"))
     if vault.functions.bridge().call().lower() == bridge.lower():
         return
-    app = w3.eth.contract(address=bridge, abi=load_abi("CollateralBridge"))
+    app = w3.eth.contract(
+        address=Web3.to_checksum_address(bridge), abi=load_abi("CollateralBridge")
+    )
     calls = [
         (vault.address, bytes.fromhex(vault.encode_abi("setBridge", args=[bridge])[2:])),
         (app.address, bytes.fromhex(app.encode_abi("acceptOwnership", args=[])[2:])),
@@ -238,4 +242,6 @@ def _wire_governed_bridge(rpc_url: str, key: str, home: Deployment, bridge: str)
             )
         gov.carry_out(proposal)
     except GovernanceActionError as exc:
-        raise DeployError(f"wiring the bridge through governance: {_scrub(str(exc), key)}") from None
+        raise DeployError(
+            f"wiring the bridge through governance: {_scrub(str(exc), key)}"
+        ) from None

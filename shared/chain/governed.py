@@ -77,7 +77,9 @@ class GovernedChanges:
         logs = self.governor.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
         if not logs:
             raise GovernanceActionError("propose: no ProposalCreated in the receipt")
-        return Proposal(int(logs[0]["args"]["proposalId"]), tuple(targets), tuple(datas), description)
+        return Proposal(
+            int(logs[0]["args"]["proposalId"]), tuple(targets), tuple(datas), description
+        )
 
     def _warp(self, seconds: int) -> None:
         self.w3.provider.make_request("evm_increaseTime", [int(seconds)])  # type: ignore[arg-type]
