@@ -3,7 +3,6 @@ when the sender counts as stuck; and which failures are transient."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -124,7 +123,7 @@ def _response_error(status: int) -> aiohttp.ClientResponseError:
         aiohttp.ServerDisconnectedError(),
         aiohttp.ClientPayloadError("Response payload is not completed"),
         aiohttp.ClientOSError(104, "Connection reset by peer"),
-        asyncio.TimeoutError(),
+        TimeoutError(),
         TimeoutError("read timed out"),
         ConnectionRefusedError(),
         OSError("network unreachable"),
@@ -159,5 +158,5 @@ def test_which_broadcast_failures_may_have_reached_the_node() -> None:
     assert not _maybe_delivered(ConnectionRefusedError())  # never connected: not sent
     assert not _maybe_delivered(Web3RPCError("503 busy"))  # an answer: the node refused it
     assert _maybe_delivered(aiohttp.ServerDisconnectedError())  # dropped after sending
-    assert _maybe_delivered(asyncio.TimeoutError())
+    assert _maybe_delivered(TimeoutError())
     assert _maybe_delivered(json.JSONDecodeError("cut short", "{", 1))
