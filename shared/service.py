@@ -70,7 +70,7 @@ async def run_guarded(
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG_ERROR
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines())
         log.critical(
             "%s failed: %s%s", service, type(exc).__name__, f": {detail}" if detail else ""
         )
