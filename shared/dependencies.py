@@ -230,6 +230,39 @@ async def retry_transient(
                 raise StopRequested(f"stopped while retrying {what}") from None
 
 
+async def run_opened(
+    open_app: Callable[[], contextlib.AbstractAsyncContextManager[T]],
+    body: Callable[[T], Awaitable[None]],
+    stop: asyncio.Event,
+    health: HealthState | None = None,
+    logger: logging.Logger | None = None,
+    transient: Callable[[BaseException], bool] = is_transient_failure,
+) -> None:
+    """`async with open_app() as app: await body(app)`, where opening (connect, migrate, read
+    the chain...) is retried with backoff while it fails transiently - a dependency that went
+    away again between `wait()` and the open. Once open, failures are the body's own."""
+    attempt = 0
+    while True:
+        opened = False
+        try:
+            async with open_app() as app:
+                opened = True
+                await body(app)
+            return
+        except Exception as exc:
+            if opened or not transient(exc):
+                raise
+            attempt += 1
+            delay = backoff(attempt)
+            (logger or log).warning(
+                "start-up failed (%s); retrying in %.1fs", _describe(exc), delay
+            )
+            if health is not None:
+                health.set_ready(False, f"starting: {type(exc).__name__}")
+            if await _sleep_or_stop(stop, delay):
+                raise StopRequested("stopped while starting") from None
+
+
 class StopRequested(Exception):
     """SIGTERM/SIGINT arrived while the service was still starting (waiting or retrying)."""
 

@@ -19,7 +19,7 @@ import click
 
 from services.indexer.settings import IndexerSettings, load_indexer_settings
 from shared.config import exit_on_config_error
-from shared.dependencies import StopRequested, backoff
+from shared.dependencies import StopRequested, run_opened
 from shared.health import HealthState
 from shared.service import configure_logging, run_guarded, service_scope
 from shared.telemetry import setup_telemetry
@@ -49,40 +49,23 @@ async def run_service(settings: IndexerSettings, until_caught_up: bool = False) 
 async def _open_and_run(
     settings: IndexerSettings, state: HealthState, stop: asyncio.Event, until_caught_up: bool
 ) -> None:
-    """Open the app (connect, migrate, take the writer lock) and run it; a start-up step that
-    fails transiently (a dependency gone again meanwhile) is retried with backoff."""
-    from services.indexer.app import StoppedWaiting, open_app, transient
+    """Open the app (connect, migrate, take the writer lock; retried while it fails
+    transiently) and run it."""
+    from services.indexer.app import IndexerApp, StoppedWaiting, open_app, transient
 
-    attempt = 0
-    while True:
-        opened = False
+    async def body(app: IndexerApp) -> None:
+        state._status = app.status
+        watchdog = asyncio.create_task(_watch(app, state, stop), name="watchdog")
         try:
-            async with open_app(settings, stop=stop) as app:
-                opened = True
-                state._status = app.status
-                watchdog = asyncio.create_task(_watch(app, state, stop), name="watchdog")
-                try:
-                    await app.run(stop, until_caught_up=until_caught_up)
-                finally:
-                    watchdog.cancel()
-            log.info("indexer stopped")
-            return
-        except StoppedWaiting as exc:
-            raise StopRequested(str(exc)) from None
-        except Exception as exc:
-            if opened or not transient(exc):
-                raise
-            attempt += 1
-            delay = backoff(attempt)
-            log.warning(
-                "start-up failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
-            )
-            state.set_ready(False, f"starting: {type(exc).__name__}")
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                continue
-            raise StopRequested("stopped while starting") from None
+            await app.run(stop, until_caught_up=until_caught_up)
+        finally:
+            watchdog.cancel()
+        log.info("indexer stopped")
+
+    try:
+        await run_opened(lambda: open_app(settings, stop=stop), body, stop, state, log, transient)
+    except StoppedWaiting as exc:
+        raise StopRequested(str(exc)) from None
 
 
 async def _watch(app: object, state: HealthState, stop: asyncio.Event) -> None:
