@@ -144,14 +144,17 @@ class Dependencies:
         return problem
 
     async def wait(self, stop: asyncio.Event | None = None) -> bool:
-        """Until every required dependency answers (True), or `stop` is set (False)."""
-        for dep in self.deps:
-            if not dep.required:
-                continue
-            attempt = 0
-            started = time.monotonic()
-            while True:
-                problem = await self.check(dep)
+        """Until every required dependency answers (True), or `stop` is set (False). All are
+        probed together, so the log names everything missing at once; the others (not
+        required) are probed once, for readiness."""
+        waiting = [d for d in self.deps if d.required]
+        started = time.monotonic()
+        await asyncio.gather(*(self.check(d) for d in self.deps if not d.required))
+        attempt = 0
+        while waiting:
+            problems = await asyncio.gather(*(self.check(d) for d in waiting))
+            still = []
+            for dep, problem in zip(waiting, problems, strict=True):
                 if problem is None:
                     if attempt:
                         self.log.info(
@@ -160,9 +163,13 @@ class Dependencies:
                             dep.target,
                             time.monotonic() - started,
                         )
-                    break
-                attempt += 1
-                delay = backoff(attempt, self.backoff_initial_s, self.backoff_max_s)
+                    continue
+                still.append((dep, problem))
+            if not still:
+                break
+            attempt += 1
+            delay = backoff(attempt, self.backoff_initial_s, self.backoff_max_s)
+            for dep, problem in still:
                 self.log.warning(
                     "waiting for %s at %s (%s); next try in %.1fs",
                     dep.name,
@@ -170,8 +177,9 @@ class Dependencies:
                     problem,
                     delay,
                 )
-                if await _sleep_or_stop(stop, delay):
-                    return False
+            waiting = [dep for dep, _ in still]
+            if await _sleep_or_stop(stop, delay):
+                return False
         return True
 
     async def watch(self, stop: asyncio.Event) -> None:

@@ -46,8 +46,10 @@ def configure_logging(level: str, quiet: dict[str, int] | None = None) -> None:
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:  # ours, not a test runner's capture
             handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    # asyncpg's pool logs each failed reconnect with a traceback while PostgreSQL is away; the
+    # dependency watch says that in one line (PostgreSQL unreachable / reachable again).
     for name, lib_level in {"aiokafka": logging.ERROR, "httpx": logging.WARNING,
-                            **(quiet or {})}.items():  # fmt: skip
+                            "asyncpg.pool": logging.ERROR, **(quiet or {})}.items():  # fmt: skip
         logging.getLogger(name).setLevel(lib_level)
 
 
