@@ -54,8 +54,9 @@ def entry_step(
 
 def recheck_delay(checks: int, poll_s: float, cap_s: float = 5.0) -> float:
     """How long after its `checks`-th check an unknown broadcast is checked again: at the next
-    poll first, then backing off (x2) up to `cap_s`."""
-    return min(cap_s, poll_s * 2 ** max(0, checks - 1))
+    poll first, then backing off (x2) up to `cap_s` (or 20 polls, if fewer)."""
+    cap = max(poll_s, min(cap_s, 20 * poll_s))
+    return min(cap, poll_s * 2 ** max(0, checks - 1))
 
 
 def holes(mined_nonce: int, tracked: Collection[int]) -> list[int]:

@@ -791,7 +791,11 @@ class TxSender:
         pending.broadcast = Broadcast.UNKNOWN
         pending.checked_at = time.monotonic()
         if pending.raw is None:  # never signed for the node: sign now so it can be re-sent
-            pending.raw = bytes(self._sign(pending).raw_transaction)
+            signed = self._sign(pending)
+            pending.raw = bytes(signed.raw_transaction)
+            pending.hashes.append(_hex(signed.hash))
+            if pending.kind == "cancel" or pending.cancelling:
+                pending.cancel_hashes.add(pending.hashes[-1])
         kind = classify_message(str(exc)) if isinstance(exc, Web3RPCError) else None
         if kind in (ErrorKind.UNDERPRICED, ErrorKind.ALREADY_KNOWN):
             # The node holds another transaction at this nonce (or wants more than the base
@@ -803,14 +807,18 @@ class TxSender:
         if is_transient(exc):
             log.debug("%s nonce=%d: broadcast failed (%s)", pending.label, pending.nonce, exc)
             return
-        why = "insufficient funds" if isinstance(exc, InsufficientBalanceError) else str(exc)
-        self._unfillable[pending.nonce] = why[:200]
-        log.error(
-            "%s nonce=%d: the node refuses it (%s); retrying, and sending nothing new meanwhile",
-            pending.label,
-            pending.nonce,
-            why[:200],
-        )
+        why = ("insufficient funds" if isinstance(exc, InsufficientBalanceError) else str(exc))[
+            :200
+        ]
+        if self._unfillable.get(pending.nonce) != why:  # logged once per reason
+            log.error(
+                "%s nonce=%d: the node refuses it (%s); retrying, and sending nothing new "
+                "meanwhile",
+                pending.label,
+                pending.nonce,
+                why,
+            )
+        self._unfillable[pending.nonce] = why
 
     # ---- the ledger's supervisor ----
     def _ensure_supervisor(self) -> None:
@@ -876,8 +884,10 @@ class TxSender:
                 checks.append(p)
             elif step is Step.REPLACE:
                 replaces.append(p)
-        if checks:
-            await _each(checks, self._check_known)
+        # Highest nonce first, one at a time: filling a lower nonce first could let a foreign
+        # transaction queued above it (a previous run's) mine before its cancellation is in.
+        for p in sorted(checks, key=lambda p: p.nonce, reverse=True):
+            await self._check_known(p)
         if replaces:
             base_fee, _ = await self.current_fees(fresh=True)
             await _each(replaces, lambda p: self._replace(p, base_fee))

@@ -37,7 +37,7 @@ async def proxy(rpc_url: str) -> AsyncIterator[FaultProxy]:
 def _sender(url: str, **kw: Any) -> TxSender:
     kw.setdefault("backoff_initial_s", 0.01)
     kw.setdefault("backoff_max_s", 0.1)
-    return TxSender(async_web3(url, timeout=2.0), anvil_key(KEY_INDEX), 31337, poll_s=0.05, **kw)
+    return TxSender(async_web3(url, timeout=0.5), anvil_key(KEY_INDEX), 31337, poll_s=0.05, **kw)
 
 
 def _raw(nonce: int, to: str, fee: int = 10**10) -> str:
@@ -85,7 +85,7 @@ async def test_receipt_polling_rides_out_every_transient_fault(
     try:
         pending = await sender.submit({"to": chain.eth.accounts[2], "value": 3}, "faults")
         faults = ("429", "5xx", "drop_before", "drop_after", "truncate", "timeout")
-        proxy.delay = 2.5  # past the client's 2 s timeout
+        proxy.delay = 0.8  # past the client's 0.5 s timeout
         proxy.inject("eth_getTransactionCount", *faults)
         proxy.inject("eth_getTransactionReceipt", *faults)
         waiter = asyncio.create_task(sender.finish(pending))
@@ -143,7 +143,7 @@ async def test_a_gap_that_cannot_be_filled_blocks_new_work_until_it_is(
         Account.from_key(anvil_key(KEY_INDEX).get_secret_value()).address
     )
     latest = chain.eth.get_transaction_count(address)
-    _rpc(chain, "eth_sendRawTransaction", [_raw(latest + 1, chain.eth.accounts[4])])
+    stale = _rpc(chain, "eth_sendRawTransaction", [_raw(latest + 1, chain.eth.accounts[4])])
     balance = chain.eth.get_balance(address)
     _rpc(chain, "anvil_setBalance", [address, hex(0)])
     try:
@@ -160,5 +160,7 @@ async def test_a_gap_that_cannot_be_filled_blocks_new_work_until_it_is(
     # gas money again: the ledger fills the gap by itself and new work goes through
     assert await sender.wait_pending(30)
     assert sender.stuck() is None
+    with pytest.raises(TransactionNotFound):  # replaced by its cancellation, never mined
+        chain.eth.get_transaction_receipt(stale)
     receipt = await sender.send({"to": chain.eth.accounts[4], "value": 1}, "after")
     assert chain.eth.get_transaction(receipt["transactionHash"])["nonce"] == latest + 2

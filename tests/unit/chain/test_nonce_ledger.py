@@ -98,6 +98,7 @@ def test_unknown_broadcasts_are_checked_at_the_next_poll_then_less_often() -> No
     assert recheck_delay(1, 0.25) == 0.25
     assert recheck_delay(3, 0.25) == 1.0
     assert recheck_delay(30, 0.25) == 5.0
+    assert recheck_delay(30, 0.05) == 1.0  # at most 20 polls
 
 
 def test_stuck_reasons() -> None:
