@@ -90,6 +90,12 @@ class BaseServiceSettings(BaseSettings):
     health_port: int = Field(
         default=8080, ge=0, le=65535, description="probes (/healthz, /readyz, /status); 0: off"
     )
+    dependency_check_s: float = Field(
+        default=5.0,
+        ge=0.2,
+        le=300,
+        description="how often PostgreSQL, the broker and the RPC node are probed for readiness",
+    )
 
     @field_validator("rpc_url")
     @classmethod

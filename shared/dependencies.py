@@ -5,7 +5,7 @@ the JSON-RPC node (`rpc`), the Kubernetes API (`kubernetes`) - as `Dependency` o
 probed with one real request (`SELECT 1`, a metadata request, `eth_chainId`, `GET /version`).
 
 - `Dependencies.wait(stop)` at start: probes each required one until it answers, backing off
-  (0.5 s doubling to 10 s, with jitter), logging what it waits for and why ("waiting for
+  (0.5 s doubling to 5 s, with jitter), logging what it waits for and why ("waiting for
   PostgreSQL at postgresql://perpex@db:5432/perpex (ConnectionRefusedError: ...); next try in
   2.0s"), and reporting the service not ready meanwhile. It returns False if `stop` is set
   first. Only a wrong chain (`CHAIN_ID` differs from the node's) is fatal: ConfigError.
@@ -95,7 +95,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def backoff(attempt: int, initial: float = 0.5, cap: float = 10.0) -> float:
+def backoff(attempt: int, initial: float = 0.5, cap: float = 5.0) -> float:
     """Delay before try `attempt + 1` (attempt >= 1): initial x 2^(attempt-1), capped, +-20 %."""
     return min(cap, initial * 2 ** max(0, attempt - 1)) * random.uniform(0.8, 1.2)
 
@@ -118,7 +118,7 @@ class Dependencies:
         logger: logging.Logger | None = None,
         interval_s: float = 5.0,
         backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 10.0,
+        backoff_max_s: float = 5.0,
     ):
         self.deps = list(deps)
         self.health = health or HealthState()
@@ -128,18 +128,23 @@ class Dependencies:
         self.backoff_max_s = backoff_max_s
         self.down: dict[str, str] = {}  # name -> why, while it does not answer
 
-    async def check(self, dep: Dependency) -> str | None:
-        """Probe `dep` once; record and return why it failed (None: it answered). A wrong
-        chain (ConfigError) is raised."""
-        try:
-            await asyncio.wait_for(dep.probe(), PROBE_TIMEOUT_S + 1)
-            problem = None
-        except ConfigError:
-            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            problem = _describe(exc)
+    async def check(self, dep: Dependency, attempts: int = 1) -> str | None:
+        """Probe `dep` (up to `attempts` times, 0.25 s apart, until it answers); record and
+        return why it failed (None: it answered). A wrong chain (ConfigError) is raised."""
+        problem: str | None = None
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(0.25 * attempt)
+            try:
+                await asyncio.wait_for(dep.probe(), PROBE_TIMEOUT_S + 1)
+                problem = None
+                break
+            except ConfigError:
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                problem = _describe(exc)
         self.health.set_dependency(dep.name, problem, dep.gates_readiness)
         return problem
 
@@ -167,7 +172,8 @@ class Dependencies:
                 still.append((dep, problem))
             if not still:
                 break
-            attempt += 1
+            # progress (one came up) starts the backoff over: the rest may be close behind
+            attempt = 1 if len(still) < len(waiting) else attempt + 1
             delay = backoff(attempt, self.backoff_initial_s, self.backoff_max_s)
             for dep, problem in still:
                 self.log.warning(
@@ -183,11 +189,13 @@ class Dependencies:
         return True
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Probe every dependency every `interval_s` until `stop`; log and report changes."""
+        """Probe every dependency every `interval_s` until `stop`; log and report changes. One
+        that answered is declared away only after three failed probes in a row (a single lost
+        answer from a flaky provider does not flip readiness)."""
         while not stop.is_set():
             for dep in self.deps:
                 try:
-                    problem = await self.check(dep)
+                    problem = await self.check(dep, attempts=1 if dep.name in self.down else 3)
                 except ConfigError as exc:  # the node now reports another chain
                     problem = str(exc).splitlines()[-1].strip()
                     self.health.set_dependency(dep.name, problem, dep.gates_readiness)
@@ -218,7 +226,7 @@ async def retry_transient(
     logger: logging.Logger | None = None,
     transient: Callable[[BaseException], bool] = is_transient_failure,
     initial_s: float = 0.5,
-    cap_s: float = 10.0,
+    cap_s: float = 5.0,
 ) -> T:
     """`fn()`, retried with backoff while it fails transiently (logging each failure). Raises
     StopRequested when `stop` is set while waiting; any other failure as it is."""

@@ -100,7 +100,9 @@ class Dashboard:
             deps.append(
                 broker(settings.kafka_bootstrap_servers, required=False, gates_readiness=False)
             )
-        self.dependencies = Dependencies(deps, self.health, log)
+        self.dependencies = Dependencies(
+            deps, self.health, log, interval_s=settings.dependency_check_s
+        )
         self._deps_task: asyncio.Task[None] | None = None
 
     @property

@@ -47,7 +47,7 @@ def dependencies(settings: FundingSettings, health: HealthState | None = None) -
         deps.append(postgres(settings.db_uri))
     if settings.kafka_listen:
         deps.append(broker(settings.kafka_bootstrap_servers, required=False))
-    return Dependencies(deps, health, log)
+    return Dependencies(deps, health, log, interval_s=settings.dependency_check_s)
 
 
 def error_decoder() -> ErrorDecoder:

@@ -45,6 +45,7 @@ def dependencies(settings: IndexerSettings, health: HealthState | None = None) -
         ],
         health,
         log,
+        interval_s=settings.dependency_check_s,
     )
 
 

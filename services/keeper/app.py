@@ -171,6 +171,7 @@ class Keeper:
             ],
             self.health,
             log,
+            interval_s=settings.dependency_check_s,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -486,7 +487,8 @@ class Keeper:
                     failures,
                     delay,
                 )
-                self.health.set_ready(False, f"chain reads failing: {type(exc).__name__}")
+                if failures >= 2:  # one lost answer is not an outage
+                    self.health.set_ready(False, f"chain reads failing: {type(exc).__name__}")
                 await _wait(self._stop, delay)
                 continue
             await _wait(self._stop, poll)

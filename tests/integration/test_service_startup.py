@@ -162,6 +162,7 @@ async def test_services_wait_for_their_dependencies_and_ride_out_start_up_errors
             "DEPLOYMENT_FILE": str(dep_file),
             "POLL_INTERVAL_MS": "200",
             "MAX_RETRIES": "3",
+            "DEPENDENCY_CHECK_S": "1",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             "KEEPER_PRIVATE_KEY": anvil_key(KEEPER).get_secret_value(),
@@ -224,9 +225,9 @@ async def test_services_wait_for_their_dependencies_and_ride_out_start_up_errors
             assert keeper_fault.failed["eth_getBalance"] == 1
             assert keeper_fault.failed["eth_getTransactionCount"] == 1
 
-            # PostgreSQL goes away: readiness drops (the watch probes every 5 s), and returns
+            # PostgreSQL goes away: readiness drops (probed every DEPENDENCY_CHECK_S), and returns
             await pg.down()
-            await _all(services, want=False, within=20.0)
+            await _all(services, want=False, within=10.0)
             await pg.up()
             await _all(services, want=True, within=60.0)
             for s in services:
