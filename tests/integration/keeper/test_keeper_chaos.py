@@ -153,7 +153,8 @@ async def _chaos(anvil: Anvil, broker: Broker, dsn: str, tmp_path: Path) -> None
             second = await start_keeper()
             await wait_until(lambda: set(since) <= set(_liquidated(w3, deployment)), within=60)
 
-            await kill_mid_flight(second)
+            alive()
+            await second.kill()
             await wave(BTC, +0.07)
             stale = _gapped_queue(
                 w3,
