@@ -244,3 +244,41 @@ class FaultProxy:
 
 def _error(payload: dict[str, Any], code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": payload.get("id"), "error": {"code": code, "message": message}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m shared.devstack.fault_proxy UPSTREAM --rate 0.1`: run a chaos proxy in a
+    process of its own (benchmarks: its work stays off the measured process). Prints its URL
+    on the first line; on SIGTERM/SIGINT prints a JSON object of its counters and exits."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="fault_proxy")
+    parser.add_argument("upstream")
+    parser.add_argument("--rate", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--delay", type=float, default=1.5, help="slow answers take this long")
+    args = parser.parse_args(argv)
+
+    async def run() -> None:
+        proxy = FaultProxy.chaos(args.upstream, rate=args.rate, seed=args.seed, delay=args.delay)
+        await proxy.start()
+        print(proxy.url, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print(
+            json.dumps(
+                {"requests": proxy.requests, "faults": dict(proxy.faults), "seen": dict(proxy.seen)}
+            ),
+            flush=True,
+        )
+        await proxy.stop()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
