@@ -178,14 +178,6 @@ def _maybe_delivered(exc: BaseException) -> bool:
     return not isinstance(exc, Web3RPCError) and is_transient(exc)
 
 
-class _NotSent(Exception):
-    """The broadcast failed before the node could hold it: safe to retry at the same nonce."""
-
-    def __init__(self, cause: BaseException):
-        super().__init__(str(cause))
-        self.cause = cause
-
-
 def _nonce_error(exc: BaseException) -> bool:
     return isinstance(exc, Web3RPCError) and classify_message(str(exc)) == ErrorKind.NONCE
 
@@ -552,14 +544,9 @@ class TxSender:
         the ledger. Raises TxRevertedError when the simulation reverts (nothing is sent),
         NonceGapError when a nonce below cannot be filled (nothing is sent)."""
         with _tracer.start_as_current_span("tx.send", attributes={"tx.label": label}) as span:
-            try:
-                async for attempt in self._retrying(
-                    lambda e: isinstance(e, _NotSent) or _nonce_error(e)
-                ):
-                    with attempt:
-                        pending = await self._broadcast(tx, label)
-            except _NotSent as exc:
-                raise exc.cause from None
+            async for attempt in self._retrying(_nonce_error):  # nonce used by someone else
+                with attempt:
+                    pending = await self._broadcast(tx, label)
             span.set_attribute("tx.nonce", pending.nonce)
             span.set_attribute("tx.hash", pending.hashes[-1])
         return pending
@@ -613,6 +600,9 @@ class TxSender:
         self._ensure_supervisor()
 
     async def _broadcast(self, tx: dict[str, Any], label: str) -> PendingTx:
+        """Simulate, estimate, check the balance; then, under the nonce lock (local work only),
+        take the next nonce, sign and track the transaction; then deliver it outside the lock,
+        so a slow or lost answer never holds up the other sends."""
         if self._unfillable:
             raise NonceGapError(self.stuck() or "nonce gap")
         await self.simulate(tx)
@@ -622,10 +612,10 @@ class TxSender:
         gas = gas_limit(int(estimate), self.gas_multiplier)
         _, fees = await self.current_fees()
         cost = max_cost_wei(gas, fees, int(tx.get("value", 0)))
+        balance = await self._cached_balance()
         async with self._nonce_lock:
             if self._unfillable:
                 raise NonceGapError(self.stuck() or "nonce gap")
-            balance = await self._cached_balance()
             reserved = self.reserved_wei()
             if balance - reserved < cost:
                 raise InsufficientBalanceError(
@@ -633,28 +623,114 @@ class TxSender:
                     f"transactions); {label} may cost up to {cost} wei"
                 )
             nonce = await self._current_nonce()
-            pending = PendingTx(label=label, nonce=nonce, gas=gas, fees=fees, tx=dict(tx))
-            try:
-                await self._send_signed(pending)
-            except Web3RPCError as exc:
-                if _nonce_error(exc):
-                    # Someone else used the wallet: resync (nothing of ours is in between).
-                    self._nonce = self._after_ledger(await self._count("pending"))
-                    raise
-                if is_transient(exc):
-                    raise _NotSent(exc) from exc
-                raise
-            except (InsufficientBalanceError, TxRevertedError):
-                raise
-            except Exception as exc:
-                if is_transient(exc):  # _send_signed keeps the maybe-delivered ones
-                    raise _NotSent(exc) from exc
-                raise
-            # Only now is the nonce used; a failed broadcast leaves no gap.
+            pending = PendingTx(
+                label=label,
+                nonce=nonce,
+                gas=gas,
+                fees=fees,
+                tx=dict(tx),
+                broadcast=Broadcast.UNKNOWN,
+            )
+            signed = self._sign(pending)
+            pending.raw = bytes(signed.raw_transaction)
+            pending.hashes.append(_hex(signed.hash))
+            pending.checked_at = time.monotonic()
+            # The nonce is taken now: from here on the ledger sees it through.
             self._nonce = nonce + 1
             self.pending[nonce] = pending
         self._ensure_supervisor()
+        try:
+            await self._deliver(pending)
+        except Web3RPCError as exc:
+            if _nonce_error(exc) and await self._count("latest") > nonce:
+                # Someone else used the wallet at this nonce: ours was never sent. Resync and
+                # let submit() take the next nonce.
+                self.stats.consumed += 1
+                self._settle(pending, error=TxNonceConsumedError(str(exc)))
+                async with self._nonce_lock:
+                    self._nonce = self._after_ledger(await self._count("pending"))
+                raise
+            if _nonce_error(exc) or is_transient(exc):
+                return pending  # tracked: the supervisor delivers it
+            await self._give_up(pending, f"{type(exc).__name__}: {exc}")
+            raise
+        except InsufficientBalanceError as exc:
+            await self._give_up(pending, str(exc))
+            raise
         return pending
+
+    async def _deliver(self, pending: PendingTx) -> None:
+        """The first broadcast of a tracked transaction: its signed bytes, retried (same bytes)
+        while the request surely did not reach the node; an answer lost after it may have
+        (a timeout, a dropped connection) leaves it UNKNOWN for the supervisor."""
+        assert pending.raw is not None
+        attempt = 0
+        while True:
+            try:
+                await self.w3.eth.send_raw_transaction(pending.raw)
+                break
+            except Web3RPCError as exc:
+                kind = classify_message(str(exc))
+                if kind == ErrorKind.ALREADY_KNOWN:
+                    break
+                if kind == ErrorKind.INSUFFICIENT_FUNDS:
+                    raise InsufficientBalanceError(
+                        f"node rejected {pending.label}: insufficient funds"
+                    ) from None
+                if kind == ErrorKind.UNDERPRICED:
+                    # the node wants more (another transaction at this nonce, or a base fee
+                    # above our max fee): the supervisor bumps it at its next poll
+                    pending.sent_at = float("-inf")
+                    log.warning("%s nonce=%d: %s; bumping it", pending.label, pending.nonce, exc)
+                    return
+                if not is_transient(exc) or attempt >= self.max_retries:
+                    raise
+            except Exception as exc:
+                if _maybe_delivered(exc):
+                    log.warning(
+                        "%s nonce=%d: no answer to the broadcast (%s: %s); tracking %s until the "
+                        "node knows it",
+                        pending.label,
+                        pending.nonce,
+                        type(exc).__name__,
+                        exc,
+                        pending.hashes[-1],
+                    )
+                    self.stats.sent += 1  # out, as far as anyone knows
+                    _sent_counter.add(1, {"label": pending.label})
+                    return
+                if not is_transient(exc) or attempt >= self.max_retries:
+                    if is_transient(exc):
+                        return  # not sent, still tracked: the supervisor sends it
+                    raise
+            attempt += 1
+            await asyncio.sleep(
+                min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
+            )
+        pending.broadcast = Broadcast.SENT
+        pending.sent_at = time.monotonic()
+        self.stats.sent += 1
+        _sent_counter.add(1, {"label": pending.label})
+        log.info(
+            "sent %s nonce=%d hash=%s maxFee=%d",
+            pending.label,
+            pending.nonce,
+            pending.hashes[-1],
+            pending.fees.max_fee_per_gas,
+        )
+
+    async def _give_up(self, pending: PendingTx, why: str) -> None:
+        """The node refuses the work for good after its nonce was taken. The last nonce handed
+        out is simply handed back; an earlier one (others were sent after it) is filled with a
+        cancellation, so nothing queues behind it."""
+        async with self._nonce_lock:
+            if self._nonce == pending.nonce + 1 and self.pending.get(pending.nonce) is pending:
+                del self.pending[pending.nonce]
+                self._nonce = pending.nonce
+                pending.error = RuntimeError(why)
+                pending.done.set()
+                return
+        await self._cancel_instead(pending, why)
 
     def _sign(self, pending: PendingTx) -> Any:
         full = {
@@ -858,18 +934,9 @@ class TxSender:
         now = time.monotonic()
         entries = sorted(self.pending.values(), key=lambda p: p.nonce)
         used = [p for p in entries if p.nonce < mined]
-        if used:
-            await _each(used, lambda p: self._resolve(p, now))
-        for n in holes(mined, list(self.pending)):
-            async with self._nonce_lock:
-                if n in self.pending:
-                    continue
-                base_fee, fresh = await self.current_fees(fresh=True)
-                log.warning("nonce %d: nothing tracked holds it; cancelling it (a gap)", n)
-                await self._start_cancel(n, self._outbid(None, base_fee, fresh), f"cancel:{n}")
         checks: list[PendingTx] = []
         replaces: list[PendingTx] = []
-        for p in sorted(self.pending.values(), key=lambda p: p.nonce):
+        for p in entries:
             step = entry_step(
                 p.nonce,
                 p.broadcast,
@@ -884,18 +951,43 @@ class TxSender:
                 checks.append(p)
             elif step is Step.REPLACE:
                 replaces.append(p)
-        # Highest nonce first, one at a time: filling a lower nonce first could let a foreign
-        # transaction queued above it (a previous run's) mine before its cancellation is in.
-        for p in sorted(checks, key=lambda p: p.nonce, reverse=True):
-            await self._check_known(p)
+        # Getting lost broadcasts to the node first (everything above them waits on them),
+        # reading receipts alongside.
+        await asyncio.gather(self._check_all(checks), _each(used, lambda p: self._resolve(p, now)))
+        for n in holes(mined, list(self.pending)):
+            async with self._nonce_lock:
+                if n in self.pending:
+                    continue
+                base_fee, fresh = await self.current_fees(fresh=True)
+                log.warning("nonce %d: nothing tracked holds it; cancelling it (a gap)", n)
+                await self._start_cancel(n, self._outbid(None, base_fee, fresh), f"cancel:{n}")
+        replaces = [p for p in replaces if self.pending.get(p.nonce) is p]
         if replaces:
             base_fee, _ = await self.current_fees(fresh=True)
             await _each(replaces, lambda p: self._replace(p, base_fee))
 
+    async def _check_all(self, checks: list[PendingTx]) -> None:
+        """Unknown broadcasts: this run's own work all at once; cancellations highest nonce
+        first, one at a time (filling a lower nonce first could let a previous run's
+        transaction queued above it mine before its cancellation is in)."""
+        cancels = [p for p in checks if p.kind == "cancel" or p.cancelling]
+        work = [p for p in checks if not (p.kind == "cancel" or p.cancelling)]
+
+        async def in_order() -> None:
+            for p in sorted(cancels, key=lambda p: p.nonce, reverse=True):
+                await self._check_known(p)
+
+        await asyncio.gather(in_order(), _each(work, self._check_known))
+
     async def _resolve(self, pending: PendingTx, now: float) -> None:
         """The nonce is used: which of our versions (if any) was mined?"""
         for tx_hash in reversed(pending.hashes):
-            receipt = await self._receipt(tx_hash)
+            try:
+                receipt = await self._receipt(tx_hash)
+            except Exception as exc:
+                if is_transient(exc):
+                    return  # asked again at the next poll
+                raise
             if receipt is not None:
                 if tx_hash in pending.cancel_hashes and pending.kind == "work":
                     self._settle(
@@ -935,10 +1027,9 @@ class TxSender:
             log.info("nonce %d filled (%s)", pending.nonce, pending.label)
 
     async def _receipt(self, tx_hash: str) -> Any:
+        """One attempt (the supervisor asks again at its next poll)."""
         try:
-            return await self._rpc(
-                lambda: self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            )
+            return await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
         except TransactionNotFound:
             return None
 
@@ -948,10 +1039,14 @@ class TxSender:
         pending.checked_at = time.monotonic()
         tx_hash = pending.hashes[-1] if pending.hashes else None
         if tx_hash is not None:
-            try:
-                known = await self._rpc(lambda: self.w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
+            try:  # one attempt: a failure is asked again at the next check
+                known = await self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
             except TransactionNotFound:
                 known = None
+            except Exception as exc:
+                if is_transient(exc):
+                    return
+                raise
             if known is not None:
                 pending.broadcast = Broadcast.SENT
                 self._unfillable.pop(pending.nonce, None)
