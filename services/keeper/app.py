@@ -123,6 +123,7 @@ class Keeper:
             fee_cache_s=min(settings.poll_interval, 1.0),
             balance_cache_s=1.0,
             stuck_after_s=settings.stuck_after_s,
+            backoff_initial_s=min(0.5, settings.poll_interval),
         )
         self.book = PositionBook(owns=lambda _t: False)
         self.ranker = Ranker(settings.margin_buffer)

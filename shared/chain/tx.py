@@ -1,8 +1,9 @@
 """The transaction sender used by the keeper and the funding updater.
 
-simulate (eth_call) -> estimate gas x GAS_MULTIPLIER -> EIP-1559 fees -> balance check ->
-sign with a locally managed nonce -> send -> wait for the receipt, replacing the transaction
-with bumped fees (same nonce) when it is not mined in time. Transient RPC errors (`is_transient`:
+simulate and estimate (one eth_estimateGas: it executes the transaction on the latest state, so
+a revert comes back with its decoded reason and nothing is sent) -> gas x GAS_MULTIPLIER ->
+EIP-1559 fees -> balance check -> sign with a locally managed nonce -> send -> wait for the
+receipt, replacing the transaction with bumped fees (same nonce) when it is not mined in time. Transient RPC errors (`is_transient`:
 timeouts, dropped or refused connections, HTTP 429/5xx, bodies cut short, transient JSON-RPC
 errors) are retried with exponential backoff and jitter up to MAX_RETRIES in every RPC path
 (call, gas estimate, fees, balance, nonce, receipt, broadcast); reverts are final and carry a
@@ -31,11 +32,10 @@ highest known one is cancelled, so a queue left behind a gap neither blocks new 
 later as a burst of stale (reverting) transactions.
 
 Concurrency: many sends may run at once (the keeper liquidates hundreds of positions in one
-block). Simulation and gas estimation run concurrently; nonce assignment, the balance check,
-signing and broadcasting are serialized, and the local nonce only advances when the node
-accepted the transaction or may hold it, so a failed broadcast never leaves a gap and a resync
-never hands out a nonce another in-flight send already used. The balance check counts the
-worst-case cost of every transaction still tracked.
+block). Simulation and fee reads run concurrently (balance and fees are read once for all
+waiting sends); the balance check, nonce assignment, signing and tracking are serialized (local
+work only), and the broadcast happens outside that lock: a slow or lost answer holds up no
+other send. The balance check counts the worst-case cost of every transaction still tracked.
 
 `submit()` broadcasts and returns the tracked `PendingTx`; `finish()` waits for its outcome
 (at most CONFIRM_TIMEOUT_S: `TxTimeoutError` leaves it tracked); `send()` does both.
@@ -275,6 +275,8 @@ class TxSender:
         self._balance_at = 0.0
         self._mined_nonce: tuple[float, int] | None = None
         self._mined_lock = asyncio.Lock()
+        self._balance_lock = asyncio.Lock()
+        self._fee_lock = asyncio.Lock()
         self.pending: dict[int, PendingTx] = {}  # the nonce ledger
         self._unfillable: dict[int, str] = {}  # nonce -> why the node refuses to fill it
         self._supervisor: asyncio.Task[None] | None = None
@@ -468,14 +470,23 @@ class TxSender:
             max_cost_wei(p.gas, p.fees, int(p.tx.get("value", 0))) for p in self.pending.values()
         )
 
-    async def _cached_balance(self) -> int:
-        if (
+    def _balance_fresh(self) -> bool:
+        return (
             self.last_balance_wei is not None
             and self.balance_cache_s > 0
             and time.monotonic() - self._balance_at < self.balance_cache_s
-        ):
+        )
+
+    async def _cached_balance(self) -> int:
+        """The balance, read at most once per balance_cache_s however many sends ask at once."""
+        if self._balance_fresh():
+            assert self.last_balance_wei is not None
             return self.last_balance_wei
-        return await self.balance()
+        async with self._balance_lock:
+            if self._balance_fresh():
+                assert self.last_balance_wei is not None
+                return self.last_balance_wei
+            return await self.balance()
 
     async def balance(self) -> int:
         bal = int(await self._rpc(lambda: self.w3.eth.get_balance(self.address)))
@@ -494,20 +505,29 @@ class TxSender:
 
     # ---- building blocks ----
     async def simulate(self, tx: dict[str, Any], block: str | int = "latest") -> bytes:
+        """eth_call: the return data, or TxRevertedError with the decoded reason."""
         call = {**tx, "from": self.address}
         try:
             return bytes(await self._rpc(lambda: self.w3.eth.call(call, block)))  # type: ignore[arg-type]
-        except ContractLogicError as exc:
-            raise TxRevertedError(
-                self.decoder.decode(_revert_data(exc)), _revert_data(exc)
-            ) from None
-        except Web3RPCError as exc:
-            if classify_message(str(exc)) == ErrorKind.REVERT:
-                data = _rpc_error_data(exc)
-                raise TxRevertedError(
-                    self.decoder.decode(data) if data else str(exc), data
-                ) from None
-            raise
+        except (ContractLogicError, Web3RPCError) as exc:
+            raise self._reverted(exc) from None
+
+    async def estimate(self, tx: dict[str, Any]) -> int:
+        """eth_estimateGas, which executes the transaction on the latest state: the gas it
+        needs, or TxRevertedError with the decoded reason (it is the simulation)."""
+        call = {**tx, "from": self.address}
+        try:
+            return int(await self._rpc(lambda: self.w3.eth.estimate_gas(call)))  # type: ignore[arg-type]
+        except (ContractLogicError, Web3RPCError) as exc:
+            raise self._reverted(exc) from None
+
+    def _reverted(self, exc: ContractLogicError | Web3RPCError) -> Exception:
+        if isinstance(exc, ContractLogicError):
+            return TxRevertedError(self.decoder.decode(_revert_data(exc)), _revert_data(exc))
+        if classify_message(str(exc)) == ErrorKind.REVERT:
+            data = _rpc_error_data(exc)
+            return TxRevertedError(self.decoder.decode(data) if data else str(exc), data)
+        return exc
 
     async def current_fees(self, fresh: bool = False) -> tuple[int, Fees]:
         """(base fee of the next block, fees for a new transaction). Cached for fee_cache_s
@@ -515,6 +535,15 @@ class TxSender:
         cached = self._fee_cache
         if not fresh and cached is not None and time.monotonic() - cached[0] < self.fee_cache_s:
             return cached[1], cached[2]
+        if fresh:
+            return await self._read_fees()
+        async with self._fee_lock:  # one read serves every send waiting for it
+            cached = self._fee_cache
+            if cached is not None and time.monotonic() - cached[0] < self.fee_cache_s:
+                return cached[1], cached[2]
+            return await self._read_fees()
+
+    async def _read_fees(self) -> tuple[int, Fees]:
         # The pending block's base fee is the one the next block will charge.
         try:
             block = await self._rpc(lambda: self.w3.eth.get_block("pending"))
@@ -605,11 +634,8 @@ class TxSender:
         so a slow or lost answer never holds up the other sends."""
         if self._unfillable:
             raise NonceGapError(self.stuck() or "nonce gap")
-        await self.simulate(tx)
-        estimate = await self._rpc(
-            lambda: self.w3.eth.estimate_gas({**tx, "from": self.address})  # type: ignore[typeddict-item]
-        )
-        gas = gas_limit(int(estimate), self.gas_multiplier)
+        # The simulation: a revert (with its decoded reason) sends nothing.
+        gas = gas_limit(await self.estimate(tx), self.gas_multiplier)
         _, fees = await self.current_fees()
         cost = max_cost_wei(gas, fees, int(tx.get("value", 0)))
         balance = await self._cached_balance()
@@ -640,7 +666,7 @@ class TxSender:
             self.pending[nonce] = pending
         self._ensure_supervisor()
         try:
-            await self._deliver(pending)
+            await self._deliver(pending)  # raises only for a transaction the node surely lacks
         except Web3RPCError as exc:
             if _nonce_error(exc) and await self._count("latest") > nonce:
                 # Someone else used the wallet at this nonce: ours was never sent. Resync and
@@ -660,10 +686,13 @@ class TxSender:
         return pending
 
     async def _deliver(self, pending: PendingTx) -> None:
-        """The first broadcast of a tracked transaction: its signed bytes, retried (same bytes)
-        while the request surely did not reach the node; an answer lost after it may have
-        (a timeout, a dropped connection) leaves it UNKNOWN for the supervisor."""
+        """The first broadcast of a tracked transaction. Its signed bytes are sent again (the
+        same bytes: never a second transaction) while the attempt fails transiently - a lost
+        answer included, as the node answers "already known" if it got it - up to MAX_RETRIES
+        times, quickly; then it is left UNKNOWN for the supervisor. Raises on a definite
+        refusal of a transaction the node surely does not hold."""
         assert pending.raw is not None
+        maybe_out = False  # an attempt may have reached the node
         attempt = 0
         while True:
             try:
@@ -673,42 +702,46 @@ class TxSender:
                 kind = classify_message(str(exc))
                 if kind == ErrorKind.ALREADY_KNOWN:
                     break
+                if kind == ErrorKind.UNDERPRICED:
+                    # the node holds another transaction at this nonce, or the base fee rose
+                    # above our max fee: the supervisor bumps it at its next poll
+                    pending.sent_at = float("-inf")
+                    log.warning("%s nonce=%d: %s; bumping it", pending.label, pending.nonce, exc)
+                    return
+                if maybe_out and not is_transient(exc):
+                    return  # e.g. "nonce too low": our earlier attempt was mined
                 if kind == ErrorKind.INSUFFICIENT_FUNDS:
                     raise InsufficientBalanceError(
                         f"node rejected {pending.label}: insufficient funds"
                     ) from None
-                if kind == ErrorKind.UNDERPRICED:
-                    # the node wants more (another transaction at this nonce, or a base fee
-                    # above our max fee): the supervisor bumps it at its next poll
-                    pending.sent_at = float("-inf")
-                    log.warning("%s nonce=%d: %s; bumping it", pending.label, pending.nonce, exc)
-                    return
-                if not is_transient(exc) or attempt >= self.max_retries:
+                if not is_transient(exc):
                     raise
             except Exception as exc:
-                if _maybe_delivered(exc):
+                if not is_transient(exc):
+                    raise
+                if _maybe_delivered(exc) and not maybe_out:
+                    maybe_out = True
+                    self.stats.sent += 1  # out, as far as anyone knows
+                    _sent_counter.add(1, {"label": pending.label})
                     log.warning(
-                        "%s nonce=%d: no answer to the broadcast (%s: %s); tracking %s until the "
-                        "node knows it",
+                        "%s nonce=%d: no answer to the broadcast (%s: %s); sending the same "
+                        "bytes again until the node knows %s",
                         pending.label,
                         pending.nonce,
                         type(exc).__name__,
                         exc,
                         pending.hashes[-1],
                     )
-                    self.stats.sent += 1  # out, as far as anyone knows
-                    _sent_counter.add(1, {"label": pending.label})
-                    return
-                if not is_transient(exc) or attempt >= self.max_retries:
-                    if is_transient(exc):
-                        return  # not sent, still tracked: the supervisor sends it
-                    raise
             attempt += 1
-            await asyncio.sleep(
-                min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
-            )
+            if attempt > self.max_retries:
+                return  # still tracked (UNKNOWN): the supervisor goes on
+            await asyncio.sleep(min(1.0, self.poll_s * 2 ** (attempt - 1)))
         pending.broadcast = Broadcast.SENT
         pending.sent_at = time.monotonic()
+        if maybe_out:
+            self.stats.rebroadcast += 1
+            _rebroadcast_counter.add(1, {"label": pending.label})
+            return
         self.stats.sent += 1
         _sent_counter.add(1, {"label": pending.label})
         log.info(
