@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from services.keeper.book import ApplyResult, PositionBook
 from services.keeper.chain import ChainReader, RpcCallError
@@ -509,7 +510,9 @@ class Keeper:
         self.rounds.blocks += 1
         self.rounds.last_block = block
         markets = list(self.markets)
-        prices = await asyncio.gather(*(self.chain.index_price(m, block) for m in markets))
+        prices = await asyncio.gather(
+            *(self._read(lambda m=m: self.chain.index_price(m, block)) for m in markets)  # type: ignore[misc]
+        )
         self.prices = dict(zip(markets, prices, strict=True))
         for m, p in self.prices.items():
             if p == 0:
@@ -533,7 +536,9 @@ class Keeper:
             ]
         size = self.settings.health_batch_size
         batches = [to_check[i : i + size] for i in range(0, len(to_check), size)]
-        results = await asyncio.gather(*(self.chain.positions_health(b, block) for b in batches))
+        results = await asyncio.gather(
+            *(self._read(lambda b=b: self.chain.positions_health(b, block)) for b in batches)  # type: ignore[misc]
+        )
         started = 0
         for batch_result in results:
             for h in batch_result:
@@ -608,6 +613,19 @@ class Keeper:
         for listener in self.round_listeners:
             listener(summary)
         return summary
+
+    async def _read(self, call: Any) -> Any:
+        """One read of a round, retried twice at once on a transient failure (a lost answer
+        would otherwise throw the whole round away and wait for the loop's backoff)."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(3),
+            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+            retry=retry_if_exception(transient),
+            reraise=True,
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _sweep_due(self) -> bool:
         every = self.settings.full_sweep_s

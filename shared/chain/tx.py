@@ -277,6 +277,7 @@ class TxSender:
         self._mined_lock = asyncio.Lock()
         self._balance_lock = asyncio.Lock()
         self._fee_lock = asyncio.Lock()
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
         self.pending: dict[int, PendingTx] = {}  # the nonce ledger
         self._unfillable: dict[int, str] = {}  # nonce -> why the node refuses to fill it
         self._supervisor: asyncio.Task[None] | None = None
@@ -477,16 +478,42 @@ class TxSender:
             and time.monotonic() - self._balance_at < self.balance_cache_s
         )
 
-    async def _cached_balance(self) -> int:
-        """The balance, read at most once per balance_cache_s however many sends ask at once."""
+    async def _cached_balance(self) -> tuple[int, bool]:
+        """(balance, stale): read at most once per balance_cache_s however many sends ask at
+        once. A value somewhat older (up to 10 periods, at least 5 s) is used (stale) while one
+        read refreshes it in the background: a slow answer to that read holds up no send."""
         if self._balance_fresh():
             assert self.last_balance_wei is not None
-            return self.last_balance_wei
+            return self.last_balance_wei, False
+        usable = max(10 * self.balance_cache_s, 5.0)
+        if self.last_balance_wei is not None and time.monotonic() - self._balance_at < usable:
+            self._in_background("balance", self._refresh_balance)
+            return self.last_balance_wei, True
         async with self._balance_lock:
             if self._balance_fresh():
                 assert self.last_balance_wei is not None
-                return self.last_balance_wei
-            return await self.balance()
+                return self.last_balance_wei, False
+            return await self.balance(), False
+
+    async def _refresh_balance(self) -> None:
+        async with self._balance_lock:
+            if not self._balance_fresh():
+                await self.balance()
+
+    def _in_background(self, what: str, refresh: Callable[[], Awaitable[Any]]) -> None:
+        """Run `refresh()` unless one is running already; its failure is only logged (the next
+        caller starts another)."""
+        task = self._refreshing.get(what)
+        if task is not None and not task.done():
+            return
+
+        async def run() -> None:
+            try:
+                await refresh()
+            except Exception as exc:
+                log.debug("refreshing the %s failed: %s: %s", what, type(exc).__name__, exc)
+
+        self._refreshing[what] = asyncio.create_task(run(), name=f"tx-refresh-{what}")
 
     async def balance(self) -> int:
         bal = int(await self._rpc(lambda: self.w3.eth.get_balance(self.address)))
@@ -537,11 +564,23 @@ class TxSender:
             return cached[1], cached[2]
         if fresh:
             return await self._read_fees()
+        if cached is not None and time.monotonic() - cached[0] < max(10 * self.fee_cache_s, 5.0):
+            # somewhat old, still usable (maxFee covers six blocks of base-fee growth; a
+            # replacement follows the base fee): refreshed in the background, waited for by
+            # no send
+            self._in_background("fees", self._refresh_fees)
+            return cached[1], cached[2]
         async with self._fee_lock:  # one read serves every send waiting for it
             cached = self._fee_cache
             if cached is not None and time.monotonic() - cached[0] < self.fee_cache_s:
                 return cached[1], cached[2]
             return await self._read_fees()
+
+    async def _refresh_fees(self) -> None:
+        async with self._fee_lock:
+            cached = self._fee_cache
+            if cached is None or time.monotonic() - cached[0] >= self.fee_cache_s:
+                await self._read_fees()
 
     async def _read_fees(self) -> tuple[int, Fees]:
         # The pending block's base fee is the one the next block will charge.
@@ -638,7 +677,13 @@ class TxSender:
         gas = gas_limit(await self.estimate(tx), self.gas_multiplier)
         _, fees = await self.current_fees()
         cost = max_cost_wei(gas, fees, int(tx.get("value", 0)))
-        balance = await self._cached_balance()
+        balance, stale = await self._cached_balance()
+        if stale and balance - self.reserved_wei() < cost:
+            async with self._balance_lock:  # never refuse on an old value: read it again
+                if not self._balance_fresh():
+                    await self.balance()
+                assert self.last_balance_wei is not None
+                balance = self.last_balance_wei
         async with self._nonce_lock:
             if self._unfillable:
                 raise NonceGapError(self.stuck() or "nonce gap")
@@ -1003,12 +1048,26 @@ class TxSender:
         """Unknown broadcasts: this run's own work all at once; cancellations highest nonce
         first, one at a time (filling a lower nonce first could let a previous run's
         transaction queued above it mine before its cancellation is in)."""
-        cancels = [p for p in checks if p.kind == "cancel" or p.cancelling]
-        work = [p for p in checks if not (p.kind == "cancel" or p.cancelling)]
+
+        def cancelling(p: PendingTx) -> bool:
+            return p.kind == "cancel" or p.cancelling
+
+        work = [p for p in checks if not cancelling(p)]
 
         async def in_order() -> None:
-            for p in sorted(cancels, key=lambda p: p.nonce, reverse=True):
+            if not any(cancelling(p) for p in checks):
+                return
+            # every unknown cancellation, due or not, highest first; none below one the node
+            # still lacks (what it would let through might be a stale transaction above)
+            unknown = [
+                p
+                for p in self.pending.values()
+                if cancelling(p) and p.broadcast is Broadcast.UNKNOWN
+            ]
+            for p in sorted(unknown, key=lambda p: p.nonce, reverse=True):
                 await self._check_known(p)
+                if p.broadcast is not Broadcast.SENT:
+                    break
 
         await asyncio.gather(in_order(), _each(work, self._check_known))
 
