@@ -1,7 +1,7 @@
 """Liquidation executor: one task per position, never two for the same token id.
 
-Each liquidation: simulate (eth_call at the latest block) -> estimate gas x GAS_MULTIPLIER ->
-EIP-1559 fees -> balance check -> nonce -> broadcast (all in TxSender.submit, retried with
+Each liquidation: simulate and estimate gas (one eth_estimateGas on the latest state) x
+GAS_MULTIPLIER -> EIP-1559 fees -> balance check -> nonce -> broadcast (all in TxSender.submit, retried with
 backoff on transient errors), then wait for the receipt, replacing the transaction with a
 bumped fee while it is stuck (TxSender.finish). At most LIQUIDATION_CONCURRENCY liquidations
 are being simulated/broadcast at once, and at most MAX_PENDING_TXS wait for their receipts;
