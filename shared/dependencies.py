@@ -227,15 +227,17 @@ async def retry_transient(
     transient: Callable[[BaseException], bool] = is_transient_failure,
     initial_s: float = 0.5,
     cap_s: float = 5.0,
+    max_attempts: int | None = None,
 ) -> T:
-    """`fn()`, retried with backoff while it fails transiently (logging each failure). Raises
-    StopRequested when `stop` is set while waiting; any other failure as it is."""
+    """`fn()`, retried with backoff while it fails transiently (logging each failure), for ever
+    or up to `max_attempts` tries. Raises StopRequested when `stop` is set while waiting; any
+    other failure (or the last transient one) as it is."""
     attempt = 0
     while True:
         try:
             return await fn()
         except Exception as exc:
-            if not transient(exc):
+            if not transient(exc) or (max_attempts is not None and attempt + 1 >= max_attempts):
                 raise
             attempt += 1
             delay = backoff(attempt, initial_s, cap_s)

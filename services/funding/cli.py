@@ -24,7 +24,7 @@ from services.funding.settings import (
     load_status_settings,
 )
 from shared.config import ConfigError, exit_on_config_error, redact_url
-from shared.dependencies import StopRequested, run_opened
+from shared.dependencies import StopRequested, retry_transient, run_opened
 from shared.health import HealthState
 from shared.service import configure_logging, redact_urls, run_guarded, service_scope
 from shared.telemetry import setup_telemetry
@@ -116,7 +116,11 @@ def status(as_json: bool) -> None:
     settings = exit_on_config_error(load_status_settings)
     _logging("WARNING")
     try:
-        rows = asyncio.run(read_status(settings))
+        rows = asyncio.run(
+            retry_transient(
+                "reading the chain", lambda: read_status(settings), logger=log, max_attempts=4
+            )
+        )
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(2)

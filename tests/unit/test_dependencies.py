@@ -142,6 +142,17 @@ async def test_a_start_up_step_is_retried_while_it_fails_transiently() -> None:
     with pytest.raises(StopRequested):
         await retry_transient("down", down, stop, initial_s=0.001)
 
+    calls = 0
+
+    async def always_down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionRefusedError()
+
+    with pytest.raises(ConnectionRefusedError):  # a CLI gives up after a few tries
+        await retry_transient("down", always_down, initial_s=0.001, max_attempts=3)
+    assert calls == 3
+
 
 def test_transient_failures_of_each_dependency() -> None:
     import asyncpg
@@ -154,3 +165,19 @@ def test_transient_failures_of_each_dependency() -> None:
     assert is_transient_failure(UnknownTopicOrPartitionError())  # retriable
     assert not is_transient_failure(ConfigError({"X": "bad"}))
     assert not is_transient_failure(ValueError("bug"))
+
+
+def test_one_rule_for_unknown_markets() -> None:
+    from shared.config import check_markets
+
+    eth, btc = "0x" + "aa" * 32, "0x" + "bb" * 32
+    known = {eth: "ETH/USDT", btc: "BTC/USDT"}
+    check_markets("keeper", {eth: "ETH/USDT"}, [eth, btc], known, "0xPM")  # fine
+    with pytest.raises(ConfigError) as err:
+        check_markets(
+            "keeper", {eth: "ETH/USDT", "0x" + "cc" * 32: "DOGE/USDT"}, [eth, btc], known, "0xPM"
+        )
+    assert err.value.service == "keeper"
+    assert err.value.problems == {
+        "MARKETS": "DOGE/USDT is not a market of PositionManager 0xPM; its markets: ETH/USDT, BTC/USDT"
+    }
