@@ -3,11 +3,12 @@
 simulate and estimate (one eth_estimateGas: it executes the transaction on the latest state, so
 a revert comes back with its decoded reason and nothing is sent) -> gas x GAS_MULTIPLIER ->
 EIP-1559 fees -> balance check -> sign with a locally managed nonce -> send -> wait for the
-receipt, replacing the transaction with bumped fees (same nonce) when it is not mined in time. Transient RPC errors (`is_transient`:
-timeouts, dropped or refused connections, HTTP 429/5xx, bodies cut short, transient JSON-RPC
-errors) are retried with exponential backoff and jitter up to MAX_RETRIES in every RPC path
-(call, gas estimate, fees, balance, nonce, receipt, broadcast); reverts are final and carry a
-decoded reason; nonce errors resync the nonce from the chain. The private key never leaves the
+receipt, replacing the transaction with bumped fees (same nonce) when it is not mined in time.
+Transient RPC errors (`is_transient`: timeouts, dropped or refused connections, HTTP 429/5xx,
+bodies cut short, transient JSON-RPC errors) are retried with exponential backoff and jitter up
+to MAX_RETRIES in every RPC path (call, gas estimate, fees, balance, nonce, receipt,
+broadcast); reverts are final and carry a decoded reason; nonce errors resync the nonce from
+the chain. The private key never leaves the
 signer: it is not logged, not put in exceptions and not kept as plain text on the object.
 
 The nonce ledger (`pending`, one per wallet): every nonce the sender hands out stays tracked
@@ -26,7 +27,7 @@ supervisor, one task per sender that, once per poll, reads the account's mined n
   cancellation, e.g. no gas money) blocks new work (`NonceGapError`) and makes the sender
   `stuck()`, as does a transaction not mined for `stuck_after_s`.
 `reconcile()` (at start) compares the chain's mined and pending nonces and the node's txpool
-(txpool_content / txpool_inspect where the node has them) with the ledger: a previous run's
+(txpool_contentFrom / txpool_content / txpool_inspect where the node has them) with the ledger: a previous run's
 transactions the node can mine are waited for, and every nonce from the first gap up to the
 highest known one is cancelled, so a queue left behind a gap neither blocks new work nor mines
 later as a burst of stale (reverting) transactions.
