@@ -198,6 +198,8 @@ def run_demo(
                 "funding updates",
             )
         )
+        for line in asyncio.run(_funding_lines(env["DB_URI"])):
+            info(line)
 
         step(7, total, "summary")
         summary = asyncio.run(_summary(env["DB_URI"], sink))
@@ -272,6 +274,29 @@ async def _wait_rows(dsn: str, query: str, want: int, wait_s: float, what: str) 
         raise click.ClickException(f"timed out waiting for {what}: {got} of {want}")
     finally:
         await conn.close()
+
+
+async def _funding_lines(dsn: str) -> list[str]:
+    """The rate each market's update set, and what it means per second (zero-sum: paid by one
+    side to the other, from now on)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT DISTINCT ON (f.market_id) m.pair, f.funding_rate, f.funding_per_second
+               FROM funding_updates f JOIN markets m USING (market_id)
+               ORDER BY f.market_id, f.block_number DESC, f.log_index DESC"""
+        )
+    finally:
+        await conn.close()
+    out = []
+    for r in rows:
+        rate = int(r["funding_rate"]) / WAD * 100
+        payer = "longs pay shorts" if int(r["funding_rate"]) > 0 else "shorts pay longs"
+        out.append(
+            f"{r['pair']}: rate {rate:+.4f}% / 8h ({payer}), accruing every second "
+            f"({int(r['funding_per_second']) / WAD:.3e} vUSDT per unit per second)"
+        )
+    return out
 
 
 async def _summary(dsn: str, sink: OtlpSink) -> Summary:

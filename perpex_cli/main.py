@@ -28,6 +28,8 @@ COMMANDS = {
     "operator": "services.operator.cli:operator",
     "dashboard": "services.dashboard.cli:dashboard",
     "demo": "perpex_cli.demo:demo",
+    "gov": "perpex_cli.gov:gov",
+    "trade": "perpex_cli.trade.cli:trade",
 }
 
 

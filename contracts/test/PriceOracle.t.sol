@@ -42,7 +42,7 @@ contract PriceOracleTest is TestBase {
         vm.expectRevert(abi.encodeWithSelector(PriceOracle.StalePrice.selector, M, 1_000_000, 1 hours));
         oracle.getIndexPrice(M);
         vm.expectRevert(abi.encodeWithSelector(PriceOracle.StalePrice.selector, M, 1_000_000, 1 hours));
-        oracle.update(M);
+        oracle.getTwap(M, 1_000_000);
     }
 
     function test_rejectsNonPositive() public {
@@ -64,7 +64,7 @@ contract PriceOracleTest is TestBase {
         vm.expectRevert(abi.encodeWithSelector(PriceOracle.FeedNotSet.selector, bytes32(0)));
         oracle.getIndexPrice(bytes32(0));
         vm.expectRevert(abi.encodeWithSelector(PriceOracle.FeedNotSet.selector, bytes32(0)));
-        oracle.indexCumulative(bytes32(0));
+        oracle.getTwap(bytes32(0), 0);
     }
 
     function test_setFeed_reverts() public {
@@ -85,38 +85,78 @@ contract PriceOracleTest is TestBase {
         oracle.setFeed(M, address(feed8), 1 hours);
     }
 
-    function test_accumulatorAndTwap() public {
-        (uint256 c0, uint256 t0) = oracle.indexCumulative(M);
-        assertEq(c0, 0, "zero");
+    function test_twap_weightsEveryRoundByHowLongItStood() public {
+        uint256 t0 = block.timestamp; // round 1: 2000 since t0
         vm.warp(t0 + 600);
-        feed8.setPrice(2200e8);
-        (uint256 p, uint256 c1) = oracle.update(M); // records 2000 for the past 600 s
-        assertEq(p, 2200e18, "price");
-        assertEq(c1, 2000e18 * 600, "cumulative");
+        feed8.setPrice(2200e8); // round 2
         vm.warp(t0 + 1200);
-        (uint256 c2,) = oracle.indexCumulative(M);
-        assertEq(c2, 2000e18 * 600 + 2200e18 * 600, "extrapolated with the last price");
-        assertEq(oracle.twapSince(M, c0, t0), 2100e18, "twap");
-        assertEq(oracle.twapSince(M, c2, block.timestamp), 2200e18, "zero window: last price");
-        vm.expectRevert(PriceOracle.InvalidWindow.selector);
-        oracle.twapSince(M, c2 + 1, t0);
-        PriceOracle.Accumulator memory a = oracle.lastRecorded(M);
-        assertEq(a.lastPrice, 2200e18, "last price");
-        assertEq(a.lastTimestamp, t0 + 600, "last time");
+        assertEq(oracle.getTwap(M, t0), 2100e18, "600 s at 2000, 600 s at 2200");
+        assertEq(oracle.getTwap(M, t0 + 600), 2200e18, "window inside the last round");
+        assertEq(oracle.getTwap(M, t0 + 300), uint256(2000e18 * 300 + 2200e18 * 600) / 900, "window starts mid-round");
+        assertEq(oracle.getTwap(M, block.timestamp), 2200e18, "empty window: the current price");
     }
 
-    function test_updateSameBlockRecordsNewPrice() public {
-        feed8.setPrice(2500e8);
-        oracle.update(M);
-        assertEq(oracle.lastRecorded(M).lastPrice, 2500e18, "updated within the block");
-        assertEq(oracle.lastRecorded(M).cumulative, 0, "no time passed");
+    /// Nobody recorded anything between the rounds: the TWAP still sees every answer the feed
+    /// published, for as long as it stood (no sampling by whoever pokes the oracle).
+    function test_twap_oneBlockSpikeCountsOnlyItsSeconds() public {
+        oracle.setFeed(M, address(feed8), 1 days);
+        uint256 t0 = block.timestamp;
+        vm.warp(t0 + 3 hours);
+        feed8.setPrice(2000e8);
+        vm.warp(t0 + 3 hours + 12);
+        feed8.setPrice(3500e8); // a one-block spike
+        vm.warp(t0 + 3 hours + 24);
+        feed8.setPrice(2000e8);
+        vm.warp(t0 + 7 hours);
+        uint256 twap = oracle.getTwap(M, t0);
+        assertEq(twap, uint256(2000e18) + uint256(1500e18 * 12) / (7 hours), "the spike weighs 12 s of 7 h");
+        assertLt(twap, 2002e18, "about the feed's level");
     }
 
-    function test_replaceFeedKeepsAccumulator() public {
-        vm.warp(block.timestamp + 100);
+    function test_twap_unrecordedMoveCounts() public {
+        oracle.setFeed(M, address(feed8), 1 days);
+        uint256 t0 = block.timestamp;
+        vm.warp(t0 + 4 hours);
+        feed8.setPrice(2200e8); // +10% half-way, nobody calls the oracle
+        vm.warp(t0 + 8 hours);
+        assertEq(oracle.getTwap(M, t0), 2100e18, "the move is in the average");
+    }
+
+    function test_twap_coversOnlyTheRoundsItMayRead() public {
+        uint256 t0 = block.timestamp;
+        uint256 n = oracle.MAX_TWAP_ROUNDS();
+        for (uint256 i = 1; i <= n + 5; ++i) {
+            vm.warp(t0 + i * 60);
+            feed8.setPrice(int256(2000e8 + i * 1e8));
+        }
+        vm.warp(block.timestamp + 60);
+        // the last n rounds each stood 60 s: the average of their prices
+        uint256 sum;
+        for (uint256 i = 6; i <= n + 5; ++i) {
+            sum += (2000 + i) * 1e18;
+        }
+        assertEq(oracle.getTwap(M, t0), sum / n, "average over the covered part");
+    }
+
+    function test_twap_stopsAtAnInvalidRound() public {
+        uint256 t0 = block.timestamp;
+        vm.warp(t0 + 100);
+        feed8.setPrice(-1); // round 2: invalid
+        vm.warp(t0 + 200);
+        feed8.setPrice(2100e8); // round 3
+        vm.warp(t0 + 300);
+        assertEq(oracle.getTwap(M, t0), 2100e18, "rounds before the invalid one are not used");
+    }
+
+    function test_twap_rejectsAnInvalidLatestAnswer() public {
+        feed8.setPrice(0);
+        vm.expectRevert(abi.encodeWithSelector(PriceOracle.InvalidPrice.selector, M, int256(0)));
+        oracle.getTwap(M, 0);
+    }
+
+    function test_replaceFeed() public {
         SettableFeed other = new SettableFeed(8, "other", 2100e8);
         oracle.setFeed(M, address(other), 1 hours);
-        assertEq(oracle.lastRecorded(M).cumulative, 2000e18 * 100, "accumulated before the switch");
         assertEq(oracle.getIndexPrice(M), 2100e18, "new feed");
     }
 }

@@ -20,15 +20,36 @@ WAD = 10**18
 # integer (tokenId, timestamp) is shown as is.
 WAD_ARGS: dict[str, frozenset[str]] = {
     "PositionOpened": frozenset(
-        {"collateral", "leverage", "size", "notional", "entryPrice", "fee"}
+        {"collateral", "leverage", "size", "notional", "entryPrice", "fee", "entryFundingIndex"}
     ),
-    "PositionClosed": frozenset({"exitPrice", "realizedPnl", "fundingPayment", "payout"}),
+    "PositionClosed": frozenset({"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}),
     "PositionLiquidated": frozenset(
-        {"price", "realizedPnl", "liquidatorReward", "ownerRefund", "badDebt"}
+        {
+            "price",
+            "realizedPnl",
+            "liquidatorReward",
+            "ownerRefund",
+            "badDebt",
+            "size",
+            "remainingSize",
+            "fundingPayment",
+            "insuranceFee",
+        }
     ),
-    "MarginChanged": frozenset({"delta", "newCollateral"}),
+    "PositionReduced": frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
+    "PositionDecreased": frozenset(
+        {"size", "exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
+    ),
+    "MarginChanged": frozenset({"delta", "newCollateral", "entryFundingIndex"}),
     "FundingRateUpdated": frozenset(
-        {"fundingRate", "cumulativeFundingIndex", "markTwap", "indexTwap"}
+        {
+            "fundingRate",
+            "cumulativeFundingLong",
+            "cumulativeFundingShort",
+            "markTwap",
+            "indexTwap",
+            "fundingPerSecond",
+        }
     ),
 }
 
@@ -44,9 +65,27 @@ POSITION_WAD_COLUMNS = (
     "realized_pnl",
     "funding_payment",
     "payout",
+    "close_fee",
 )
-LIQUIDATION_WAD_COLUMNS = ("price", "realized_pnl", "reward", "owner_refund", "bad_debt")
-FUNDING_WAD_COLUMNS = ("funding_rate", "cumulative_funding_index", "mark_twap", "index_twap")
+LIQUIDATION_WAD_COLUMNS = (
+    "price",
+    "realized_pnl",
+    "reward",
+    "owner_refund",
+    "bad_debt",
+    "size",
+    "remaining_size",
+    "funding_payment",
+    "insurance_fee",
+)
+FUNDING_WAD_COLUMNS = (
+    "funding_rate",
+    "cumulative_funding_index",
+    "cumulative_funding_short",
+    "mark_twap",
+    "index_twap",
+    "funding_per_second",
+)
 MARKET_WAD_COLUMNS = (
     "open_interest_long",
     "open_interest_short",
@@ -57,6 +96,8 @@ MARKET_WAD_COLUMNS = (
     "bad_debt",
     "funding_rate",
     "cumulative_funding_index",
+    "cumulative_funding_short",
+    "funding_per_second",
 )
 
 
@@ -202,6 +243,13 @@ def _num(value: Any, places: int = 4) -> str:
         return "?"
 
 
+def to_int_or_none(value: Any) -> int | None:
+    try:
+        return to_int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def event_summary(name: str, market: str | None, args: Mapping[str, Any]) -> str:
     """One human line for the live feed, e.g. "long 2.5 ETH/USDT @ 2000 (5x)"."""
     where = market or "?"
@@ -217,9 +265,22 @@ def event_summary(name: str, market: str | None, args: Mapping[str, Any]) -> str
             f" pnl {_num(args.get('realizedPnl'), 2)}, payout {_num(args.get('payout'), 2)}"
         )
     if name == "PositionLiquidated":
+        part = ""
+        if to_int_or_none(args.get("remainingSize")):
+            part = f" (partly: {_num(args.get('remainingSize'))} left)"
         return (
-            f"liquidated on {where} @ {_num(args.get('price'), 2)} by"
+            f"liquidated{part} on {where} @ {_num(args.get('price'), 2)} by"
             f" {_short(args.get('liquidator'))}, reward {_num(args.get('liquidatorReward'), 4)}"
+        )
+    if name == "PositionDecreased":
+        return (
+            f"partly closed on {where}: {_num(args.get('size'))} @ {_num(args.get('exitPrice'), 2)},"
+            f" pnl {_num(args.get('realizedPnl'), 2)}, payout {_num(args.get('payout'), 2)}"
+        )
+    if name == "PositionReduced":
+        return (
+            f"position on {where} now {_num(args.get('size'))},"
+            f" collateral {_num(args.get('collateral'), 2)}"
         )
     if name == "MarginChanged":
         return (

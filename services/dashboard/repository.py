@@ -29,7 +29,7 @@ SELECT p.token_id, p.market_id, COALESCE(p.market, m.pair) AS market, p.owner, p
        p.status, p.collateral, p.leverage, p.size, p.notional, p.entry_price,
        p.entry_funding_index, p.open_fee, p.opened_block, p.opened_timestamp, p.opened_tx,
        p.closed_block, p.closed_timestamp, p.closed_tx, p.exit_price, p.realized_pnl,
-       p.funding_payment, p.payout, p.updated_block
+       p.funding_payment, p.payout, p.updated_block, p.close_fee
 FROM positions p LEFT JOIN markets m ON m.market_id = p.market_id
 """
 
@@ -80,7 +80,7 @@ def liquidations_sql(f: LiquidationFilter) -> tuple[str, str, list[Any]]:
     page = f"""
 SELECT l.token_id, l.market_id, m.pair AS market, l.owner, l.liquidator, l.tx_hash, l.log_index,
        l.block_number, l.block_timestamp, l.price, l.realized_pnl, l.reward, l.owner_refund,
-       l.bad_debt
+       l.bad_debt, l.size, l.remaining_size, l.funding_payment, l.insurance_fee
 FROM liquidations l LEFT JOIN markets m ON m.market_id = l.market_id
 {where.sql()}
 ORDER BY l.block_number DESC, l.log_index DESC LIMIT ${n + 1} OFFSET ${n + 2}"""
@@ -101,7 +101,7 @@ def funding_sql(f: FundingFilter) -> tuple[str, str, list[Any]]:
     page = f"""
 SELECT f.market_id, m.pair AS market, f.funding_rate, f.cumulative_funding_index, f.mark_twap,
        f.index_twap, f.funding_timestamp, f.tx_hash, f.log_index, f.block_number,
-       f.block_timestamp
+       f.block_timestamp, f.funding_per_second, f.cumulative_funding_short
 FROM funding_updates f LEFT JOIN markets m ON m.market_id = f.market_id
 {where.sql()}
 ORDER BY f.block_number {direction}, f.log_index {direction} LIMIT ${n + 1} OFFSET ${n + 2}"""
@@ -136,7 +136,7 @@ WITH ids AS (
     FROM liquidations GROUP BY market_id
 ), last_funding AS (
     SELECT DISTINCT ON (market_id) market_id, funding_rate, cumulative_funding_index,
-           funding_timestamp
+           cumulative_funding_short, funding_per_second, funding_timestamp
     FROM funding_updates ORDER BY market_id, block_number DESC, log_index DESC
 )
 SELECT ids.market_id,
@@ -159,6 +159,12 @@ SELECT ids.market_id,
        CASE WHEN lf.market_id IS NOT NULL THEN lf.cumulative_funding_index
             WHEN m.last_funding_time IS NOT NULL THEN m.cumulative_funding_index
        END AS cumulative_funding_index,
+       CASE WHEN lf.market_id IS NOT NULL THEN lf.cumulative_funding_short
+            WHEN m.last_funding_time IS NOT NULL THEN m.cumulative_funding_short
+       END AS cumulative_funding_short,
+       CASE WHEN lf.market_id IS NOT NULL THEN lf.funding_per_second
+            WHEN m.last_funding_time IS NOT NULL THEN m.funding_per_second
+       END AS funding_per_second,
        COALESCE(lf.funding_timestamp, m.last_funding_time) AS last_funding_time
 FROM ids
 LEFT JOIN markets m ON m.market_id = ids.market_id

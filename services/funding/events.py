@@ -65,7 +65,7 @@ def parse_funding_event(raw: bytes | str) -> FundingEvent | None:
             event_id=env.event_id,
             market_id="0x" + mid.removeprefix("0x").lower(),
             rate_wad=env.int_arg("fundingRate"),
-            cumulative_index=env.int_arg("cumulativeFundingIndex"),
+            cumulative_index=env.int_arg("cumulativeFundingLong"),  # the longs' index
             mark_twap=env.int_arg("markTwap"),
             index_twap=env.int_arg("indexTwap"),
             timestamp=int(env.args.get("timestamp", env.block_timestamp)),

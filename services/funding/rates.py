@@ -1,7 +1,8 @@
 """Funding figures for people (pure): rates in % per interval and annualized, durations, times.
 
 On chain, `fundingRate` is an 18-decimal fraction (WAD) of the index price paid per funding
-interval, positive when longs pay shorts; `cumulativeFundingIndex` is quote per unit of base.
+interval, positive when longs pay shorts; `cumulativeFundingIndex` is the longs' cumulative index
+(quote per unit of base paid; each side has its own since funding is zero-sum).
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def events_copy(
     return text.encode()
 
 
-POSITION_FIELDS = 24
+POSITION_FIELDS = 25
 
 
 def _n(value: Any) -> Any:
@@ -124,7 +124,7 @@ def position_line(r: PositionRow) -> str:
         f"{r.entry_funding_index}\t{r.open_fee}\t{r.status}\t{r.opened_block}\t"
         f"{r.opened_timestamp}\t{r.opened_tx}\t{_n(r.closed_block)}\t{_n(r.closed_timestamp)}\t"
         f"{_n(r.closed_tx)}\t{_n(r.exit_price)}\t{_n(r.realized_pnl)}\t"
-        f"{_n(r.funding_payment)}\t{_n(r.payout)}\t{r.updated_block}\n"
+        f"{_n(r.funding_payment)}\t{_n(r.payout)}\t{r.updated_block}\t{_n(r.close_fee)}\n"
     )
 
 
@@ -143,6 +143,7 @@ def positions_copy(rows: Iterable[PositionRow]) -> bytes:
             + (r.realized_pnl is None)
             + (r.funding_payment is None)
             + (r.payout is None)
+            + (r.close_fee is None)
         )
     if not _clean(text, len(rows), POSITION_FIELDS, nulls):
         text = "".join(line(r.record()) for r in rows)

@@ -17,7 +17,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from shared.events.schema import EVENT_NAMES, EventEnvelope
+from shared.events.schema import EVENT_NAMES, SCHEMA_VERSION, EventEnvelope
 
 _UINT_MAX = 1 << 256
 _INT_MIN_NEG = 1 << 255
@@ -278,7 +278,7 @@ class DecodedLog:
         token = "" if self.token_id is None else f',"token_id":{self.token_id}'
         trace = "" if trace_json is None else ',"trace":' + trace_json
         return (
-            f'{{"v":1,"event_id":"{chain_id}:{tx}:{li}","name":"{self.name}",'
+            f'{{"v":{SCHEMA_VERSION},"event_id":"{chain_id}:{tx}:{li}","name":"{self.name}",'
             f'"chain_id":{chain_id},"contract":"{self.contract}",'
             f'"block_number":{self.block_number},"block_hash":"{self.block_hash}",'
             f'"block_timestamp":{self.block_timestamp},"tx_hash":"{tx}","log_index":{li}'
@@ -296,7 +296,7 @@ class DecodedLog:
         # Every field is built here from checked values, so skip pydantic's re-validation:
         # this runs once per event on the backfill's hot path.
         return EventEnvelope.model_construct(
-            v=1,
+            v=SCHEMA_VERSION,
             event_id=self.event_id(chain_id),
             name=self.name,
             chain_id=chain_id,

@@ -14,20 +14,14 @@ from typing import Any
 
 import httpx
 from eth_abi import decode as abi_decode
-from eth_utils import keccak
 from web3 import Web3
 
-from shared.chain.abi import load_abi
+from shared.chain.abi import event_topic, load_abi
 from shared.chain.deployment import Deployment
 
 WAD = 10**18
 GAS = 900_000
-OPENED_TOPIC = (
-    "0x"
-    + keccak(
-        text="PositionOpened(uint256,address,bytes32,bool,uint256,uint256,uint256,uint256,uint256,uint256)"
-    ).hex()
-)
+OPENED_TOPIC = event_topic("PositionManager", "PositionOpened")
 
 
 class AnvilRpc:
@@ -191,7 +185,7 @@ class LoadGen:
         for _ in range(count):
             trader = self.rng.choice(self.traders)
             market = self.deployment.market(self.rng.choice(pairs)).market_id_bytes
-            collateral = self.rng.randint(100, 2_000) * WAD
+            collateral = self.rng.randint(500, 2_000) * WAD  # notional >= minNotional (440)
             leverage = self.rng.randint(WAD, max_leverage * WAD)
             is_long = self.rng.random() < 0.6
             data = self.pm.encode_abi(

@@ -1,10 +1,12 @@
 """Decoded events -> table rows. Pure logic.
 
-`positions` is a fold of each token's events in chain order; `markets` carries the latest
-funding index of each market, which becomes a position's `entry_funding_index` when it opens or
-its margin changes (the contract resets the entry index on both). The same fold rebuilds
-positions after a reorg from the events that stayed canonical; there the funding index each
-event saw is read back from the events table instead of the market state.
+`positions` is a fold of each token's events in chain order; a position's
+`entry_funding_index` is the one its PositionOpened, MarginChanged or PositionReduced carries
+(the contract resets it on each; event schema v2), also written to `events.funding_index_at`.
+A liquidation may be partial: PositionLiquidated with a `remainingSize` leaves the position open,
+and PositionReduced then gives its new size, notional and collateral. `markets` carries each
+market's funding checkpoint (index at the last update and its per-second speed). The same fold
+rebuilds positions after a reorg from the events that stayed canonical.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 from services.indexer.decode import DecodedLog
 
 OPEN, CLOSED, LIQUIDATED = "open", "closed", "liquidated"
-# Events that set a position's entry funding index to the market's current one.
-FUNDING_RESET_EVENTS = frozenset({"PositionOpened", "MarginChanged"})
+WAD = 10**18
+# Events that set a position's entry funding index (their `entryFundingIndex` argument).
+FUNDING_RESET_EVENTS = frozenset({"PositionOpened", "MarginChanged", "PositionReduced"})
 
 
 @dataclass(slots=True)
@@ -46,6 +49,7 @@ class PositionRow:
     funding_payment: int | None = None
     payout: int | None = None
     updated_block: int = 0
+    close_fee: int | None = None
 
     def record(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in POSITION_COLUMNS)
@@ -76,6 +80,7 @@ NUMERIC_POSITION_COLUMNS = frozenset(
         "realized_pnl",
         "funding_payment",
         "payout",
+        "close_fee",
     }
 )
 
@@ -95,6 +100,10 @@ class LiquidationRow:
     reward: int
     owner_refund: int
     bad_debt: int
+    size: int  # base size unwound by this call
+    remaining_size: int  # left open (0: the position is gone)
+    funding_payment: int
+    insurance_fee: int  # the insurance fund's part of the penalty (reward: the keeper's)
 
     def record(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in LIQUIDATION_COLUMNS)
@@ -115,6 +124,8 @@ class FundingRow:
     log_index: int
     block_number: int
     block_timestamp: int
+    funding_per_second: int
+    cumulative_funding_short: int  # cumulative_funding_index is the longs'
 
     def record(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in FUNDING_COLUMNS)
@@ -135,6 +146,8 @@ class MarketState:
     paused: bool = False
     added_block: int | None = None
     updated_block: int | None = None
+    funding_per_second: int = 0
+    cumulative_funding_short: int = 0  # cumulative_funding_index is the longs'
 
     def record(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in MARKET_COLUMNS)
@@ -178,29 +191,17 @@ class Fold:
             self._markets[market_id] = state
         return state
 
-    def apply_all(
-        self,
-        events: Iterable[DecodedLog],
-        funding_index_at: Mapping[tuple[int, int], int] | None = None,
-    ) -> FoldResult:
+    def apply_all(self, events: Iterable[DecodedLog]) -> FoldResult:
         for event in events:
-            self.apply(event, funding_index_at)
+            self.apply(event)
         return self.result
 
-    def apply(
-        self,
-        ev: DecodedLog,
-        funding_index_at: Mapping[tuple[int, int], int] | None = None,
-    ) -> None:
+    def apply(self, ev: DecodedLog) -> None:
         a = ev.args
         name = ev.name
         market_id = ev.market_id
         if name in FUNDING_RESET_EVENTS and market_id is not None:
-            if funding_index_at is not None and ev.position in funding_index_at:
-                index = funding_index_at[ev.position]
-            else:
-                index = self.market(market_id).cumulative_funding_index
-            self.result.funding_index_at[ev.position] = index
+            self.result.funding_index_at[ev.position] = a["entryFundingIndex"]
         if name == "PositionOpened":
             assert ev.token_id is not None and market_id is not None
             row = PositionRow(
@@ -224,7 +225,7 @@ class Fold:
             )
             self._positions[ev.token_id] = row
             self.result.positions[ev.token_id] = row
-        elif name in ("MarginChanged", "PositionClosed", "PositionLiquidated"):
+        elif name in ("MarginChanged", "PositionClosed", "PositionLiquidated", "PositionReduced"):
             row_or_none = self._positions.get(ev.token_id) if ev.token_id is not None else None
             if row_or_none is None:
                 self.result.orphans.append(ev)
@@ -233,43 +234,30 @@ class Fold:
             row.updated_block = ev.block_number
             if name == "MarginChanged":
                 row.collateral = a["newCollateral"]
-                row.entry_funding_index = self.result.funding_index_at[ev.position]
+                row.entry_funding_index = a["entryFundingIndex"]
+            elif name == "PositionReduced":
+                row.size = a["size"]
+                row.notional = a["notional"]
+                row.collateral = a["collateral"]
+                row.entry_price = row.notional * WAD // row.size
+                row.entry_funding_index = a["entryFundingIndex"]
+            elif name == "PositionClosed":
+                self._close(row, ev, CLOSED, a["exitPrice"], a["payout"])
+                row.funding_payment = a["fundingPayment"]
+                row.close_fee = a["fee"]
             else:
-                row.status = CLOSED if name == "PositionClosed" else LIQUIDATED
-                row.closed_block = ev.block_number
-                row.closed_timestamp = ev.block_timestamp
-                row.closed_tx = ev.tx_hash
-                row.realized_pnl = a["realizedPnl"]
-                if name == "PositionClosed":
-                    row.exit_price = a["exitPrice"]
+                self.result.liquidations.append(_liquidation_row(row, ev))
+                if a["remainingSize"] == 0:
+                    self._close(row, ev, LIQUIDATED, a["price"], a["ownerRefund"])
                     row.funding_payment = a["fundingPayment"]
-                    row.payout = a["payout"]
-                else:
-                    row.exit_price = a["price"]
-                    row.payout = a["ownerRefund"]
-                    self.result.liquidations.append(
-                        LiquidationRow(
-                            token_id=row.token_id,
-                            market_id=row.market_id,
-                            owner=a["owner"],
-                            liquidator=a["liquidator"],
-                            tx_hash=ev.tx_hash,
-                            log_index=ev.log_index,
-                            block_number=ev.block_number,
-                            block_timestamp=ev.block_timestamp,
-                            price=a["price"],
-                            realized_pnl=a["realizedPnl"],
-                            reward=a["liquidatorReward"],
-                            owner_refund=a["ownerRefund"],
-                            bad_debt=a["badDebt"],
-                        )
-                    )
             self.result.positions[row.token_id] = row
         elif name == "FundingRateUpdated":
             assert market_id is not None
             m = self.market(market_id)
-            m.cumulative_funding_index = a["cumulativeFundingIndex"]
+            m.cumulative_funding_index = a["cumulativeFundingLong"]
+            m.cumulative_funding_short = a["cumulativeFundingShort"]
             m.funding_rate = a["fundingRate"]
+            m.funding_per_second = a["fundingPerSecond"]
             m.last_funding_time = a["timestamp"]
             m.updated_block = ev.block_number
             self.result.markets[market_id] = m
@@ -277,7 +265,7 @@ class Fold:
                 FundingRow(
                     market_id=market_id,
                     funding_rate=a["fundingRate"],
-                    cumulative_funding_index=a["cumulativeFundingIndex"],
+                    cumulative_funding_index=a["cumulativeFundingLong"],
                     mark_twap=a["markTwap"],
                     index_twap=a["indexTwap"],
                     funding_timestamp=a["timestamp"],
@@ -285,6 +273,8 @@ class Fold:
                     log_index=ev.log_index,
                     block_number=ev.block_number,
                     block_timestamp=ev.block_timestamp,
+                    funding_per_second=a["fundingPerSecond"],
+                    cumulative_funding_short=a["cumulativeFundingShort"],
                 )
             )
         elif name == "MarketAdded":
@@ -307,9 +297,43 @@ class Fold:
             self.result.markets[market_id] = m
         # PositionMinted / PositionBurned: the position row follows PositionOpened/Closed/
         # Liquidated of the same transaction; the NFT events only go to `events` and Kafka.
+        # PositionDecreased (a partial close) too: the PositionReduced after it has the new state.
+
+    @staticmethod
+    def _close(row: PositionRow, ev: DecodedLog, status: str, price: int, payout: int) -> None:
+        row.status = status
+        row.closed_block = ev.block_number
+        row.closed_timestamp = ev.block_timestamp
+        row.closed_tx = ev.tx_hash
+        row.realized_pnl = ev.args["realizedPnl"]
+        row.exit_price = price
+        row.payout = payout
 
     def _pair(self, market_id: str) -> str | None:
         pair = self._pairs.get(market_id)
         if pair is None and market_id in self._markets:
             pair = self._markets[market_id].pair
         return pair
+
+
+def _liquidation_row(row: PositionRow, ev: DecodedLog) -> LiquidationRow:
+    a = ev.args
+    return LiquidationRow(
+        token_id=row.token_id,
+        market_id=row.market_id,
+        owner=a["owner"],
+        liquidator=a["liquidator"],
+        tx_hash=ev.tx_hash,
+        log_index=ev.log_index,
+        block_number=ev.block_number,
+        block_timestamp=ev.block_timestamp,
+        price=a["price"],
+        realized_pnl=a["realizedPnl"],
+        reward=a["liquidatorReward"],
+        owner_refund=a["ownerRefund"],
+        bad_debt=a["badDebt"],
+        size=a["size"],
+        remaining_size=a["remainingSize"],
+        funding_payment=a["fundingPayment"],
+        insurance_fee=a["insuranceFee"],
+    )

@@ -478,13 +478,8 @@ class Store:
             tokens,
         )
         events = [self.decoded_from_row(r) for r in rows]
-        funding_at = {
-            (r["block_number"], r["log_index"]): int(r["funding_index_at"])
-            for r in rows
-            if r["funding_index_at"] is not None
-        }
         fold = Fold(pairs=pairs)
-        result = fold.apply_all(events, funding_at)
+        result = fold.apply_all(events)
         await self._upsert_positions(conn, result.positions.values())
 
     async def _rebuild_markets(
@@ -511,6 +506,8 @@ class Store:
             UPDATE markets m SET
               cumulative_funding_index = COALESCE(f.cumulative_funding_index, 0),
               funding_rate = COALESCE(f.funding_rate, 0),
+              funding_per_second = COALESCE(f.funding_per_second, 0),
+              cumulative_funding_short = COALESCE(f.cumulative_funding_short, 0),
               last_funding_time = COALESCE(f.funding_timestamp, a.block_timestamp),
               paused = COALESCE((p.args->>'paused')::boolean, false),
               updated_block = GREATEST(m.added_block, f.block_number, p.block_number)
@@ -727,4 +724,6 @@ def _market_from_record(r: Mapping[str, Any]) -> MarketState:
         paused=r["paused"],
         added_block=r["added_block"],
         updated_block=r["updated_block"],
+        funding_per_second=int(r["funding_per_second"]),
+        cumulative_funding_short=int(r["cumulative_funding_short"]),
     )

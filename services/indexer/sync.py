@@ -42,7 +42,9 @@ _meter = meter("perpex.indexer")
 # core meanwhile).
 YIELD_EVERY = 500
 
-POSITION_FOLLOWUPS = frozenset({"MarginChanged", "PositionClosed", "PositionLiquidated"})
+POSITION_FOLLOWUPS = frozenset(
+    {"MarginChanged", "PositionClosed", "PositionLiquidated", "PositionReduced"}
+)
 
 
 class ReorgTooDeepError(RuntimeError):

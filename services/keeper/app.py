@@ -9,9 +9,9 @@
   the liquidatable ones to the executor. Positions the view reports gone are dropped.
 - Executor (executor.Executor): simulates, sends and confirms liquidations through TxSender.
 
-Plus a slow loop that re-reads maintenance ratios and the funding history (PostgreSQL), and
-watches the wallet balance, and the dependency watch (shared/dependencies.py): readiness drops
-while the RPC node, PostgreSQL or the broker does not answer, and comes back with it.
+Plus a slow loop that re-reads maintenance ratios and watches the wallet balance, and the
+dependency watch (shared/dependencies.py): readiness drops while the RPC node, PostgreSQL or the
+broker does not answer, and comes back with it.
 
 Start-up waits (with backoff, logging what for, not ready meanwhile) for the RPC node (and
 checks CHAIN_ID), PostgreSQL and the broker; every later step (balance, nonce reconciliation,
@@ -332,8 +332,6 @@ class Keeper:
         for token in [t for t in self.book.positions]:
             self.book.remove(token, tombstone=False)
         loaded = sum(1 for p in snap.positions if self.book.upsert(p))
-        for market_id, points in snap.funding.items():
-            self.book.load_funding(market_id, points)
         for market_id, pair in snap.pairs.items():
             state = self.book.market(market_id)
             state.pair = state.pair or pair
@@ -442,7 +440,7 @@ class Keeper:
             await _wait(self._stop, 1.0)
 
     async def _slow_loop(self) -> None:
-        """Market ratios and funding history every MARKET_REFRESH_S; the wallet balance."""
+        """Market ratios every MARKET_REFRESH_S; the wallet balance."""
         interval = self.settings.market_refresh_s
         while not self._stop.is_set():
             await _wait(self._stop, min(interval, 10.0))
@@ -452,9 +450,6 @@ class Keeper:
                 await self.sender.balance()  # warns (log + metric) below the threshold
                 if time.monotonic() - self._last_market_refresh >= interval:
                     await self._refresh_markets()
-                    if self.store is not None:
-                        for market_id, points in (await self.store.funding_history()).items():
-                            self.book.load_funding(market_id, points)
             except Exception as exc:
                 log.warning("periodic refresh failed: %s", exc)
 
@@ -510,10 +505,13 @@ class Keeper:
         self.rounds.blocks += 1
         self.rounds.last_block = block
         markets = list(self.markets)
-        prices = await asyncio.gather(
-            *(self._read(lambda m=m: self.chain.index_price(m, block)) for m in markets)  # type: ignore[misc]
+        states = await asyncio.gather(
+            *(self._read(lambda m=m: self.chain.market_state(m, block)) for m in markets)  # type: ignore[misc]
         )
-        self.prices = dict(zip(markets, prices, strict=True))
+        self.prices = {}
+        for m, (price, long, short) in zip(markets, states, strict=True):
+            self.prices[m] = price
+            self.book.set_cumulative(m, long, short)  # funding accrues every second
         for m, p in self.prices.items():
             if p == 0:
                 log.warning("market %s: the oracle does not answer (no liquidation possible)", m)

@@ -60,12 +60,8 @@ from eth_abi import decode as abi_decode
 from web3 import Web3
 
 WAD = 10**18
-OPENED_SIG = (
-    "PositionOpened(uint256,address,bytes32,bool,uint256,uint256,uint256,uint256,uint256,uint256)"
-)
-LIQUIDATED_SIG = (
-    "PositionLiquidated(uint256,address,bytes32,address,uint256,int256,uint256,uint256,uint256)"
-)
+OPENED = ("PositionManager", "PositionOpened")
+LIQUIDATED = ("PositionManager", "PositionLiquidated")
 TRADERS = (3, 4, 5, 6, 7, 8)
 SETUP_MAX_FEE = 50 * 10**9
 KEEPER_KEY = 1
@@ -147,8 +143,10 @@ class Chain:
         data = feed.encode_abi("setPrice", args=[int(price * 10**m.feed_decimals)])
         return self.tx(self.d.deployer, m.oracle_feed, data, gas=200_000)
 
-    def logs(self, signature: str, from_block: int) -> list[dict[str, Any]]:
-        topic = "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
+    def logs(self, event: tuple[str, str], from_block: int) -> list[dict[str, Any]]:
+        from shared.chain.abi import event_topic
+
+        topic = event_topic(*event)
         return list(
             self.rpc.call(
                 "eth_getLogs",
@@ -513,7 +511,7 @@ async def keeper_phase(
         all_done = time.monotonic()
         # nothing left in flight before the wallet is inspected (the ledger settles)
         await keeper.sender.wait_pending(60)
-        liq_logs = chain.logs(LIQUIDATED_SIG, b + 1)
+        liq_logs = chain.logs(LIQUIDATED, b + 1)
         last_block = max((int(lg["blockNumber"], 16) for lg in liq_logs), default=None)
         # let the keeper process the last liquidation's block
         while last_block is not None and not any(r[1] >= last_block for r in rounds):
@@ -618,8 +616,8 @@ def run_bench(
         if gas_limit:
             chain.rpc.call("anvil_setBlockGasLimit", [hex(gas_limit)])
         plan = position_plan(positions, liquidatable, near)
-        build_positions(chain, plan, collateral=200 * WAD)
-        opened_logs = chain.logs(OPENED_SIG, 0)
+        build_positions(chain, plan, collateral=250 * WAD)  # 2x: 500 >= minNotional
+        opened_logs = chain.logs(OPENED, 0)
         opened = [int(lg["topics"][1], 16) for lg in opened_logs]
         owners = {
             int(lg["topics"][1], 16): Web3.to_checksum_address("0x" + lg["topics"][2][-40:])

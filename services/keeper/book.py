@@ -1,7 +1,7 @@
 """The keeper's position book: open positions and per-market funding state (pure, no I/O).
 
-Filled from the indexer's PostgreSQL tables at start (`upsert`, `load_funding`), then kept
-current by applying the decoded events from Kafka (`apply`):
+Filled from the indexer's PostgreSQL tables at start (`upsert`), then kept current by applying
+the decoded events from Kafka (`apply`):
 
 - idempotent: an event is applied once per (event_id, block_hash, reverted); re-deliveries are
   reported as duplicates. A reorg that re-includes a log in another block gives it a new block
@@ -11,20 +11,22 @@ current by applying the decoded events from Kafka (`apply`):
   tombstoned, so replays after a bootstrap never resurrect or roll back a position.
 - `reverted` (compensating) events cannot be undone from the event alone (a reverted close
   would need the state before it), so the result asks the caller to re-read the position from
-  the chain (`refresh`); a reverted FundingRateUpdated removes that point from the history.
-- a position's entry funding index is the market's cumulative funding index when its last
-  PositionOpened / MarginChanged happened (the contract resets it then). Events of a market
-  arrive on another partition than the position's, possibly later, so the book keeps each
-  market's funding history and derives the entry index from the position's (block, log index)
-  when asked; bootstrap rows and chain reads carry the explicit value.
+  the chain (`refresh`).
+- a liquidation may be partial (event schema v2): PositionLiquidated with a `remainingSize`
+  leaves the position in the book and the PositionReduced after it carries its new size,
+  notional and collateral; only a full liquidation (remainingSize 0) removes it.
+- a position's entry funding index is the one its PositionOpened / MarginChanged /
+  PositionReduced carries (bootstrap rows and chain reads carry it too). Funding accrues every
+  second (zero-sum: each side on its own index), so a market's current indexes are not in any
+  event: the health loop reads them from the chain with the index price each block
+  (`MarketState.set_cumulative`).
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from shared.events.schema import EventEnvelope
@@ -38,10 +40,18 @@ POSITION_EVENTS = frozenset(
         "MarginChanged",
         "PositionClosed",
         "PositionLiquidated",
+        "PositionReduced",
         "PositionBurned",
     }
 )
 REMOVING_EVENTS = frozenset({"PositionClosed", "PositionLiquidated", "PositionBurned"})
+
+
+def removes(ev: EventEnvelope) -> bool:
+    """Whether the event ends the position (a partial liquidation does not)."""
+    if ev.name == "PositionLiquidated":
+        return int(ev.args.get("remainingSize", 0)) == 0
+    return ev.name in REMOVING_EVENTS
 
 
 @dataclass(slots=True)
@@ -53,23 +63,10 @@ class BookPosition:
     collateral: int
     size: int
     notional: int
-    entry_funding_index: int | None  # explicit; None: derived from funding_ref
-    funding_ref: Pos | None  # where the entry funding index was last reset
+    entry_funding_index: int  # the market's cumulative funding index it accrues from
     updated: Pos  # the newest chain position this state reflects
     trace: dict[str, str] | None = None  # W3C carrier of the last event applied
     version: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FundingPoint:
-    block: int
-    log_index: int
-    cumulative: int
-    uid: tuple[str, int]  # (tx hash, log index)
-
-    @property
-    def pos(self) -> Pos:
-        return (self.block, self.log_index)
 
 
 @dataclass
@@ -78,47 +75,25 @@ class MarketState:
     pair: str | None = None
     mmr: int | None = None  # maintenance margin ratio (WAD), read from the chain
     paused: bool = False
-    base: int = 0  # cumulative funding index before the first point held
-    points: list[FundingPoint] = field(default_factory=list)
+    # each side's cumulative funding index at the last block read (funding is zero-sum: each side
+    # has its own)
+    cumulative_long: int = 0
+    cumulative_short: int = 0
     version: int = 0
 
     def _touch(self) -> None:
         self.version += 1
 
-    def add_point(self, point: FundingPoint) -> bool:
-        for i, p in enumerate(self.points):
-            if p.uid == point.uid:
-                if p == point:
-                    return False
-                del self.points[i]
-                break
-        bisect.insort(self.points, point, key=lambda p: p.pos)
+    def cumulative_for(self, is_long: bool) -> int:
+        return self.cumulative_long if is_long else self.cumulative_short
+
+    def set_cumulative(self, long: int, short: int) -> bool:
+        """The indexes read from the chain; True when one moved (cached triggers are stale)."""
+        if (long, short) == (self.cumulative_long, self.cumulative_short):
+            return False
+        self.cumulative_long, self.cumulative_short = long, short
         self._touch()
         return True
-
-    def remove_point(self, uid: tuple[str, int]) -> bool:
-        before = len(self.points)
-        self.points = [p for p in self.points if p.uid != uid]
-        if len(self.points) != before:
-            self._touch()
-            return True
-        return False
-
-    def replace_points(self, points: Iterable[FundingPoint], base: int = 0) -> None:
-        new = sorted(points, key=lambda p: p.pos)
-        if new != self.points or base != self.base:
-            self.points = new
-            self.base = base
-            self._touch()
-
-    def index_at(self, pos: Pos) -> int:
-        """The cumulative funding index an event at `pos` saw (points strictly before it)."""
-        i = bisect.bisect_left(self.points, pos, key=lambda p: p.pos)
-        return self.points[i - 1].cumulative if i > 0 else self.base
-
-    @property
-    def current(self) -> int:
-        return self.points[-1].cumulative if self.points else self.base
 
     def set_mmr(self, mmr: int) -> None:
         if mmr != self.mmr:
@@ -207,16 +182,12 @@ class PositionBook:
             self._by_market.setdefault(key, set())
         return state
 
-    def load_funding(self, market_id: str, points: Iterable[FundingPoint], base: int = 0) -> None:
-        """Replace a market's funding history (e.g. from the indexer's funding_updates)."""
-        self.market(market_id).replace_points(points, base)
-        self.version += 1
+    def set_cumulative(self, market_id: str, long: int, short: int) -> None:
+        if self.market(market_id).set_cumulative(long, short):
+            self.version += 1
 
     def entry_funding(self, pos: BookPosition) -> int:
-        if pos.entry_funding_index is not None:
-            return pos.entry_funding_index
-        market = self.market(pos.market_id)
-        return market.index_at(pos.funding_ref) if pos.funding_ref else market.base
+        return pos.entry_funding_index
 
     # ---- positions ----
     def __len__(self) -> int:
@@ -297,11 +268,11 @@ class PositionBook:
                 return IGNORED
             if ev.reverted:
                 return ApplyResult("applied", refresh=(token,))
-            if name in REMOVING_EVENTS:
+            if removes(ev):
                 self.remove(token, tombstone=True, at=at)
                 return APPLIED
-            if name == "PositionMinted":
-                return IGNORED
+            if name in ("PositionMinted", "PositionLiquidated"):
+                return IGNORED  # a partial liquidation: PositionReduced carries the new state
             if token in self._tombstones:
                 return STALE
             held = self.positions.get(token)
@@ -318,20 +289,24 @@ class PositionBook:
                         collateral=int(a["collateral"]),
                         size=int(a["size"]),
                         notional=int(a["notional"]),
-                        entry_funding_index=None,
-                        funding_ref=at,
+                        entry_funding_index=int(a["entryFundingIndex"]),
                         updated=at,
                         trace=trace,
                     )
                 )
                 return APPLIED
-            if name == "MarginChanged":
+            if name in ("MarginChanged", "PositionReduced"):
                 if held is None:
                     # Opened before what this replica knows: read the whole position.
                     return ApplyResult("applied", refresh=(token,))
-                held.collateral = int(ev.args["newCollateral"])
-                held.entry_funding_index = None
-                held.funding_ref = at
+                a = ev.args
+                if name == "MarginChanged":
+                    held.collateral = int(a["newCollateral"])
+                else:
+                    held.size = int(a["size"])
+                    held.notional = int(a["notional"])
+                    held.collateral = int(a["collateral"])
+                held.entry_funding_index = int(a["entryFundingIndex"])
                 held.updated = at
                 if trace is not None:
                     held.trace = trace
@@ -340,22 +315,12 @@ class PositionBook:
                 return APPLIED
             return IGNORED
         if name == "FundingRateUpdated":
+            # the index moves every second: the health loop reads it from the chain each block;
+            # a new rate only means cached triggers should be recomputed
             market_id = ev.market_id or ev.args.get("marketId")
             if not market_id:
                 return IGNORED
-            market = self.market(str(market_id))
-            uid = (ev.tx_hash.lower(), ev.log_index)
-            if ev.reverted:
-                market.remove_point(uid)
-            else:
-                market.add_point(
-                    FundingPoint(
-                        ev.block_number,
-                        ev.log_index,
-                        int(ev.args["cumulativeFundingIndex"]),
-                        uid,
-                    )
-                )
+            self.market(str(market_id))._touch()
             self.version += 1
             return APPLIED
         if name == "MarketAdded":

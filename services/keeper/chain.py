@@ -1,7 +1,7 @@
 """Reads the keeper makes from the PositionManager, as plain eth_calls (ABI from contracts/out).
 
-One eth_call each: the block number, a market's index price, its configuration, its funding
-index, a batch of positions' health (getPositionsHealth: one call for up to HEALTH_BATCH_SIZE
+One eth_call each: the block number, a market's state (index price and cumulative funding
+index, which moves every second), its configuration, a batch of positions' health (getPositionsHealth: one call for up to HEALTH_BATCH_SIZE
 positions), one position. Calls pin the block they are about, so a round's prices and health
 views describe the same state.
 """
@@ -70,12 +70,21 @@ class ChainReader:
         self.w3 = w3
         self.address = position_manager
         abi = load_abi("PositionManager")
-        fns = {e["name"]: e for e in abi if e.get("type") == "function"}
+        # by name, the form with the fewest arguments: liquidatePosition is overloaded (the
+        # keeper sends liquidatePosition(tokenId); the other form adds a price bound)
+        fns: dict[str, dict[str, Any]] = {}
+        for e in abi:
+            if e.get("type") != "function":
+                continue
+            held = fns.get(e["name"])
+            if held is None or len(e["inputs"]) < len(held["inputs"]):
+                fns[e["name"]] = e
         self.decoder = ErrorDecoder([abi])
         self._health = _Fn(fns["getPositionsHealth"])
         self._index = _Fn(fns["indexPrice"])
         self._market = _Fn(fns["getMarket"])
         self._funding = _Fn(fns["cumulativeFundingIndex"])
+        self._state = _Fn(fns["marketState"])
         self._position = _Fn(fns["getPosition"])
         self._market_ids = _Fn(fns["marketIds"])
         self._liquidate = _Fn(fns["liquidatePosition"])
@@ -107,6 +116,16 @@ class ChainReader:
                 return 0
             raise
         return int(self._index.decode(raw)[0])
+
+    async def market_state(
+        self, market_id: str, block: int | str = "latest"
+    ) -> tuple[int, int, int]:
+        """(index price, longs' and shorts' cumulative funding index) at `block`; the price is 0
+        when the oracle cannot answer (stale, invalid): marketState never reverts for a known
+        market."""
+        raw = await self.call(self._state.encode(_mid(market_id)), block)
+        index, _mark, long, short, _long_size, _short_size = self._state.decode(raw)
+        return int(index), int(long), int(short)
 
     async def maintenance_margin_ratio(self, market_id: str) -> int:
         (cfg,) = self._market.decode(await self.call(self._market.encode(_mid(market_id))))
@@ -145,7 +164,6 @@ class ChainReader:
             size=int(p[4]),
             notional=int(p[5]),
             entry_funding_index=int(p[7]),
-            funding_ref=None,
             updated=(block, END_OF_BLOCK),
         )
 

@@ -1,12 +1,14 @@
 """The PositionManager's margin math, mirrored off-chain in WAD integers (pure).
 
-Exactly as contracts/src/core/PositionManager.sol computes it (`_unrealizedPnl`,
+Exactly as contracts/src/core/PositionManagerBase.sol computes it (`_unrealizedPnl`,
 `_pendingFunding`, `_health`), including Solidity's signed division, which truncates toward
 zero (Python's // floors):
 
     entryPrice        = notional * 1e18 / size
     unrealizedPnl     = (index - entryPrice) * size / 1e18            (negated for shorts)
-    pendingFunding    = size * (cumulativeFundingIndex - entryFundingIndex) / 1e18  (negated for shorts)
+    pendingFunding    = size * (cumulative(side) - entryFundingIndex) / 1e18
+                        (each side has its own index; a payment (positive) rounds up, a receipt
+                        (negative) toward zero)
     margin            = collateral + unrealizedPnl - pendingFunding
     maintenanceMargin = size * index / 1e18 * maintenanceMarginRatio / 1e18
     liquidatable      <=> margin < maintenanceMargin   (and the oracle answers: index > 0)
@@ -41,9 +43,13 @@ def unrealized_pnl(is_long: bool, size: int, notional: int, index: int) -> int:
     return pnl if is_long else -pnl
 
 
-def pending_funding(is_long: bool, size: int, entry_funding_index: int, cumulative: int) -> int:
-    f = sdiv(size * (cumulative - entry_funding_index), WAD)
-    return f if is_long else -f
+def pending_funding(size: int, entry_funding_index: int, cumulative: int) -> int:
+    """Funding owed since the entry index (positive: pays); `cumulative` is the position's
+    side's index."""
+    owed = size * (cumulative - entry_funding_index)
+    if owed > 0:
+        return (owed + WAD - 1) // WAD
+    return sdiv(owed, WAD)
 
 
 def maintenance_margin(size: int, index: int, mmr: int) -> int:
@@ -77,7 +83,7 @@ def health(
     index: int,
     mmr: int,
 ) -> Health:
-    funding = pending_funding(is_long, size, entry_funding_index, cumulative)
+    funding = pending_funding(size, entry_funding_index, cumulative)
     if index == 0:  # the oracle cannot answer: the contract reports not liquidatable
         return Health(collateral - funding, 0, False)
     margin = collateral + unrealized_pnl(is_long, size, notional, index) - funding
@@ -101,7 +107,7 @@ def trigger_price(
     (long: always) or 0 / +inf (short) in degenerate cases."""
     s = size / WAD
     r = mmr / WAD
-    base = collateral - pending_funding(is_long, size, entry_funding_index, cumulative)
+    base = collateral - pending_funding(size, entry_funding_index, cumulative)
     ep = entry_price(size, notional)
     if is_long:
         # base + s*(p - ep) < factor*s*p*r  <=>  p*s*(1 - factor*r) < s*ep - base

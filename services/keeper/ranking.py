@@ -58,7 +58,7 @@ class Ranker:
             pos.size,
             pos.notional,
             book.entry_funding(pos),
-            market.current,
+            market.cumulative_for(pos.is_long),
             mmr,
             self._factor,
         )
@@ -72,7 +72,7 @@ class Ranker:
             market = book.markets.get(market_id)
             if market is None or market.mmr is None or price <= 0:
                 continue
-            mmr, mver, cum = market.mmr, market.version, market.current
+            mmr, mver = market.mmr, market.version
             hi = price * (1 + 1e-12)
             lo = price * (1 - 1e-12)
             for token_id in book.tokens_in(market_id):
@@ -86,7 +86,7 @@ class Ranker:
                     pos.size,
                     pos.notional,
                     book.entry_funding(pos),
-                    cum,
+                    market.cumulative_for(pos.is_long),
                     price,
                     mmr,
                 )

@@ -1,9 +1,10 @@
 """Book bootstrap from the indexer's PostgreSQL tables (read-only).
 
-`positions` (status = 'open') gives every open position with its current collateral and entry
-funding index; `updated_block` is the block its state reflects, so older events replayed from
-Kafka afterwards are recognised as stale. `funding_updates` gives each market's funding
-history, `markets` the pairs and the latest index. The keeper never writes to this database.
+`positions` (status = 'open') gives every open position with its current size, collateral and
+entry funding index; `updated_block` is the block its state reflects, so older events replayed
+from Kafka afterwards are recognised as stale. `markets` gives the pairs. (Funding accrues every
+second: the current cumulative index comes from the chain each block, not from here.) The
+keeper never writes to this database.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.keeper.book import END_OF_BLOCK, BookPosition, FundingPoint
+from services.keeper.book import END_OF_BLOCK, BookPosition
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ class IndexerNotReadyError(RuntimeError):
 @dataclass(frozen=True)
 class Snapshot:
     positions: list[BookPosition]
-    funding: dict[str, list[FundingPoint]]
     pairs: dict[str, str | None]
     synced_block: int | None
 
@@ -35,8 +35,8 @@ class BookStore:
         self.pool = pool
 
     async def snapshot(self, owns: object = None) -> Snapshot:
-        """Open positions (those `owns(token_id)` accepts), funding history, markets, in one
-        repeatable-read transaction."""
+        """Open positions (those `owns(token_id)` accepts) and markets, in one repeatable-read
+        transaction."""
         try:
             async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
                 synced = await conn.fetchval("SELECT min(last_synced_block) FROM sync_status")
@@ -45,39 +45,13 @@ class BookStore:
                               entry_funding_index, updated_block
                        FROM positions WHERE status = 'open'"""
                 )
-                funding = await _funding(conn)
                 market_rows = await conn.fetch("SELECT market_id, pair FROM markets")
         except asyncpg.UndefinedTableError as exc:
             raise IndexerNotReadyError(f"indexer tables missing: {exc}") from None
         accept = owns if callable(owns) else None
         positions = [_position(r) for r in rows if accept is None or accept(int(r["token_id"]))]
         pairs = {str(r["market_id"]).lower(): r["pair"] for r in market_rows}
-        return Snapshot(positions, funding, pairs, int(synced) if synced is not None else None)
-
-    async def funding_history(self) -> dict[str, list[FundingPoint]]:
-        try:
-            async with self.pool.acquire() as conn:
-                return await _funding(conn)
-        except asyncpg.UndefinedTableError as exc:
-            raise IndexerNotReadyError(f"indexer tables missing: {exc}") from None
-
-
-async def _funding(conn: asyncpg.Connection) -> dict[str, list[FundingPoint]]:
-    rows = await conn.fetch(
-        """SELECT market_id, cumulative_funding_index, block_number, log_index, tx_hash
-           FROM funding_updates ORDER BY block_number, log_index"""
-    )
-    funding: dict[str, list[FundingPoint]] = {}
-    for r in rows:
-        funding.setdefault(str(r["market_id"]).lower(), []).append(
-            FundingPoint(
-                int(r["block_number"]),
-                int(r["log_index"]),
-                int(r["cumulative_funding_index"]),
-                (str(r["tx_hash"]).lower(), int(r["log_index"])),
-            )
-        )
-    return funding
+        return Snapshot(positions, pairs, int(synced) if synced is not None else None)
 
 
 def _position(r: asyncpg.Record) -> BookPosition:
@@ -90,6 +64,5 @@ def _position(r: asyncpg.Record) -> BookPosition:
         size=int(r["size"]),
         notional=int(r["notional"]),
         entry_funding_index=int(r["entry_funding_index"]),
-        funding_ref=None,
         updated=(int(r["updated_block"]), END_OF_BLOCK),
     )

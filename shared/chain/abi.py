@@ -136,3 +136,16 @@ def event_abi(contract: str, event: str) -> dict[str, Any]:
         if entry.get("type") == "event" and entry.get("name") == event:
             return entry
     raise KeyError(f"event {event} not in {contract} ABI")
+
+
+def event_signature(contract: str, event: str) -> str:
+    """`Name(type,...)` of an event, from the build output (tuples not used by our events)."""
+    entry = event_abi(contract, event)
+    return f"{event}({','.join(str(i['type']) for i in entry['inputs'])})"
+
+
+def event_topic(contract: str, event: str) -> str:
+    """topic0 (0x-hex) of an event, from the build output: never a hand-written signature."""
+    from eth_utils import keccak
+
+    return "0x" + keccak(text=event_signature(contract, event)).hex()

@@ -92,16 +92,33 @@ class ContractAddresses(BaseModel):
         return self.model_dump(by_alias=True)
 
 
+class GovernanceAddresses(BaseModel):
+    """The PEX token, the TimelockController that owns the protocol, and the Governor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: ChecksumAddress
+    timelock: ChecksumAddress
+    governor: ChecksumAddress
+
+    @field_validator("token", "timelock", "governor")
+    @classmethod
+    def _addr(cls, v: str) -> ChecksumAddress:
+        return _checksum(v)
+
+
 class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     chain_id: int
     start_block: int = Field(ge=0)
     deployer: ChecksumAddress
+    profile: str = "dev"  # the deploy profile (contracts/README.md): "dev" or "production"
     funding_interval: int = 28800
     collateral_decimals: int = 18
     contracts: ContractAddresses
     markets: dict[str, MarketDeployment]
+    governance: GovernanceAddresses | None = None  # None: the deployer owns the protocol
 
     @field_validator("deployer")
     @classmethod

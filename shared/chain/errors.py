@@ -7,6 +7,7 @@ final and reported with its decoded reason; nonce errors resync the nonce from t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -93,29 +94,72 @@ class ErrorDecoder:
                     sig = f"{item['name']}({','.join(types)})"
                     self._errors[function_signature_to_4byte_selector(sig)] = (item["name"], types)
 
+    def describe(self, exc: BaseException) -> str:
+        """A web3 revert (ContractCustomError / ContractLogicError) as the contract's error name
+        and arguments; anything else as its message."""
+        data = getattr(exc, "data", None)
+        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+            return self.decode(data)
+        if isinstance(data, bytes) and len(data) >= 4:
+            return self.decode(data)
+        return str(exc)
+
     def decode(self, data: str | bytes | None) -> str:
         if data is None:
             return "no revert data"
-        raw = (
-            bytes.fromhex(data[2:] if data.startswith("0x") else data)
-            if isinstance(data, str)
-            else data
-        )
+        decoded = self.decode_error(data)
+        if decoded is not None:
+            return str(decoded)
+        raw = _raw(data)
         if len(raw) < 4:
             return "reverted without a reason"
+        return f"unknown error 0x{raw.hex()}"
+
+    def decode_error(self, data: str | bytes | None) -> DecodedError | None:
+        """The error's name and arguments, when the data is an Error(string), a Panic or a
+        custom error of the ABIs given; None otherwise (no data, unknown selector)."""
+        if data is None:
+            return None
+        try:
+            raw = _raw(data)
+        except ValueError:
+            return None
+        if len(raw) < 4:
+            return None
         selector, body = raw[:4], raw[4:]
         try:
             if selector == ERROR_STRING_SELECTOR:
-                return str(abi_decode(["string"], body)[0])
+                return DecodedError("Error", (str(abi_decode(["string"], body)[0]),), message=True)
             if selector == PANIC_SELECTOR:
-                return f"Panic(0x{abi_decode(['uint256'], body)[0]:02x})"
+                return DecodedError("Panic", (int(abi_decode(["uint256"], body)[0]),))
             if selector in self._errors:
                 name, types = self._errors[selector]
-                args = abi_decode(types, body) if types else ()
-                return f"{name}({', '.join(_fmt(a) for a in args)})"
+                return DecodedError(name, tuple(abi_decode(types, body)) if types else ())
         except Exception:  # malformed revert data: report it raw rather than fail
             pass
-        return f"unknown error 0x{raw.hex()}"
+        return None
+
+
+@dataclass(frozen=True)
+class DecodedError:
+    """A decoded revert: the error's name and its arguments (ABI-decoded values)."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    message: bool = False  # Error(string): str() is the message itself
+
+    def __str__(self) -> str:
+        if self.message:
+            return str(self.args[0])
+        if self.name == "Panic":
+            return f"Panic(0x{self.args[0]:02x})"
+        return f"{self.name}({', '.join(_fmt(a) for a in self.args)})"
+
+
+def _raw(data: str | bytes) -> bytes:
+    if isinstance(data, str):
+        return bytes.fromhex(data[2:] if data.startswith("0x") else data)
+    return bytes(data)
 
 
 def _abi_type(item: dict[str, Any]) -> str:

@@ -248,6 +248,7 @@ class TxSender:
         fee_cache_s: float = 0.0,
         balance_cache_s: float = 0.0,
         stuck_after_s: float | None = None,
+        gas_headroom: int = 0,
     ):
         self.w3 = w3
         self._account: LocalAccount = Account.from_key(private_key.get_secret_value())
@@ -255,6 +256,10 @@ class TxSender:
         self._signing_key = eth_keys.PrivateKey(bytes(self._account.key))
         self.chain_id = chain_id
         self.gas_multiplier = gas_multiplier
+        # Gas added to every limit after the multiplier: the estimate runs on the latest block,
+        # and a call whose path depends on the time (funding settled only when some accrued
+        # since) can take a costlier branch in the block that mines it. Unused gas is not paid.
+        self.gas_headroom = gas_headroom
         self.max_retries = max_retries
         self.decoder = error_decoder or ErrorDecoder()
         self.fees = fee_policy or FeePolicy()
@@ -675,7 +680,7 @@ class TxSender:
         if self._unfillable:
             raise NonceGapError(self.stuck() or "nonce gap")
         # The simulation: a revert (with its decoded reason) sends nothing.
-        gas = gas_limit(await self.estimate(tx), self.gas_multiplier)
+        gas = gas_limit(await self.estimate(tx), self.gas_multiplier) + self.gas_headroom
         _, fees = await self.current_fees()
         cost = max_cost_wei(gas, fees, int(tx.get("value", 0)))
         balance, stale = await self._cached_balance()

@@ -10,6 +10,17 @@ bytes32 values are 0x-hex strings; bools stay bools.
 
 Message key: the token id for position events (so one position's events stay in order on one
 partition), the market id for market-wide events such as FundingRateUpdated.
+
+Version 2 (the contracts' economic-safety release): funding is zero-sum between longs and shorts
+and accrues every second, each side on its own cumulative index, so FundingRateUpdated carries
+both sides' indexes at `timestamp` (`cumulativeFundingLong`, `cumulativeFundingShort`) and
+`fundingPerSecond`, and `fundingRate` is the rate set for the coming period; PositionOpened,
+MarginChanged and PositionReduced carry the position's `entryFundingIndex` (its side's);
+PositionClosed carries the trading `fee`; a liquidation may be partial: PositionLiquidated carries
+the `size` unwound, the `remainingSize`, the `fundingPayment` settled and the penalty's
+`insuranceFee`; a partial close is PositionDecreased; after either, when something remains,
+PositionReduced follows with the position's new `size`, `notional`, `collateral` and
+`entryFundingIndex`.
 """
 
 from __future__ import annotations
@@ -19,13 +30,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EVENT_NAMES = frozenset(
     {
         "PositionMinted",
         "PositionOpened",
         "PositionClosed",
         "PositionLiquidated",
+        "PositionReduced",
+        "PositionDecreased",
         "MarginChanged",
         "FundingRateUpdated",
         "PositionBurned",

@@ -166,10 +166,9 @@ def test_funding_and_liquidation_events(deployment: Deployment, contracts_w3: We
     fr = pm.events.FundingRateUpdated().process_receipt(r, errors=DISCARD)[0]["args"]
     assert bytes(fr["marketId"]) == btc.market_id_bytes
     assert fr["fundingRate"] > 0  # mark above index after a long: longs pay
-    assert (
-        fr["cumulativeFundingIndex"]
-        == pm.functions.cumulativeFundingIndex(btc.market_id_bytes).call()
-    )
+    long, short = pm.functions.cumulativeFunding(btc.market_id_bytes).call()
+    assert (fr["cumulativeFundingLong"], fr["cumulativeFundingShort"]) == (long, short)
+    assert fr["fundingPerSecond"] > 0
     assert pm.functions.lastFundingTime(btc.market_id_bytes).call() == fr["timestamp"]
 
     feed = w3.eth.contract(address=btc.oracle_feed, abi=load_abi("SettableFeed"))
@@ -179,7 +178,9 @@ def test_funding_and_liquidation_events(deployment: Deployment, contracts_w3: We
     liq = pm.events.PositionLiquidated().process_receipt(r, errors=DISCARD)[0]["args"]
     assert liq["tokenId"] == token_id and liq["owner"] == trader
     assert liq["liquidator"] == keeper and liq["liquidatorReward"] > 0
-    assert vault.functions.freeCollateral(keeper).call() == liq["liquidatorReward"]
+    # the keeper also updated funding: its reward from the insurance fund
+    funding_reward = pm.functions.fundingReward().call()
+    assert vault.functions.freeCollateral(keeper).call() == liq["liquidatorReward"] + funding_reward
 
 
 def test_deploy_cli_never_prints_the_key(

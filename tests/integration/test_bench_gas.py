@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
-TARGETS = {"openPosition": 250_000, "liquidatePosition": 200_000, "updateFundingRate": 80_000}
+# issue 13's targets; updateFundingRate's is for a window of up to two feed rounds, and each further
+# round the index TWAP reads costs about 3,500 (docs/gas.md): the JSON reports the worst scenario,
+# nine rounds (an hourly heartbeat over 8 h)
+TARGETS = {"openPosition": 275_000, "liquidatePosition": 220_000}
+FUNDING_TARGET, PER_EXTRA_ROUND, ROUNDS = 90_000, 3_500, 9
 
 
 def test_bench_gas_prints_json_within_targets() -> None:
@@ -26,3 +30,5 @@ def test_bench_gas_prints_json_within_targets() -> None:
     assert all(isinstance(v, int) and v > 21_000 for v in figures.values())
     for name, limit in TARGETS.items():
         assert figures[name] <= limit, (name, figures[name])
+    funding_limit = FUNDING_TARGET + PER_EXTRA_ROUND * (ROUNDS - 2)
+    assert figures["updateFundingRate"] <= funding_limit, figures["updateFundingRate"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from shared.events.schema import (
+    SCHEMA_VERSION,
     EventEnvelope,
     MalformedEventError,
     decode_event,
@@ -21,7 +22,7 @@ TX = "0x" + "ab" * 32
 
 def _fields(**over: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "v": 1,
+        "v": SCHEMA_VERSION,
         "event_id": make_event_id(31337, TX, 3),
         "name": "PositionOpened",
         "chain_id": 31337,

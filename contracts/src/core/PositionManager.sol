@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IPositionManager} from "../interfaces/IPerpEx.sol";
+import {PositionManagerBase} from "./PositionManagerBase.sol";
+import {PositionManagerAdmin} from "./PositionManagerAdmin.sol";
+import {LiquidationModule} from "./LiquidationModule.sol";
 import {VirtualAMM} from "./VirtualAMM.sol";
 import {Vault} from "./Vault.sol";
 import {PositionNFT} from "./PositionNFT.sol";
@@ -14,189 +16,146 @@ import {PriceOracle} from "../oracle/PriceOracle.sol";
 /// @notice Trades execute on the market's VirtualAMM (entry and exit prices come from its quote);
 /// margin health is measured at the oracle index price:
 ///   margin            = collateral + (index - entryPrice) * size / 1e18 (negated for shorts)
-///                       - size * (cumulativeFundingIndex - entryFundingIndex) / 1e18 (negated for shorts)
+///                       - size * (cumulative(side) - entryFundingIndex) / 1e18
 ///   maintenanceMargin = size * index / 1e18 * maintenanceMarginRatio / 1e18
 ///   liquidatable      <=> the position exists and margin < maintenanceMargin
 /// (Solidity integer division truncates toward zero.) Every amount is WAD; collateral lives in the
-/// Vault; each position is a soulbound PositionNFT.
-contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTransient {
+/// Vault; each position is a soulbound PositionNFT. Funding: see PositionManagerBase.
+///
+/// Safety rules (no one may end a block richer while the oracle price stands still):
+///  - a close whose equity (collateral + PnL - funding) is negative reverts: only a liquidation
+///    may realize a loss beyond the margin, and liquidation eligibility is measured at the index,
+///    so moving the vAMM alone never makes a position liquidatable;
+///  - the vAMM limits the mark's move per trade and per block, across every trade in the block;
+///  - when mark and index diverge by more than `maxSpread`, opening, reducing and removing
+///    margin must pass at both prices (the worse one decides);
+///  - a liquidation unwinds only what fits inside the vAMM's limits, never pushes the mark past
+///    the price where the position's equity would fall below its penalty (while the index keeps
+///    it above), nor past index -/+ maxSpread; the rest stays for the next call; after it no
+///    open or close trades happen in that market in the same block (no sandwich around it);
+///  - funding is zero-sum between longs and shorts and accrues per second at the rate the last
+///    update set; an update only sets the next rate; the pool never pays it;
+///  - positions below the market's `minNotional` cannot be opened (a keeper's reward must cover
+///    its gas); `deadline` and `maxFee` bound a trade against delay and fee changes; parameter
+///    changes on live markets wait paramChangeDelay (or the governance timelock's delay).
+/// Liquidation and the admin functions run in modules (LiquidationModule,
+/// PositionManagerAdmin) by delegatecall, on this contract's storage.
+contract PositionManager is PositionManagerBase, IPositionManager {
     using SafeCast for uint256;
     using SafeCast for int256;
 
-    uint256 internal constant WAD = 1e18;
-    uint256 public constant MAX_MARKETS = 256;
-    uint256 public constant MAX_LEVERAGE_CAP = 1000e18;
+    address public immutable liquidationModule;
+    address public immutable adminModule;
 
-    // ---------------------------------------------------------------- errors
-    error ZeroAddress();
-    error ZeroAmount();
-    error UnknownMarket(bytes32 marketId);
-    error MarketExists(bytes32 marketId);
-    error TooManyMarkets();
-    error MarketIsPaused(bytes32 marketId);
-    error InvalidMarketConfig();
-    error InvalidLeverage(uint256 leverage, uint256 maxLeverage);
-    error PositionNotFound(uint256 tokenId);
-    error NotPositionOwner(uint256 tokenId, address caller);
-    error SlippageExceeded(uint256 price, uint256 limit);
-    error WouldBeLiquidatable(int256 margin, uint256 maintenanceMargin);
-    error NotLiquidatable(uint256 tokenId, int256 margin, uint256 maintenanceMargin);
-    error InsufficientCollateral(uint256 collateral, uint256 requested);
-    error InsufficientMargin(int256 margin, uint256 required);
-    error FundingTooEarly(bytes32 marketId, uint256 nextFundingTime);
-
-    // ---------------------------------------------------------------- events (in addition to IPositionManagerEvents)
-    event RiskParamsUpdated(
-        bytes32 indexed marketId, uint256 maxLeverage, uint256 maintenanceMarginRatio, uint256 liquidationFeeRatio
-    );
-    event FundingParamsUpdated(bytes32 indexed marketId, uint256 fundingInterval, uint256 maxFundingRate);
-
-    // ---------------------------------------------------------------- storage
-    struct MarketData {
-        // slot 0
-        VirtualAMM vamm;
-        uint32 fundingInterval;
-        uint64 maxFundingRate;
-        // slot 1
-        uint96 maxLeverage;
-        uint64 maintenanceMarginRatio;
-        uint64 liquidationFeeRatio;
-        bool paused;
-        // slot 2
-        int128 cumulativeFundingIndex;
-        int64 fundingRate;
-        uint64 lastFundingTime;
-        // slot 3: mark and index accumulator readings at lastFundingTime, kept modulo 2^112
-        // (TWAPs use wrapping differences, like Uniswap v2), packed with a non-zero timestamp
-        // so that the first funding update does not pay for a zero -> non-zero write.
-        uint112 markCumulativeSnapshot;
-        uint112 indexCumulativeSnapshot;
-        uint32 snapshotTime;
+    constructor(Vault vault_, PriceOracle oracle_, PositionNFT nft_)
+        PositionManagerBase(vault_, oracle_, nft_)
+        Ownable(msg.sender)
+    {
+        liquidationModule = address(new LiquidationModule(vault_, oracle_, nft_));
+        adminModule = address(new PositionManagerAdmin(vault_, oracle_, nft_));
+        _paramChangeDelay = uint64(DEFAULT_PARAM_CHANGE_DELAY);
     }
 
-    struct PositionData {
-        // slot 0
-        uint128 size;
-        uint128 notional;
-        // slot 1
-        int128 entryFundingIndex;
-        uint128 collateral;
-        // slot 2
-        uint96 leverage;
-        uint40 openedAt;
-        uint40 openedBlock;
-        uint8 marketIndex;
-        bool isLong;
-    }
-
-    Vault public immutable vault;
-    PriceOracle public immutable oracle;
-    PositionNFT public immutable nft;
-
-    mapping(uint256 => MarketData) internal _markets;
-    bytes32[] internal _marketIds;
-    mapping(bytes32 => uint256) internal _marketIndexPlusOne;
-    mapping(uint256 => PositionData) internal _positions;
-
-    constructor(Vault vault_, PriceOracle oracle_, PositionNFT nft_) Ownable(msg.sender) {
-        if (address(vault_) == address(0) || address(oracle_) == address(0) || address(nft_) == address(0)) {
-            revert ZeroAddress();
-        }
-        vault = vault_;
-        oracle = oracle_;
-        nft = nft_;
-    }
-
-    // ================================================================ admin
+    // ================================================================ admin (PositionManagerAdmin)
 
     /// @notice Register a market. Its oracle feed must already be set in the PriceOracle and the
-    /// vAMM must have been deployed for this pair and this PositionManager.
-    function addMarket(
-        string calldata pair,
-        VirtualAMM vamm,
-        uint256 maxLeverage,
-        uint256 maintenanceMarginRatio,
-        uint256 liquidationFeeRatio,
-        uint256 fundingInterval,
-        uint256 maxFundingRate
-    ) external onlyOwner returns (bytes32 marketId) {
-        marketId = keccak256(bytes(pair));
-        if (_marketIndexPlusOne[marketId] != 0) revert MarketExists(marketId);
-        uint256 idx = _marketIds.length;
-        if (idx >= MAX_MARKETS) revert TooManyMarkets();
-        if (address(vamm) == address(0) || vamm.positionManager() != address(this) || vamm.marketId() != marketId) {
-            revert InvalidMarketConfig();
-        }
-        address feed = oracle.feedOf(marketId);
-        if (feed == address(0)) revert InvalidMarketConfig();
-        _validateRisk(maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
-        _validateFunding(fundingInterval, maxFundingRate);
-
-        (uint256 markCum,) = vamm.currentPriceCumulative();
-        (, uint256 indexCum) = oracle.update(marketId);
-        _markets[idx] = (
-            MarketData({
-                vamm: vamm,
-                fundingInterval: uint32(fundingInterval),
-                maxFundingRate: uint64(maxFundingRate),
-                maxLeverage: uint96(maxLeverage),
-                maintenanceMarginRatio: uint64(maintenanceMarginRatio),
-                liquidationFeeRatio: uint64(liquidationFeeRatio),
-                paused: false,
-                cumulativeFundingIndex: 0,
-                fundingRate: 0,
-                lastFundingTime: uint64(block.timestamp),
-                markCumulativeSnapshot: uint112(markCum),
-                indexCumulativeSnapshot: uint112(indexCum),
-                snapshotTime: uint32(block.timestamp)
-            })
-        );
-        _marketIds.push(marketId);
-        _marketIndexPlusOne[marketId] = idx + 1;
-        emit MarketAdded(marketId, pair, address(vamm), feed);
-        emit RiskParamsUpdated(marketId, maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
-        emit FundingParamsUpdated(marketId, fundingInterval, maxFundingRate);
+    /// vAMM must have been deployed for this pair and this PositionManager. Safety parameters
+    /// start at minNotional 0 (none), liquidationRewardShare 50 % and maxSpread min(1 %, mmr).
+    function addMarket(string calldata, VirtualAMM, uint256, uint256, uint256, uint256, uint256)
+        external
+        returns (bytes32)
+    {
+        _delegate(adminModule);
     }
 
-    function setRiskParams(
-        bytes32 marketId,
-        uint256 maxLeverage,
-        uint256 maintenanceMarginRatio,
-        uint256 liquidationFeeRatio
-    ) external onlyOwner {
-        MarketData storage m = _markets[_indexOf(marketId)];
-        _validateRisk(maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
-        m.maxLeverage = uint96(maxLeverage);
-        m.maintenanceMarginRatio = uint64(maintenanceMarginRatio);
-        m.liquidationFeeRatio = uint64(liquidationFeeRatio);
-        emit RiskParamsUpdated(marketId, maxLeverage, maintenanceMarginRatio, liquidationFeeRatio);
+    /// @notice Max leverage, maintenance margin ratio, liquidation penalty. On a market with open
+    /// positions: scheduled by the first call, applied by the same call paramChangeDelay later.
+    function setRiskParams(bytes32, uint256, uint256, uint256) external {
+        _delegate(adminModule);
     }
 
-    function setFundingParams(bytes32 marketId, uint256 fundingInterval, uint256 maxFundingRate) external onlyOwner {
-        MarketData storage m = _markets[_indexOf(marketId)];
-        _validateFunding(fundingInterval, maxFundingRate);
-        m.fundingInterval = uint32(fundingInterval);
-        m.maxFundingRate = uint64(maxFundingRate);
-        emit FundingParamsUpdated(marketId, fundingInterval, maxFundingRate);
+    /// @notice minNotional, liquidationRewardShare, maxSpread (PositionManagerAdmin); scheduled
+    /// like setRiskParams on a live market.
+    function setSafetyParams(bytes32, uint256, uint256, uint256) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice Funding interval and rate cap; scheduled like setRiskParams on a live market.
+    function setFundingParams(bytes32, uint256, uint256) external {
+        _delegate(adminModule);
     }
 
     /// @notice A paused market refuses openPosition and removeMargin; closing, adding margin,
-    /// liquidation and funding updates keep working so that risk can always be reduced.
-    function setMarketPaused(bytes32 marketId, bool paused) external onlyOwner {
-        _markets[_indexOf(marketId)].paused = paused;
-        emit MarketPaused(marketId, paused);
+    /// liquidation and funding updates keep working. The owner or the guardian (pause only).
+    function setMarketPaused(bytes32, bool) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice The address that may pause markets, and do nothing else.
+    function setGuardian(address) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice What a funding update pays its caller from the insurance fund.
+    function setFundingReward(uint256) external {
+        _delegate(adminModule);
+    }
+
+    /// @notice The delay of parameter changes on markets with open positions.
+    function setParamChangeDelay(uint256) external {
+        _delegate(adminModule);
+    }
+
+    function guardian() external view returns (address) {
+        return _guardian;
+    }
+
+    function fundingReward() external view returns (uint256) {
+        return _fundingReward;
+    }
+
+    function paramChangeDelay() external view returns (uint256) {
+        return _paramChangeDelay;
     }
 
     // ================================================================ trading
 
     /// @inheritdoc IPositionManager
-    /// @dev `priceLimit` bounds the vAMM entry price (longs: entry <= limit, shorts: entry >= limit;
-    /// 0 = no bound). The trading fee is charged from free collateral on top of `collateral`.
+    /// @dev Without a fee bound or deadline (see the 7-argument overload).
     function openPosition(bytes32 marketId, bool isLong, uint256 collateral, uint256 leverage, uint256 priceLimit)
         external
         nonReentrant
         returns (uint256 tokenId)
     {
+        return _open(marketId, isLong, collateral, leverage, priceLimit, type(uint256).max, type(uint256).max);
+    }
+
+    /// @inheritdoc IPositionManager
+    /// @dev `priceLimit` bounds the vAMM entry price (longs: entry <= limit, shorts: entry >= limit;
+    /// 0 = no bound), `maxFee` the trading fee, `deadline` the block timestamp. The trading fee is
+    /// charged from free collateral on top of `collateral`.
+    function openPosition(
+        bytes32 marketId,
+        bool isLong,
+        uint256 collateral,
+        uint256 leverage,
+        uint256 priceLimit,
+        uint256 maxFee,
+        uint256 deadline
+    ) external nonReentrant returns (uint256 tokenId) {
+        return _open(marketId, isLong, collateral, leverage, priceLimit, maxFee, deadline);
+    }
+
+    function _open(
+        bytes32 marketId,
+        bool isLong,
+        uint256 collateral,
+        uint256 leverage,
+        uint256 priceLimit,
+        uint256 maxFee,
+        uint256 deadline
+    ) internal returns (uint256 tokenId) {
+        if (block.timestamp > deadline) revert DeadlineExpired(deadline);
         uint256 idx = _indexOf(marketId);
         MarketData storage m = _markets[idx];
         if (m.paused) revert MarketIsPaused(marketId);
@@ -204,34 +163,61 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         if (leverage < WAD || leverage > m.maxLeverage) revert InvalidLeverage(leverage, m.maxLeverage);
 
         uint256 notional = collateral * leverage / WAD;
-        (uint256 size, uint256 fee) = m.vamm.swap(isLong, true, notional, true);
-        uint256 entryPrice = notional * WAD / size;
-        _checkPriceLimit(isLong, entryPrice, priceLimit);
-
-        PositionData memory p = PositionData({
-            size: size.toUint128(),
-            notional: notional.toUint128(),
-            entryFundingIndex: m.cumulativeFundingIndex,
-            collateral: collateral.toUint128(),
-            leverage: leverage.toUint96(),
-            openedAt: uint40(block.timestamp),
-            openedBlock: uint40(block.number),
-            marketIndex: uint8(idx),
-            isLong: isLong
-        });
+        if (notional < m.minNotional) revert PositionTooSmall(notional, m.minNotional);
+        PositionData memory p;
+        uint256 fee;
         {
-            (uint256 index,) = oracle.update(marketId);
-            (int256 margin, uint256 mm) = _health(p, p.entryFundingIndex, index, m.maintenanceMarginRatio);
-            if (margin < int256(mm)) revert WouldBeLiquidatable(margin, mm);
+            uint256 size;
+            (size, fee) = m.vamm.swap(isLong, true, notional);
+            if (fee > maxFee) revert FeeTooHigh(fee, maxFee);
+            _checkPriceLimit(isLong, notional * WAD / size, priceLimit);
+            p = PositionData({
+                size: size.toUint128(),
+                notional: notional.toUint128(),
+                entryFundingIndex: 0,
+                collateral: collateral.toUint128(),
+                leverage: leverage.toUint96(),
+                openedAt: uint40(block.timestamp),
+                openedBlock: uint40(block.number),
+                marketIndex: uint8(idx),
+                isLong: isLong
+            });
         }
-        vault.openPosition(msg.sender, collateral, fee, notional);
+        tokenId = _record(m, marketId, p, fee);
+    }
+
+    /// Funding entry, health, exposure, vault, NFT and storage of a new position.
+    function _record(MarketData storage m, bytes32 marketId, PositionData memory p, uint256 fee)
+        internal
+        returns (uint256 tokenId)
+    {
+        p.entryFundingIndex = _accrueSide(m, p.isLong).toInt128();
+        _checkHealthy(m, marketId, p);
+        int256 netDelta = _changeExposure(m, p.isLong, int256(uint256(p.size)), int256(uint256(p.notional)));
+        vault.openPosition(msg.sender, p.collateral, fee, p.notional, netDelta);
         tokenId = nft.mint(msg.sender, marketId);
         _positions[tokenId] = p;
-        emit PositionOpened(tokenId, msg.sender, marketId, isLong, collateral, leverage, size, notional, entryPrice, fee);
+        _emitOpened(tokenId, marketId, p, fee);
+    }
+
+    function _emitOpened(uint256 tokenId, bytes32 marketId, PositionData memory p, uint256 fee) internal {
+        emit PositionOpened(
+            tokenId,
+            msg.sender,
+            marketId,
+            p.isLong,
+            p.collateral,
+            p.leverage,
+            p.size,
+            p.notional,
+            uint256(p.notional) * WAD / p.size,
+            fee,
+            p.entryFundingIndex
+        );
     }
 
     /// @inheritdoc IPositionManager
-    /// @dev Settles pending funding into the collateral first (MarginChanged with delta = -funding).
+    /// @dev Settles pending funding into the collateral (MarginChanged with delta = -funding).
     function addMargin(uint256 tokenId, uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         PositionData storage p = _positions[tokenId];
@@ -240,13 +226,14 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         vault.lockMargin(owner, amount);
         uint256 c = uint256(p.collateral) + amount;
         p.collateral = c.toUint128();
-        emit MarginChanged(tokenId, owner, marketId, int256(amount), c);
+        emit MarginChanged(tokenId, owner, marketId, int256(amount), c, p.entryFundingIndex);
         _settleFunding(p, tokenId, owner, marketId);
     }
 
     /// @inheritdoc IPositionManager
     /// @dev After removal the position must still meet the initial margin at the index price:
-    /// collateral + min(unrealized PnL, 0) >= size * index / maxLeverage.
+    /// collateral + min(unrealized PnL, 0) >= size * index / maxLeverage; when mark and index
+    /// diverge past maxSpread, at the mark price too.
     function removeMargin(uint256 tokenId, uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         PositionData storage p = _positions[tokenId];
@@ -261,97 +248,208 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         if (amount > c) revert InsufficientCollateral(c, amount);
         c -= amount;
         {
-            uint256 index = oracle.getIndexPrice(marketId);
             PositionData memory pm = p;
-            int256 pnl = _unrealizedPnl(pm, index);
-            int256 margin = int256(c) + (pnl < 0 ? pnl : int256(0));
-            uint256 required = uint256(pm.size) * index / WAD * WAD / m.maxLeverage;
-            if (margin < int256(required)) revert InsufficientMargin(margin, required);
+            uint256 index = oracle.getIndexPrice(marketId);
+            _checkInitialMargin(pm, c, index, m.maxLeverage);
+            uint256 mark = m.vamm.markPrice();
+            if (_diverged(mark, index, m.maxSpread)) _checkInitialMargin(pm, c, mark, m.maxLeverage);
         }
         p.collateral = uint128(c);
         vault.releaseMargin(owner, amount);
-        emit MarginChanged(tokenId, owner, marketId, -int256(amount), c);
+        emit MarginChanged(tokenId, owner, marketId, -int256(amount), c, p.entryFundingIndex);
+    }
+
+    /// @inheritdoc IPositionManager
+    /// @dev Without a fee bound or deadline (see the 4-argument overload).
+    function closePosition(uint256 tokenId, uint256 priceLimit) external nonReentrant {
+        _close(tokenId, priceLimit, type(uint256).max, type(uint256).max);
     }
 
     /// @inheritdoc IPositionManager
     /// @dev `priceLimit` bounds the vAMM exit price (closing a long sells: exit >= limit; closing a
-    /// short buys: exit <= limit; 0 = no bound). The fee is taken from what the position returns.
-    function closePosition(uint256 tokenId, uint256 priceLimit) external nonReentrant {
+    /// short buys: exit <= limit; 0 = no bound), `maxFee` the trading fee, `deadline` the block
+    /// timestamp. The fee is taken from what the position returns. Reverts with NegativeEquity
+    /// when the position cannot pay its loss and funding: only a liquidation may realize that.
+    function closePosition(uint256 tokenId, uint256 priceLimit, uint256 maxFee, uint256 deadline)
+        external
+        nonReentrant
+    {
+        _close(tokenId, priceLimit, maxFee, deadline);
+    }
+
+    function _close(uint256 tokenId, uint256 priceLimit, uint256 maxFee, uint256 deadline) internal {
+        if (block.timestamp > deadline) revert DeadlineExpired(deadline);
         PositionData memory p = _positions[tokenId];
         if (p.size == 0) revert PositionNotFound(tokenId);
         address owner = nft.ownerOf(tokenId);
         if (msg.sender != owner) revert NotPositionOwner(tokenId, msg.sender);
         MarketData storage m = _markets[p.marketIndex];
-        bytes32 marketId = _marketIds[p.marketIndex];
-
-        (uint256 exitQuote, uint256 fee) = m.vamm.swap(p.isLong, false, p.size, true);
-        uint256 exitPrice = exitQuote * WAD / p.size;
-        _checkPriceLimit(!p.isLong, exitPrice, priceLimit);
-
-        int256 pnl = _realizedPnl(p, exitQuote);
-        int256 funding = _pendingFunding(p, m.cumulativeFundingIndex);
-        int256 equity = int256(uint256(p.collateral)) + pnl - funding;
-        uint256 feeCharged;
-        uint256 payout;
-        if (equity > 0) {
-            feeCharged = fee < uint256(equity) ? fee : uint256(equity);
-            payout = uint256(equity) - feeCharged;
-        }
-        vault.settlePosition(Vault.Settlement(owner, p.collateral, equity, payout, feeCharged, address(0), 0, p.notional));
-        delete _positions[tokenId];
-        nft.burn(tokenId, marketId);
-        emit PositionClosed(tokenId, owner, marketId, exitPrice, pnl, funding, payout);
+        (uint256 exitQuote, uint256 fee) = m.vamm.swap(p.isLong, false, p.size);
+        if (fee > maxFee) revert FeeTooHigh(fee, maxFee);
+        _checkPriceLimit(!p.isLong, exitQuote * WAD / p.size, priceLimit);
+        _settleClose(tokenId, owner, m, p, exitQuote, fee);
     }
 
-    // ================================================================ liquidation
-
-    /// @inheritdoc IPositionManager
-    /// @dev Unwinds the position on the vAMM (no price-impact limit, no trading fee). The keeper
-    /// earns liquidationFeeRatio x size x index into its free collateral in the Vault; what is left
-    /// goes to the owner; a shortfall is covered by the insurance fund (then recorded as bad debt).
-    /// `price` in PositionLiquidated is the vAMM unwind price; `badDebt` is max(0, -equity).
-    function liquidatePosition(uint256 tokenId) external nonReentrant {
-        PositionData memory p = _positions[tokenId];
-        if (p.size == 0) revert PositionNotFound(tokenId);
-        MarketData storage m = _markets[p.marketIndex];
+    function _settleClose(
+        uint256 tokenId,
+        address owner,
+        MarketData storage m,
+        PositionData memory p,
+        uint256 exitQuote,
+        uint256 fee
+    ) internal {
+        int256 pnl = _realizedPnl(p.isLong, exitQuote, p.notional);
+        int256 funding = _pendingFunding(p, _accrueSide(m, p.isLong));
+        int256 equity = int256(uint256(p.collateral)) + pnl - funding;
+        if (equity < 0) revert NegativeEquity(tokenId, equity);
+        if (fee > uint256(equity)) fee = uint256(equity);
+        uint256 payout = uint256(equity) - fee;
+        int256 netDelta = _changeExposure(m, p.isLong, -int256(uint256(p.size)), -int256(uint256(p.notional)));
+        vault.settlePosition(
+            Vault.Settlement(owner, p.collateral, equity, payout, 0, fee, address(0), 0, p.notional, netDelta, funding)
+        );
         bytes32 marketId = _marketIds[p.marketIndex];
-        int256 cum = m.cumulativeFundingIndex;
-        (uint256 index,) = oracle.update(marketId);
-        uint256 reward;
-        {
-            (int256 margin, uint256 mm) = _health(p, cum, index, m.maintenanceMarginRatio);
-            if (margin >= int256(mm)) revert NotLiquidatable(tokenId, margin, mm);
-            reward = uint256(p.size) * index / WAD * m.liquidationFeeRatio / WAD;
-        }
-        address owner = nft.ownerOf(tokenId);
-        (uint256 exitQuote,) = m.vamm.swap(p.isLong, false, p.size, false);
-        int256 pnl = _realizedPnl(p, exitQuote);
-        int256 equity = int256(uint256(p.collateral)) + pnl - _pendingFunding(p, cum);
-        uint256 refund = equity > int256(reward) ? uint256(equity) - reward : 0;
-        vault.settlePosition(Vault.Settlement(owner, p.collateral, equity, refund, 0, msg.sender, reward, p.notional));
         delete _positions[tokenId];
         nft.burn(tokenId, marketId);
-        emit PositionLiquidated(
-            tokenId,
-            owner,
-            marketId,
-            msg.sender,
-            exitQuote * WAD / p.size,
-            pnl,
-            reward,
-            refund,
-            equity < 0 ? uint256(-equity) : 0
+        emit PositionClosed(tokenId, owner, marketId, exitQuote * WAD / p.size, pnl, funding, payout, fee);
+    }
+
+    /// @inheritdoc IPositionManager
+    /// @dev Closes `size` (base) of the position on the vAMM: that part's share of the collateral
+    /// (after the whole position's funding is settled into it) plus its PnL, less the fee, is
+    /// paid out; the rest of the position keeps the rest of the collateral and must stay healthy
+    /// and at least minNotional. Emits PositionDecreased, then PositionReduced. Lets a position
+    /// too large to close in one block's price budget leave in parts.
+    function reducePosition(uint256 tokenId, uint256 size, uint256 priceLimit, uint256 maxFee, uint256 deadline)
+        external
+        nonReentrant
+    {
+        if (block.timestamp > deadline) revert DeadlineExpired(deadline);
+        PositionData memory p = _positions[tokenId];
+        if (p.size == 0) revert PositionNotFound(tokenId);
+        if (size == 0 || size >= p.size) revert InvalidSize(size, p.size);
+        address owner = nft.ownerOf(tokenId);
+        if (msg.sender != owner) revert NotPositionOwner(tokenId, msg.sender);
+        MarketData storage m = _markets[p.marketIndex];
+        (uint256 exitQuote, uint256 fee) = m.vamm.swap(p.isLong, false, size);
+        if (fee > maxFee) revert FeeTooHigh(fee, maxFee);
+        _checkPriceLimit(!p.isLong, exitQuote * WAD / size, priceLimit);
+        _settleReduce(tokenId, owner, m, p, size, exitQuote, fee);
+    }
+
+    /// The figures of a partial close (memory, to keep the stack small).
+    struct Reduction {
+        uint256 size;
+        uint256 part; // entry notional of the part closed
+        int256 cum;
+        int256 funding;
+        int256 pnl;
+        uint256 payout;
+        uint256 fee;
+        uint256 exitPrice;
+        int256 netDelta;
+    }
+
+    function _settleReduce(
+        uint256 tokenId,
+        address owner,
+        MarketData storage m,
+        PositionData memory p,
+        uint256 size,
+        uint256 exitQuote,
+        uint256 fee
+    ) internal {
+        Reduction memory r;
+        r.size = size;
+        r.fee = fee;
+        r.exitPrice = exitQuote * WAD / size;
+        r.part = uint256(p.notional) * size / p.size;
+        r.cum = _accrueSide(m, p.isLong);
+        r.funding = _pendingFunding(p, r.cum);
+        r.pnl = _realizedPnl(p.isLong, exitQuote, r.part);
+        PositionData memory rest = _rest(tokenId, p, r);
+        if (rest.notional < m.minNotional) revert PositionTooSmall(rest.notional, m.minNotional);
+        bytes32 marketId = _marketIds[p.marketIndex];
+        _checkHealthy(m, marketId, rest);
+        r.netDelta = _changeExposure(m, p.isLong, -int256(size), -int256(r.part));
+        vault.settlePosition(
+            Vault.Settlement(
+                owner,
+                p.collateral,
+                int256(uint256(p.collateral)) + r.pnl - r.funding,
+                r.payout,
+                rest.collateral,
+                r.fee,
+                address(0),
+                0,
+                r.part.toUint128(),
+                r.netDelta,
+                r.funding
+            )
         );
+        _positions[tokenId] = rest;
+        emit PositionDecreased(tokenId, owner, marketId, size, r.exitPrice, r.pnl, r.funding, r.payout, r.fee);
+        emit PositionReduced(tokenId, owner, marketId, rest.size, rest.notional, rest.collateral, r.cum);
+    }
+
+    /// What is left of a position after closing part of it: the funding settled into the
+    /// collateral, the part's share of the collateral (plus its PnL, less the fee) paid out.
+    function _rest(uint256 tokenId, PositionData memory p, Reduction memory r)
+        internal
+        pure
+        returns (PositionData memory rest)
+    {
+        int256 c = int256(uint256(p.collateral)) - r.funding;
+        if (c < 0) revert NegativeEquity(tokenId, c);
+        uint256 partCollateral = uint256(c) * r.size / p.size;
+        int256 partEquity = int256(partCollateral) + r.pnl;
+        if (partEquity < 0) revert NegativeEquity(tokenId, partEquity);
+        if (r.fee > uint256(partEquity)) r.fee = uint256(partEquity);
+        r.payout = uint256(partEquity) - r.fee;
+        rest = PositionData({
+            size: uint128(p.size - r.size),
+            notional: uint128(p.notional - r.part),
+            entryFundingIndex: int128(r.cum),
+            collateral: uint128(uint256(c) - partCollateral),
+            leverage: p.leverage,
+            openedAt: p.openedAt,
+            openedBlock: p.openedBlock,
+            marketIndex: p.marketIndex,
+            isLong: p.isLong
+        });
+    }
+
+    // ================================================================ liquidation (LiquidationModule)
+
+    /// @inheritdoc IPositionManager
+    function liquidatePosition(uint256) external {
+        _delegate(liquidationModule);
+    }
+
+    /// @inheritdoc IPositionManager
+    /// @dev Unwinds the position on the vAMM (no trading fee) as far as the vAMM's per-trade and
+    /// per-block limits allow without pushing the mark past the price where the position's equity
+    /// would fall below its penalty (while the index price keeps it above), nor past index * (1
+    /// -/+ maxSpread); what does not fit stays open for a later call (PositionReduced), never less
+    /// than minNotional. The penalty, liquidationFeeRatio x unwound size x index, is split:
+    /// liquidationRewardShare to the caller's free collateral (covered by the insurance fund when
+    /// the position cannot pay it), the rest to the insurance fund as far as the position's
+    /// equity allows. On a full liquidation what is left goes to the owner; a shortfall is
+    /// covered by the insurance fund (then recorded as bad debt). After it, no open/close trades
+    /// in this market in this block. `priceLimit` bounds the unwind price (a long sold: price >=
+    /// limit; a short bought back: price <= limit; 0 = none).
+    function liquidatePosition(uint256, uint256) external {
+        _delegate(liquidationModule);
     }
 
     /// @inheritdoc IPositionManager
     function isPositionLiquidatable(uint256 tokenId) external view returns (bool) {
-        return _healthOf(tokenId, 0).liquidatable;
+        return _healthOf(tokenId).liquidatable;
     }
 
     /// @notice Health of one position (see getPositionsHealth).
     function getPositionHealth(uint256 tokenId) external view returns (PositionHealth memory) {
-        return _healthOf(tokenId, 0);
+        return _healthOf(tokenId);
     }
 
     /// @inheritdoc IPositionManager
@@ -380,40 +478,48 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
     // ================================================================ funding
 
     /// @inheritdoc IPositionManager
-    /// @dev Callable by anyone once `fundingInterval` has passed since the last update.
-    /// rate = (markTwap - indexTwap) / indexTwap * fundingInterval / 1 day, clamped to
-    /// +-maxFundingRate; TWAPs are over [lastFundingTime, now]. The cumulative index (quote per
-    /// unit of base, paid by longs when positive) grows by rate * indexTwap.
+    /// @dev Callable by anyone once `fundingInterval` has passed since the last update. Funding
+    /// accrues per second at the speed the previous update set (so a late update charges the
+    /// time that passed, and nothing jumps at the update); this checkpoints both sides' indexes
+    /// and sets the rate for what follows:
+    ///   rate = (markTwap - indexTwap) / indexTwap * fundingInterval / 1 day, clamped to
+    ///   +-maxFundingRate; fundingPerSecond = rate * indexTwap / fundingInterval.
+    /// markTwap is the vAMM's over [lastFundingTime, now]; indexTwap comes from the feed's round
+    /// history over the same window. Pays the caller `fundingReward` from the insurance fund
+    /// (as far as it holds it): keeping funding current is permissionless keeping.
     function updateFundingRate(bytes32 marketId) external nonReentrant {
         MarketData storage m = _markets[_indexOf(marketId)];
         uint256 last = m.lastFundingTime;
         uint256 interval = m.fundingInterval;
         if (block.timestamp < last + interval) revert FundingTooEarly(marketId, last + interval);
+        (int256 cumLong, int256 cumShort) = _cumulatives(m);
         (uint256 markCum,) = m.vamm.currentPriceCumulative();
-        (, uint256 indexCum) = oracle.update(marketId);
-        (int256 rate, uint256 markTwap, uint256 indexTwap) = _fundingRate(m, markCum, indexCum, block.timestamp - last);
-        int256 cum = int256(m.cumulativeFundingIndex) + rate * int256(indexTwap) / int256(WAD);
-        m.cumulativeFundingIndex = cum.toInt128();
-        m.fundingRate = int64(rate);
+        (int256 rate, uint256 markTwap, uint256 indexTwap) = _fundingRate(m, marketId, markCum, last);
+        int256 speed = rate * int256(indexTwap) / int256(WAD) / int256(interval);
+        m.cumulativeLong = cumLong.toInt128();
+        m.cumulativeShort = cumShort.toInt128();
+        m.fundingPerSecond = speed.toInt128();
+        m.lastAccrual = uint64(block.timestamp);
         m.lastFundingTime = uint64(block.timestamp);
+        m.fundingRate = int64(rate);
         m.markCumulativeSnapshot = uint112(markCum);
-        m.indexCumulativeSnapshot = uint112(indexCum);
-        m.snapshotTime = uint32(block.timestamp);
-        emit FundingRateUpdated(marketId, rate, cum, markTwap, indexTwap, block.timestamp);
+        emit FundingRateUpdated(marketId, rate, cumLong, cumShort, markTwap, indexTwap, block.timestamp, speed);
+        uint256 reward = _fundingReward;
+        if (reward != 0) vault.payReward(msg.sender, reward);
     }
 
-    /// @notice What updateFundingRate would compute now (it may still be too early to call it).
+    /// @notice What updateFundingRate would set now (it may still be too early to call it).
     function previewFundingRate(bytes32 marketId)
         external
         view
         returns (int256 rate, uint256 markTwap, uint256 indexTwap)
     {
         MarketData storage m = _markets[_indexOf(marketId)];
-        uint256 dt = block.timestamp - m.lastFundingTime;
-        if (dt == 0) return (m.fundingRate, m.vamm.markPrice(), oracle.getIndexPrice(marketId));
+        if (block.timestamp == m.lastFundingTime) {
+            return (m.fundingRate, m.vamm.markPrice(), oracle.getIndexPrice(marketId));
+        }
         (uint256 markCum,) = m.vamm.currentPriceCumulative();
-        (uint256 indexCum,) = oracle.indexCumulative(marketId);
-        return _fundingRate(m, markCum, indexCum, dt);
+        return _fundingRate(m, marketId, markCum, m.lastFundingTime);
     }
 
     function lastFundingTime(bytes32 marketId) external view returns (uint256) {
@@ -425,12 +531,26 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         return uint256(m.lastFundingTime) + m.fundingInterval;
     }
 
+    /// @notice The rate the last update set (per funding interval, WAD; positive: longs pay).
     function fundingRate(bytes32 marketId) external view returns (int256) {
         return _markets[_indexOf(marketId)].fundingRate;
     }
 
-    function cumulativeFundingIndex(bytes32 marketId) external view returns (int256) {
-        return _markets[_indexOf(marketId)].cumulativeFundingIndex;
+    /// @notice What one unit of base on the paying side pays per second when both sides are
+    /// equal (positive: longs pay).
+    function fundingPerSecond(bytes32 marketId) external view returns (int256) {
+        return _markets[_indexOf(marketId)].fundingPerSecond;
+    }
+
+    /// @notice The longs' cumulative funding index now (see cumulativeFunding for both sides).
+    function cumulativeFundingIndex(bytes32 marketId) external view returns (int256 long) {
+        (long,) = _cumulatives(_markets[_indexOf(marketId)]);
+    }
+
+    /// @notice Both sides' cumulative funding indexes now (quote per unit of base paid by that
+    /// side since the market was added; falling: it receives).
+    function cumulativeFunding(bytes32 marketId) external view returns (int256 long, int256 short) {
+        return _cumulatives(_markets[_indexOf(marketId)]);
     }
 
     // ================================================================ views
@@ -464,7 +584,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
     function pendingFunding(uint256 tokenId) external view returns (int256) {
         PositionData memory p = _positions[tokenId];
         if (p.size == 0) return 0;
-        return _pendingFunding(p, _markets[p.marketIndex].cumulativeFundingIndex);
+        return _pendingFunding(p, _cumulative(_markets[p.marketIndex], p.isLong));
     }
 
     /// @notice Unrealized PnL at the oracle index price.
@@ -480,8 +600,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         view
         returns (uint256 size, uint256 entryPrice, uint256 fee, uint256 priceImpact)
     {
-        VirtualAMM vamm = _markets[_indexOf(marketId)].vamm;
-        return vamm.quoteOpen(isLong, collateral * leverage / WAD);
+        return _markets[_indexOf(marketId)].vamm.quoteOpen(isLong, collateral * leverage / WAD);
     }
 
     /// @notice Quote closePosition on the current vAMM state (PnL before funding and fee).
@@ -493,7 +612,7 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         PositionData memory p = _positions[tokenId];
         if (p.size == 0) revert PositionNotFound(tokenId);
         (exitQuote, exitPrice, fee,) = _markets[p.marketIndex].vamm.quoteClose(p.isLong, p.size);
-        realizedPnl = _realizedPnl(p, exitQuote);
+        realizedPnl = _realizedPnl(p.isLong, exitQuote, p.notional);
     }
 
     /// @inheritdoc IPositionManager
@@ -507,8 +626,37 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
             liquidationFeeRatio: m.liquidationFeeRatio,
             fundingInterval: m.fundingInterval,
             maxFundingRate: m.maxFundingRate,
-            paused: m.paused
+            paused: m.paused,
+            minNotional: m.minNotional,
+            liquidationRewardShare: m.liquidationRewardShare,
+            maxSpread: m.maxSpread
         });
+    }
+
+    /// @notice One market's prices and funding now, in one call: index (0 when the oracle cannot
+    /// answer), mark, both sides' cumulative funding indexes, open base size by side.
+    function marketState(bytes32 marketId)
+        external
+        view
+        returns (uint256 index, uint256 mark, int256 fundingLong, int256 fundingShort, uint256 longSize, uint256 shortSize)
+    {
+        MarketData storage m = _markets[_indexOf(marketId)];
+        (fundingLong, fundingShort) = _cumulatives(m);
+        return (_tryIndexPrice(marketId), m.vamm.markPrice(), fundingLong, fundingShort, m.longSize, m.shortSize);
+    }
+
+    /// @notice Open positions' aggregate unrealized PnL if all were closed on the vAMM now
+    /// (positive: traders are in profit and the pool owes it; fees and funding, which is
+    /// zero-sum, not included). The vault prices liquidity shares with it.
+    function traderPnl() external view returns (int256 pnl) {
+        uint256 n = _marketIds.length;
+        for (uint256 i; i < n; ++i) {
+            MarketData storage m = _markets[i];
+            int256 net = int256(uint256(m.longSize)) - int256(uint256(m.shortSize));
+            int256 value = m.vamm.unwindValue(net);
+            if (value == type(int256).min) return type(int128).min; // shorts cannot be bought back
+            pnl += value - (int256(uint256(m.longNotional)) - int256(uint256(m.shortNotional)));
+        }
     }
 
     function marketIds() external view returns (bytes32[] memory) {
@@ -534,21 +682,25 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
 
     // ================================================================ internals
 
-    function _indexOf(bytes32 marketId) internal view returns (uint256) {
-        uint256 i = _marketIndexPlusOne[marketId];
-        if (i == 0) revert UnknownMarket(marketId);
-        return i - 1;
+    function _delegate(address module) internal {
+        assembly ("memory-safe") {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            switch ok
+            case 0 { revert(0, returndatasize()) }
+            default { return(0, returndatasize()) }
+        }
     }
 
-    function _ownedPosition(PositionData storage p, uint256 tokenId) internal view returns (address owner) {
-        if (p.size == 0) revert PositionNotFound(tokenId);
-        owner = nft.ownerOf(tokenId);
-        if (msg.sender != owner) revert NotPositionOwner(tokenId, msg.sender);
+    function _accrueSide(MarketData storage m, bool isLong) internal returns (int256) {
+        (int256 cumLong, int256 cumShort) = _accrue(m);
+        return isLong ? cumLong : cumShort;
     }
 
     /// Move pending funding into the collateral and reset the entry index.
     function _settleFunding(PositionData storage p, uint256 tokenId, address owner, bytes32 marketId) internal {
-        int256 cum = _markets[p.marketIndex].cumulativeFundingIndex;
+        int256 cum = _cumulative(_markets[p.marketIndex], p.isLong);
         if (cum == p.entryFundingIndex) return;
         PositionData memory pm = p;
         int256 funding = _pendingFunding(pm, cum);
@@ -558,40 +710,21 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         if (c < 0) revert InsufficientCollateral(pm.collateral, uint256(funding));
         p.collateral = uint256(c).toUint128();
         vault.settleFunding(funding);
-        emit MarginChanged(tokenId, owner, marketId, -funding, uint256(c));
+        emit MarginChanged(tokenId, owner, marketId, -funding, uint256(c), cum);
     }
 
-    function _checkPriceLimit(bool buying, uint256 price, uint256 limit) internal pure {
-        if (limit == 0) return;
-        if (buying ? price > limit : price < limit) revert SlippageExceeded(price, limit);
-    }
-
-    function _realizedPnl(PositionData memory p, uint256 exitQuote) internal pure returns (int256) {
-        int256 d = int256(exitQuote) - int256(uint256(p.notional));
-        return p.isLong ? d : -d;
-    }
-
-    function _unrealizedPnl(PositionData memory p, uint256 index) internal pure returns (int256) {
-        uint256 entryPrice = uint256(p.notional) * WAD / p.size;
-        int256 pnl = (int256(index) - int256(entryPrice)) * int256(uint256(p.size)) / int256(WAD);
-        return p.isLong ? pnl : -pnl;
-    }
-
-    function _pendingFunding(PositionData memory p, int256 cum) internal pure returns (int256) {
-        int256 f = int256(uint256(p.size)) * (cum - p.entryFundingIndex) / int256(WAD);
-        return p.isLong ? f : -f;
-    }
-
-    function _health(PositionData memory p, int256 cum, uint256 index, uint256 mmr)
+    /// collateral + min(unrealized PnL at `price`, 0) >= size * price / maxLeverage
+    function _checkInitialMargin(PositionData memory p, uint256 c, uint256 price, uint256 maxLeverage)
         internal
         pure
-        returns (int256 margin, uint256 maintenanceMargin)
     {
-        margin = int256(uint256(p.collateral)) + _unrealizedPnl(p, index) - _pendingFunding(p, cum);
-        maintenanceMargin = uint256(p.size) * index / WAD * mmr / WAD;
+        int256 pnl = _unrealizedPnl(p, price);
+        int256 margin = int256(c) + (pnl < 0 ? pnl : int256(0));
+        uint256 required = uint256(p.size) * price / WAD * WAD / maxLeverage;
+        if (margin < int256(required)) revert InsufficientMargin(margin, required);
     }
 
-    function _healthOf(uint256 tokenId, uint256) internal view returns (PositionHealth memory h) {
+    function _healthOf(uint256 tokenId) internal view returns (PositionHealth memory h) {
         PositionData memory p = _positions[tokenId];
         if (p.size == 0) {
             h.tokenId = tokenId;
@@ -606,51 +739,35 @@ contract PositionManager is IPositionManager, Ownable2Step, ReentrancyGuardTrans
         returns (PositionHealth memory h)
     {
         MarketData storage m = _markets[p.marketIndex];
+        int256 cum = _cumulative(m, p.isLong);
         h.tokenId = tokenId;
         h.exists = true;
         h.indexPrice = index;
         if (index == 0) {
-            h.margin = int256(uint256(p.collateral)) - _pendingFunding(p, m.cumulativeFundingIndex);
+            h.margin = int256(uint256(p.collateral)) - _pendingFunding(p, cum);
             return h;
         }
-        (h.margin, h.maintenanceMargin) = _health(p, m.cumulativeFundingIndex, index, m.maintenanceMarginRatio);
+        (h.margin, h.maintenanceMargin) = _health(p, cum, index, m.maintenanceMarginRatio);
         h.liquidatable = h.margin < int256(h.maintenanceMargin);
     }
 
-    function _tryIndexPrice(bytes32 marketId) internal view returns (uint256) {
-        try oracle.getIndexPrice(marketId) returns (uint256 p) {
-            return p;
-        } catch {
-            return 0;
-        }
-    }
-
-    function _fundingRate(MarketData storage m, uint256 markCum, uint256 indexCum, uint256 dt)
+    /// The rate from the premium of the mark TWAP (vAMM accumulator since the last update) over
+    /// the index TWAP (the feed's rounds since then).
+    function _fundingRate(MarketData storage m, bytes32 marketId, uint256 markCum, uint256 from)
         internal
         view
         returns (int256 rate, uint256 markTwap, uint256 indexTwap)
     {
+        uint256 dt = block.timestamp - from;
         unchecked {
             markTwap = uint256(uint112(uint112(markCum) - m.markCumulativeSnapshot)) / dt;
-            indexTwap = uint256(uint112(uint112(indexCum) - m.indexCumulativeSnapshot)) / dt;
         }
+        indexTwap = oracle.getTwap(marketId, from);
         if (indexTwap == 0) return (0, markTwap, indexTwap);
         rate = (int256(markTwap) - int256(indexTwap)) * int256(WAD) * int256(uint256(m.fundingInterval))
             / (int256(indexTwap) * 1 days);
         int256 cap = int256(uint256(m.maxFundingRate));
         if (rate > cap) rate = cap;
         else if (rate < -cap) rate = -cap;
-    }
-
-    function _validateRisk(uint256 maxLeverage, uint256 mmr, uint256 liqFee) internal pure {
-        if (maxLeverage < WAD || maxLeverage > MAX_LEVERAGE_CAP) revert InvalidMarketConfig();
-        // maintenance margin must sit below the initial margin at max leverage
-        if (mmr == 0 || mmr * maxLeverage >= WAD * WAD) revert InvalidMarketConfig();
-        if (liqFee > mmr) revert InvalidMarketConfig();
-    }
-
-    function _validateFunding(uint256 interval, uint256 maxRate) internal pure {
-        if (interval < 60 || interval > 30 days) revert InvalidMarketConfig();
-        if (maxRate == 0 || maxRate > WAD) revert InvalidMarketConfig();
     }
 }

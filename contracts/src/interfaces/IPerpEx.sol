@@ -9,6 +9,7 @@ pragma solidity ^0.8.24;
 
 interface IPositionManagerEvents {
     /// Emitted when a position is opened (after PositionNFT.PositionMinted in the same tx).
+    /// `entryFundingIndex` is the market's cumulative funding index the position starts from.
     event PositionOpened(
         uint256 indexed tokenId,
         address indexed owner,
@@ -19,11 +20,12 @@ interface IPositionManagerEvents {
         uint256 size,
         uint256 notional,
         uint256 entryPrice,
-        uint256 fee
+        uint256 fee,
+        int256 entryFundingIndex
     );
 
     /// Emitted when the owner closes a position. `realizedPnl` excludes funding and fees;
-    /// `payout` is what returned to the owner's free collateral.
+    /// `payout` is what returned to the owner's free collateral; `fee` the trading fee charged.
     event PositionClosed(
         uint256 indexed tokenId,
         address indexed owner,
@@ -31,10 +33,17 @@ interface IPositionManagerEvents {
         uint256 exitPrice,
         int256 realizedPnl,
         int256 fundingPayment,
-        uint256 payout
+        uint256 payout,
+        uint256 fee
     );
 
-    /// Emitted when a keeper liquidates a position.
+    /// Emitted when a keeper liquidates all or part of a position. `size` is the base size
+    /// unwound by this call, `remainingSize` what is left open (0: the position is gone; otherwise
+    /// PositionReduced follows with its new state). `price` is the vAMM unwind price,
+    /// `realizedPnl` the PnL of the part unwound, `fundingPayment` the whole position's funding
+    /// settled, `liquidatorReward` + `insuranceFee` the liquidation penalty (the keeper's share is
+    /// paid even when the position cannot pay it: the insurance fund covers it), `ownerRefund` what
+    /// returned to the owner (full liquidation only), `badDebt` max(0, -equity).
     event PositionLiquidated(
         uint256 indexed tokenId,
         address indexed owner,
@@ -44,27 +53,70 @@ interface IPositionManagerEvents {
         int256 realizedPnl,
         uint256 liquidatorReward,
         uint256 ownerRefund,
-        uint256 badDebt
+        uint256 badDebt,
+        uint256 size,
+        uint256 remainingSize,
+        int256 fundingPayment,
+        uint256 insuranceFee
     );
 
-    /// Emitted on addMargin / removeMargin (and when pending funding is settled into collateral).
+    /// Emitted when the owner closes part of a position (reducePosition): the part's `size`,
+    /// its exit price and realized PnL, the whole position's `fundingPayment` (settled into the
+    /// collateral), what was paid out to the owner and the trading fee. PositionReduced follows.
+    event PositionDecreased(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        uint256 size,
+        uint256 exitPrice,
+        int256 realizedPnl,
+        int256 fundingPayment,
+        uint256 payout,
+        uint256 fee
+    );
+
+    /// The state of a position after a partial liquidation or a partial close (emitted right
+    /// after its PositionLiquidated / PositionDecreased): size, entry notional and collateral
+    /// left, and the funding index (of its side) it now accrues from.
+    event PositionReduced(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 indexed marketId,
+        uint256 size,
+        uint256 notional,
+        uint256 collateral,
+        int256 entryFundingIndex
+    );
+
+    /// Emitted on addMargin / removeMargin (and when pending funding is settled into collateral,
+    /// with delta = -funding). `entryFundingIndex` is the position's funding index afterwards.
     event MarginChanged(
         uint256 indexed tokenId,
         address indexed owner,
         bytes32 indexed marketId,
         int256 delta,
-        uint256 newCollateral
+        uint256 newCollateral,
+        int256 entryFundingIndex
     );
 
-    /// Emitted by updateFundingRate. `fundingRate` is the rate for the interval just ended
-    /// (positive: longs pay shorts). `cumulativeFundingIndex` is quote per unit of base.
+    /// Emitted by updateFundingRate. `fundingRate` is the rate this sets for the coming period
+    /// (fraction of the index price per funding interval, positive: longs pay shorts), from the
+    /// mark/index premium over the period just ended (`markTwap`, `indexTwap`);
+    /// `fundingPerSecond` = rate * indexTwap / interval is what one unit of base on the paying
+    /// side pays per second when both sides are equal. Funding is zero-sum and accrues every
+    /// second: each second the paying side pays fundingPerSecond x min(long size, short size) in
+    /// all, pro rata, and the other side receives exactly that, pro rata; with one side empty
+    /// nothing moves. Each side has its own cumulative index (quote per unit of base paid by that
+    /// side; falling: it receives); `cumulativeFundingLong/Short` are their values at `timestamp`.
     event FundingRateUpdated(
         bytes32 indexed marketId,
         int256 fundingRate,
-        int256 cumulativeFundingIndex,
+        int256 cumulativeFundingLong,
+        int256 cumulativeFundingShort,
         uint256 markTwap,
         uint256 indexTwap,
-        uint256 timestamp
+        uint256 timestamp,
+        int256 fundingPerSecond
     );
 
     event MarketAdded(bytes32 indexed marketId, string pair, address vamm, address oracleFeed);
@@ -80,7 +132,7 @@ interface IPositionManager is IPositionManagerEvents {
         uint256 size; // base amount (WAD)
         uint256 notional; // quote amount at entry (WAD)
         uint256 entryPrice; // notional * 1e18 / size
-        int256 entryFundingIndex; // cumulative funding index at open / last settlement
+        int256 entryFundingIndex; // its side's cumulative funding index at open / last settlement
         uint64 openedAt; // block timestamp
         uint64 openedBlock;
     }
@@ -99,22 +151,38 @@ interface IPositionManager is IPositionManagerEvents {
         address oracleFeed;
         uint256 maxLeverage;
         uint256 maintenanceMarginRatio;
-        uint256 liquidationFeeRatio; // keeper reward, fraction of notional at index price
+        uint256 liquidationFeeRatio; // liquidation penalty, fraction of the unwound notional at index
         uint256 fundingInterval; // seconds, default 8 hours
         uint256 maxFundingRate; // absolute clamp per interval
         bool paused;
+        uint256 minNotional; // smallest position (quote at entry)
+        uint256 liquidationRewardShare; // the keeper's share of the liquidation penalty
+        uint256 maxSpread; // mark/index divergence past which margin checks use the worse price
     }
 
     // ---- trading ----
     function openPosition(bytes32 marketId, bool isLong, uint256 collateral, uint256 leverage, uint256 priceLimit)
         external
         returns (uint256 tokenId);
+    function openPosition(
+        bytes32 marketId,
+        bool isLong,
+        uint256 collateral,
+        uint256 leverage,
+        uint256 priceLimit,
+        uint256 maxFee,
+        uint256 deadline
+    ) external returns (uint256 tokenId);
     function addMargin(uint256 tokenId, uint256 amount) external;
     function removeMargin(uint256 tokenId, uint256 amount) external;
     function closePosition(uint256 tokenId, uint256 priceLimit) external;
+    function closePosition(uint256 tokenId, uint256 priceLimit, uint256 maxFee, uint256 deadline) external;
+    function reducePosition(uint256 tokenId, uint256 size, uint256 priceLimit, uint256 maxFee, uint256 deadline)
+        external;
 
     // ---- liquidation ----
     function liquidatePosition(uint256 tokenId) external;
+    function liquidatePosition(uint256 tokenId, uint256 priceLimit) external;
     function isPositionLiquidatable(uint256 tokenId) external view returns (bool);
     function getPositionsHealth(uint256[] calldata tokenIds) external view returns (PositionHealth[] memory);
 
@@ -123,6 +191,7 @@ interface IPositionManager is IPositionManagerEvents {
     function nextFundingTime(bytes32 marketId) external view returns (uint256);
     function fundingRate(bytes32 marketId) external view returns (int256);
     function cumulativeFundingIndex(bytes32 marketId) external view returns (int256);
+    function cumulativeFunding(bytes32 marketId) external view returns (int256 long, int256 short);
     function updateFundingRate(bytes32 marketId) external;
 
     // ---- views ----

@@ -6,9 +6,9 @@ import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 
 /// @title PriceOracle: per-market index price over Chainlink AggregatorV3-style feeds.
 /// @notice Answers are scaled to 18 decimals; stale (older than the market's `maxStaleness`) and
-/// non-positive answers are rejected. A cumulative index-price accumulator (price x seconds,
-/// Uniswap-v2 style: the price recorded at one update holds until the next) gives index TWAPs;
-/// anyone may call `update`, and the PositionManager does on every trade and funding update.
+/// non-positive answers are rejected. Index TWAPs come from the feed's own round history
+/// (`getRoundData`), not from samples somebody recorded: every answer the feed published counts
+/// for exactly as long as it stood, whether or not anyone looked at it in the meantime.
 contract PriceOracle is Ownable2Step {
     error FeedNotSet(bytes32 marketId);
     error InvalidFeed(address feed);
@@ -19,20 +19,17 @@ contract PriceOracle is Ownable2Step {
 
     event FeedSet(bytes32 indexed marketId, address indexed feed, uint8 decimals, uint32 maxStaleness);
 
+    /// Rounds read back at most per TWAP (gas bound). A window the rounds do not cover (a feed
+    /// that published more often) is averaged over the part they cover, ending now.
+    uint256 public constant MAX_TWAP_ROUNDS = 24;
+
     struct Feed {
         address feed; // AggregatorV3Interface
         uint8 decimals;
         uint32 maxStaleness; // seconds
     }
 
-    struct Accumulator {
-        uint192 cumulative; // sum of price (WAD) x seconds
-        uint64 lastTimestamp;
-        uint128 lastPrice; // WAD, recorded at lastTimestamp
-    }
-
     mapping(bytes32 => Feed) private _feeds;
-    mapping(bytes32 => Accumulator) private _acc;
 
     constructor() Ownable(msg.sender) {}
 
@@ -45,15 +42,8 @@ contract PriceOracle is Ownable2Step {
         uint8 dec = AggregatorV3Interface(feed).decimals();
         if (dec > 36) revert InvalidFeed(feed);
         Feed memory f = Feed(feed, dec, maxStaleness);
-        uint256 price = _read(marketId, f);
+        _read(marketId, f);
         _feeds[marketId] = f;
-        Accumulator storage a = _acc[marketId];
-        if (a.lastTimestamp == 0) {
-            a.lastTimestamp = uint64(block.timestamp);
-            a.lastPrice = uint128(price);
-        } else {
-            _accumulate(a, price);
-        }
         emit FeedSet(marketId, feed, dec, maxStaleness);
     }
 
@@ -74,64 +64,78 @@ contract PriceOracle is Ownable2Step {
         return _read(marketId, f);
     }
 
-    /// @notice Record the current feed price into the TWAP accumulator; returns it and the
-    /// cumulative value at this block.
-    function update(bytes32 marketId) external returns (uint256 price, uint256 cumulative) {
-        price = getIndexPrice(marketId);
-        cumulative = _accumulate(_acc[marketId], price);
-    }
-
-    /// @notice The accumulator extrapolated to now with the last recorded price.
-    function indexCumulative(bytes32 marketId) public view returns (uint256 cumulative, uint256 timestamp) {
-        Accumulator memory a = _acc[marketId];
-        if (a.lastTimestamp == 0) revert FeedNotSet(marketId);
-        cumulative = uint256(a.cumulative) + uint256(a.lastPrice) * (block.timestamp - a.lastTimestamp);
-        timestamp = block.timestamp;
-    }
-
-    /// @notice Index TWAP between an earlier accumulator reading and now.
-    function twapSince(bytes32 marketId, uint256 fromCumulative, uint256 fromTimestamp)
-        external
-        view
-        returns (uint256)
-    {
-        (uint256 cum, uint256 ts) = indexCumulative(marketId);
-        if (fromTimestamp > ts || fromCumulative > cum) revert InvalidWindow();
-        if (fromTimestamp == ts) return _acc[marketId].lastPrice;
-        return (cum - fromCumulative) / (ts - fromTimestamp);
-    }
-
-    function lastRecorded(bytes32 marketId) external view returns (Accumulator memory) {
-        return _acc[marketId];
+    /// @notice Time-weighted average index price over [from, now], from the feed's rounds: each
+    /// answer holds from its `updatedAt` until the next round's. The latest answer must be fresh
+    /// (as for getIndexPrice). Walks back at most MAX_TWAP_ROUNDS rounds and stops early at a
+    /// round the feed cannot give (a phase boundary, an invalid answer); the average then covers
+    /// the part of the window the rounds it read cover. `from >= now` gives the current price.
+    function getTwap(bytes32 marketId, uint256 from) external view returns (uint256) {
+        Feed memory f = _feeds[marketId];
+        if (f.feed == address(0)) revert FeedNotSet(marketId);
+        AggregatorV3Interface feed = AggregatorV3Interface(f.feed);
+        (uint80 roundId, int256 answer,, uint256 updatedAt,) = feed.latestRoundData();
+        uint256 price = _validate(marketId, f, answer, updatedAt);
+        uint256 end = block.timestamp;
+        if (from >= end) return price;
+        uint256 sum;
+        uint256 start;
+        for (uint256 i;; ++i) {
+            start = updatedAt > from ? updatedAt : from;
+            if (start > end) start = end; // a round stamped after its successor: no weight
+            sum += price * (end - start);
+            if (start == from || i + 1 == MAX_TWAP_ROUNDS || roundId <= 1) break;
+            end = start;
+            (bool ok, uint256 p, uint256 t) = _round(feed, roundId - 1, f.decimals);
+            if (!ok) break;
+            unchecked {
+                --roundId;
+            }
+            price = p;
+            updatedAt = t;
+        }
+        uint256 span = block.timestamp - start;
+        return span == 0 ? price : sum / span;
     }
 
     // ---------------------------------------------------------------- internals
 
     function _read(bytes32 marketId, Feed memory f) private view returns (uint256) {
         (, int256 answer,, uint256 updatedAt,) = AggregatorV3Interface(f.feed).latestRoundData();
-        if (answer <= 0) revert InvalidPrice(marketId, answer);
+        return _validate(marketId, f, answer, updatedAt);
+    }
+
+    function _validate(bytes32 marketId, Feed memory f, int256 answer, uint256 updatedAt)
+        private
+        view
+        returns (uint256 p)
+    {
+        if (answer <= 0 || uint256(answer) > type(uint128).max) revert InvalidPrice(marketId, answer);
         if (updatedAt == 0 || updatedAt + f.maxStaleness < block.timestamp) {
             revert StalePrice(marketId, updatedAt, f.maxStaleness);
         }
-        uint256 p = uint256(answer);
-        if (f.decimals < 18) p = p * 10 ** (18 - f.decimals);
-        else if (f.decimals > 18) p = p / 10 ** (f.decimals - 18);
+        p = _scale(uint256(answer), f.decimals);
         if (p == 0 || p > type(uint128).max) revert InvalidPrice(marketId, answer);
-        return p;
     }
 
-    /// No event here on purpose: this runs inside every trade, liquidation and funding update.
-    function _accumulate(Accumulator storage a, uint256 price) private returns (uint256 cum) {
-        uint64 last = a.lastTimestamp;
-        uint128 lastPrice = a.lastPrice;
-        cum = a.cumulative;
-        if (block.timestamp > last) {
-            cum += uint256(lastPrice) * (block.timestamp - last);
-            a.cumulative = uint192(cum);
-            a.lastTimestamp = uint64(block.timestamp);
-            if (price != lastPrice) a.lastPrice = uint128(price);
-        } else if (price != lastPrice) {
-            a.lastPrice = uint128(price);
+    /// One historical round, scaled; ok = false when the feed cannot give it or it is invalid.
+    function _round(AggregatorV3Interface feed, uint80 roundId, uint8 decimals)
+        private
+        view
+        returns (bool ok, uint256 price, uint256 updatedAt)
+    {
+        try feed.getRoundData(roundId) returns (uint80, int256 answer, uint256, uint256 t, uint80) {
+            if (answer <= 0 || uint256(answer) > type(uint128).max || t == 0) return (false, 0, 0);
+            price = _scale(uint256(answer), decimals);
+            if (price == 0 || price > type(uint128).max) return (false, 0, 0);
+            return (true, price, t);
+        } catch {
+            return (false, 0, 0);
         }
+    }
+
+    function _scale(uint256 answer, uint8 decimals) private pure returns (uint256) {
+        if (decimals < 18) return answer * 10 ** (18 - decimals);
+        if (decimals > 18) return answer / 10 ** (decimals - 18);
+        return answer;
     }
 }

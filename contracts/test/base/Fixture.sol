@@ -59,6 +59,42 @@ abstract contract Fixture is TestBase, PerpExDeployer, IPositionManagerEvents, I
 
     // ---------------------------------------------------------------- helpers
 
+    /// PositionLiquidated's fields (a struct keeps the 13 of them off the stack).
+    struct LiqEvent {
+        uint256 tokenId;
+        address owner;
+        bytes32 marketId;
+        address liquidator;
+        uint256 price;
+        int256 pnl;
+        uint256 reward;
+        uint256 refund;
+        uint256 badDebt;
+        uint256 size;
+        uint256 remaining;
+        int256 funding;
+        uint256 insuranceFee;
+    }
+
+    function _expectLiquidated(LiqEvent memory e) internal {
+        vm.expectEmit(true, true, true, true, address(pm));
+        emit PositionLiquidated(
+            e.tokenId,
+            e.owner,
+            e.marketId,
+            e.liquidator,
+            e.price,
+            e.pnl,
+            e.reward,
+            e.refund,
+            e.badDebt,
+            e.size,
+            e.remaining,
+            e.funding,
+            e.insuranceFee
+        );
+    }
+
     function _fund(address who, uint256 amount) internal {
         vm.startPrank(who);
         token.faucet(amount);
@@ -96,13 +132,12 @@ abstract contract Fixture is TestBase, PerpExDeployer, IPositionManagerEvents, I
     /// margin and maintenance margin exactly as the keeper computes them (see PositionManager docs)
     function _expectedHealth(uint256 tokenId, uint256 index) internal view returns (int256 margin, uint256 mm) {
         IPositionManager.Position memory p = pm.getPosition(tokenId);
-        int256 cum = pm.cumulativeFundingIndex(p.marketId);
+        (int256 cumLong, int256 cumShort) = pm.cumulativeFunding(p.marketId);
+        int256 cum = p.isLong ? cumLong : cumShort;
         int256 pnl = (int256(index) - int256(p.entryPrice)) * int256(p.size) / 1e18;
-        int256 funding = int256(p.size) * (cum - p.entryFundingIndex) / 1e18;
-        if (!p.isLong) {
-            pnl = -pnl;
-            funding = -funding;
-        }
+        int256 owed = int256(p.size) * (cum - p.entryFundingIndex);
+        int256 funding = owed > 0 ? (owed + 1e18 - 1) / 1e18 : owed / 1e18; // payers round up
+        if (!p.isLong) pnl = -pnl;
         margin = int256(p.collateral) + pnl - funding;
         mm = p.size * index / 1e18 * pm.getMarket(p.marketId).maintenanceMarginRatio / 1e18;
     }

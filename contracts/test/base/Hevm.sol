@@ -24,6 +24,10 @@ interface Hevm {
         external;
     function assume(bool condition) external pure;
 
+    // state snapshots
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
+
     // logs
     struct Log {
         bytes32[] topics;

@@ -6,7 +6,10 @@
   const SVG_NS = "http://www.w3.org/2000/svg";
   const FEED_MAX = 100;
   const PAGE_SIZE = 20;
-  const POSITION_EVENTS = new Set(["PositionOpened", "PositionClosed", "PositionLiquidated", "MarginChanged"]);
+  const POSITION_EVENTS = new Set([
+    "PositionOpened", "PositionClosed", "PositionLiquidated", "PositionReduced", "PositionDecreased",
+    "MarginChanged",
+  ]);
 
   const state = {
     filters: { status: "all", market: "", owner: "" },

@@ -118,7 +118,7 @@ async def test_page_updates_live_and_screenshot(
         funding = envelope(
             "FundingRateUpdated",
             None,
-            {"fundingRate": str(wad("0.00015")), "cumulativeFundingIndex": "0"},
+            {"fundingRate": str(wad("0.00015")), "cumulativeFundingLong": "0"},
             tx_hash="0x71",
             block_number=71,
         )
@@ -160,6 +160,10 @@ async def test_page_updates_live_and_screenshot(
             "(document.querySelector('#positions tbody tr[data-token-id=\"1\"]') || {})"
             ".innerText.includes('1,100')",
             what="the existing position's new collateral after MarginChanged",
+        )
+        await browser.wait_for(
+            "document.querySelectorAll('#feed li').length === 3",
+            what="the three events in the live feed",
         )
         feed = await browser.evaluate(
             "Array.from(document.querySelectorAll('#feed li')).map(li => li.dataset.name)"

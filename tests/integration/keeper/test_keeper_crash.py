@@ -85,7 +85,7 @@ async def test_price_crash_liquidates_underwater_positions_only(
                     pos.size,
                     pos.notional,
                     keeper.book.entry_funding(pos),
-                    market_state.current,
+                    market_state.cumulative_for(pos.is_long),
                     prices[pos.market_id],
                     market_state.mmr or 0,
                 )

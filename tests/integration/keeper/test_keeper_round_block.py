@@ -44,9 +44,7 @@ async def test_a_position_newer_than_the_rounds_block_is_kept(
             # a token the chain never had, last seen before the round's block: gone
             ghost = 10**9
             assert keeper.book.upsert(
-                BookPosition(
-                    ghost, held.market_id, held.owner, True, 1, 1, 1, 0, None, (opened - 1, 0)
-                )
+                BookPosition(ghost, held.market_id, held.owner, True, 1, 1, 1, 0, (opened - 1, 0))
             )
             await keeper.health_round(opened - 1)  # a node one block behind the open
             assert keeper.book.get(token) is not None

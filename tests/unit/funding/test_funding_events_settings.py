@@ -22,7 +22,8 @@ def envelope(name: str = "FundingRateUpdated", log_index: int = 0, **over: Any) 
     args = {
         "marketId": ETH,
         "fundingRate": "-100000000000000",
-        "cumulativeFundingIndex": "123",
+        "cumulativeFundingLong": "123",
+        "cumulativeFundingShort": "-120",
         "markTwap": "2000000000000000000000",
         "indexTwap": "2001000000000000000000",
         "timestamp": "1795632256",

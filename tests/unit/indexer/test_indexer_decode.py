@@ -60,8 +60,8 @@ def opened(token: int = 7, **over: Any) -> dict[str, Any]:
     return raw_log(
         "PositionOpened",
         [word(token), addr_topic(OWNER), MID],
-        ["bool", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256"],
-        [True, 10**21, 5 * 10**18, 2 * 10**18, 5 * 10**21, 2500 * 10**18, 3 * 10**18],
+        ["bool", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256", "int256"],
+        [True, 10**21, 5 * 10**18, 2 * 10**18, 5 * 10**21, 2500 * 10**18, 3 * 10**18, -42],
         **over,
     )
 
@@ -76,6 +76,8 @@ def test_table_holds_every_perpex_event() -> None:
         "PositionOpened",
         "PositionClosed",
         "PositionLiquidated",
+        "PositionReduced",
+        "PositionDecreased",
         "MarginChanged",
         "FundingRateUpdated",
         "MarketAdded",
@@ -94,6 +96,7 @@ def test_position_opened(decoder: LogDecoder) -> None:
     assert d.name == "PositionOpened" and d.token_id == 7 and d.market_id == MID
     assert d.args["owner"] == OWNER and d.args["isLong"] is True
     assert d.args["collateral"] == 10**21 and d.args["entryPrice"] == 2500 * 10**18
+    assert d.args["entryFundingIndex"] == -42
     assert d.block_number == 16 and d.log_index == 3 and d.block_timestamp == 0x6553F100
     assert list(d.args) == list(BY_NAME["PositionOpened"].order)
 
@@ -102,8 +105,8 @@ def test_negative_int256(decoder: LogDecoder) -> None:
     raw = raw_log(
         "PositionClosed",
         [word(7), addr_topic(OWNER), MID],
-        ["uint256", "int256", "int256", "uint256"],
-        [2400 * 10**18, -(10**20), -5, 0],
+        ["uint256", "int256", "int256", "uint256", "uint256"],
+        [2400 * 10**18, -(10**20), -5, 0, 7],
     )
     d = decoder.decode(raw)
     assert isinstance(d, DecodedLog)
@@ -141,8 +144,8 @@ def test_funding_event_keyed_by_market(decoder: LogDecoder) -> None:
     raw = raw_log(
         "FundingRateUpdated",
         [MID],
-        ["int256", "int256", "uint256", "uint256", "uint256"],
-        [-3, 10**15, 2500 * 10**18, 2499 * 10**18, 1_700_000_000],
+        ["int256", "int256", "int256", "uint256", "uint256", "uint256", "int256"],
+        [-3, 10**15, -(10**15), 2500 * 10**18, 2499 * 10**18, 1_700_000_000, -9],
     )
     d = decoder.decode(raw)
     assert isinstance(d, DecodedLog)
@@ -215,8 +218,8 @@ def test_fast_encoding_is_byte_identical_to_encode_event(
         raw_log(
             "FundingRateUpdated",
             [MID],
-            ["int256", "int256", "uint256", "uint256", "uint256"],
-            [-(2**255), 2**255 - 1, 0, 1, 2**256 - 1],
+            ["int256", "int256", "int256", "uint256", "uint256", "uint256", "int256"],
+            [-(2**255), 2**255 - 1, -(2**255), 0, 1, 2**256 - 1, -(2**255)],
         ),
     ]
     for raw in logs:

@@ -32,7 +32,7 @@ def ev(
     )
 
 
-def opened(token: int, block: int, collateral: int = 100) -> DecodedLog:
+def opened(token: int, block: int, collateral: int = 100, entry_index: int = 0) -> DecodedLog:
     return ev(
         "PositionOpened",
         block,
@@ -44,20 +44,40 @@ def opened(token: int, block: int, collateral: int = 100) -> DecodedLog:
         notional=500,
         entryPrice=250,
         fee=3,
+        entryFundingIndex=entry_index,
     )
 
 
-def funding(block: int, index: int) -> DecodedLog:
+def funding(block: int, index: int, speed: int = 0) -> DecodedLog:
     return ev(
         "FundingRateUpdated",
         block,
         None,
         fundingRate=7,
-        cumulativeFundingIndex=index,
+        cumulativeFundingLong=index,
+        cumulativeFundingShort=-index,
         markTwap=1,
         indexTwap=2,
         timestamp=5000 + block,
+        fundingPerSecond=speed,
     )
+
+
+def liquidated(token: int, block: int, size: int, remaining: int, **over: Any) -> DecodedLog:
+    args: dict[str, Any] = {
+        "liquidator": "0x" + "cc" * 20,
+        "price": 3,
+        "realizedPnl": -9,
+        "liquidatorReward": 2,
+        "ownerRefund": 0,
+        "badDebt": 1,
+        "size": size,
+        "remainingSize": remaining,
+        "fundingPayment": 5,
+        "insuranceFee": 2,
+    }
+    args.update(over)
+    return ev("PositionLiquidated", block, token, **args)
 
 
 def test_open_then_margin_then_close() -> None:
@@ -66,10 +86,17 @@ def test_open_then_margin_then_close() -> None:
         [
             ev("PositionMinted", 1, 1),
             opened(1, 1),
-            funding(2, 40),
-            ev("MarginChanged", 3, 1, delta=50, newCollateral=150),
+            funding(2, 40, speed=3),
+            ev("MarginChanged", 3, 1, delta=50, newCollateral=150, entryFundingIndex=40),
             ev(
-                "PositionClosed", 4, 1, exitPrice=260, realizedPnl=-20, fundingPayment=4, payout=126
+                "PositionClosed",
+                4,
+                1,
+                exitPrice=260,
+                realizedPnl=-20,
+                fundingPayment=4,
+                payout=126,
+                fee=2,
             ),
             ev("PositionBurned", 4, 1),
         ]
@@ -79,20 +106,27 @@ def test_open_then_margin_then_close() -> None:
     assert row.collateral == 150 and row.entry_funding_index == 40
     assert row.opened_block == 1 and row.opened_timestamp == 1001 and row.closed_block == 4
     assert row.realized_pnl == -20 and row.exit_price == 260 and row.payout == 126
+    assert row.close_fee == 2 and row.funding_payment == 4
     assert row.updated_block == 4
     assert r.markets[MID].cumulative_funding_index == 40
+    assert r.markets[MID].funding_per_second == 3
+    assert r.markets[MID].cumulative_funding_short == -40
     assert r.markets[MID].last_funding_time == 5002
-    assert len(r.funding) == 1
+    (f,) = r.funding
+    assert f.funding_per_second == 3
 
 
-def test_entry_funding_index_from_latest_update_zero_before_any() -> None:
-    r = Fold().apply_all([opened(1, 1), funding(2, -11), opened(2, 3), funding(4, 25)])
+def test_entry_funding_index_is_the_events_own() -> None:
+    # funding accrues per second: the index a position starts from is in its event, not the
+    # market's last checkpoint
+    r = Fold().apply_all([opened(1, 1), funding(2, -11, speed=2), opened(2, 3, entry_index=-7)])
     assert r.positions[1].entry_funding_index == 0
-    assert r.positions[2].entry_funding_index == -11
+    assert r.positions[2].entry_funding_index == -7
     assert r.positions[2].status == OPEN
+    assert sorted(r.funding_index_at.values()) == [-7, 0]  # written to events.funding_index_at
 
 
-def test_existing_market_index_and_position_are_continued() -> None:
+def test_full_liquidation_closes_the_position() -> None:
     existing = PositionRow(
         token_id=9,
         market_id=MID,
@@ -101,9 +135,9 @@ def test_existing_market_index_and_position_are_continued() -> None:
         is_long=False,
         collateral=10,
         leverage=1,
-        size=1,
-        notional=1,
-        entry_price=1,
+        size=4,
+        notional=8,
+        entry_price=2,
         entry_funding_index=3,
         open_fee=0,
         status=OPEN,
@@ -114,37 +148,50 @@ def test_existing_market_index_and_position_are_continued() -> None:
     )
     markets = {MID: MarketState(MID, "ETH/USDT", cumulative_funding_index=77)}
     r = Fold({9: existing}, markets).apply_all(
-        [
-            ev(
-                "PositionLiquidated",
-                50,
-                9,
-                liquidator="0x" + "cc" * 20,
-                price=3,
-                realizedPnl=-9,
-                liquidatorReward=2,
-                ownerRefund=0,
-                badDebt=1,
-            ),
-            opened(10, 50),
-        ]
+        [liquidated(9, 50, size=4, remaining=0), opened(10, 50, entry_index=77)]
     )
     assert r.positions[9].status == LIQUIDATED and r.positions[9].payout == 0
+    assert r.positions[9].funding_payment == 5 and r.positions[9].closed_block == 50
     assert r.positions[10].entry_funding_index == 77
     (liq,) = r.liquidations
     assert liq.token_id == 9 and liq.reward == 2 and liq.bad_debt == 1
+    assert liq.size == 4 and liq.remaining_size == 0 and liq.insurance_fee == 2
     assert liq.liquidator == "0x" + "cc" * 20
 
 
+def test_partial_liquidation_keeps_the_position_open_with_its_new_state() -> None:
+    r = Fold().apply_all(
+        [
+            opened(1, 1),
+            liquidated(1, 5, size=5 * 10**17, remaining=15 * 10**17),
+            ev(
+                "PositionReduced",
+                5,
+                1,
+                size=15 * 10**17,
+                notional=375,
+                collateral=60,
+                entryFundingIndex=12,
+            ),
+        ]
+    )
+    row = r.positions[1]
+    assert row.status == OPEN and row.closed_block is None and row.payout is None
+    assert row.size == 15 * 10**17 and row.notional == 375 and row.collateral == 60
+    assert row.entry_price == 375 * 10**18 // (15 * 10**17)
+    assert row.entry_funding_index == 12 and row.updated_block == 5
+    (liq,) = r.liquidations
+    assert liq.size == 5 * 10**17 and liq.remaining_size == 15 * 10**17
+    # the rest is liquidated later
+    r2 = Fold({1: row}).apply_all([liquidated(1, 9, size=15 * 10**17, remaining=0)])
+    assert r2.positions[1].status == LIQUIDATED
+
+
 def test_events_for_unknown_positions_are_orphans() -> None:
-    r = Fold().apply_all([ev("MarginChanged", 3, 42, delta=1, newCollateral=2)])
+    r = Fold().apply_all(
+        [ev("MarginChanged", 3, 42, delta=1, newCollateral=2, entryFundingIndex=0)]
+    )
     assert not r.positions and len(r.orphans) == 1
-
-
-def test_replay_uses_recorded_funding_index() -> None:
-    o = opened(1, 1)
-    r = Fold().apply_all([o], {o.position: 123})
-    assert r.positions[1].entry_funding_index == 123
 
 
 def test_market_added_and_paused() -> None:

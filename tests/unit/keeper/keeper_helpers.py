@@ -55,6 +55,7 @@ def opened(
     collateral: int = 1_000 * WAD,
     leverage: int = 10 * WAD,
     price: int = 2_000 * WAD,
+    entry_funding: int = 0,
 ) -> EventEnvelope:
     notional = collateral * leverage // WAD
     size = notional * WAD // price
@@ -75,12 +76,13 @@ def opened(
             "notional": notional,
             "entryPrice": notional * WAD // size,
             "fee": 0,
+            "entryFundingIndex": entry_funding,
         },
     )
 
 
 def margin_changed(
-    token: int, block: int, new_collateral: int, log_index: int = 0
+    token: int, block: int, new_collateral: int, log_index: int = 0, entry_funding: int = 0
 ) -> EventEnvelope:
     return env(
         "MarginChanged",
@@ -93,6 +95,7 @@ def margin_changed(
             "marketId": ETH,
             "delta": 1,
             "newCollateral": new_collateral,
+            "entryFundingIndex": entry_funding,
         },
     )
 
@@ -106,21 +109,46 @@ def funding(block: int, cumulative: int, market: str = ETH, log_index: int = 0) 
         args={
             "marketId": market,
             "fundingRate": 1,
-            "cumulativeFundingIndex": cumulative,
+            "cumulativeFundingLong": cumulative,
+            "cumulativeFundingShort": -cumulative,
             "markTwap": 1,
             "indexTwap": 1,
             "timestamp": 1,
+            "fundingPerSecond": 0,
         },
     )
 
 
 def closed(
-    token: int, block: int, name: str = "PositionClosed", log_index: int = 2
+    token: int, block: int, name: str = "PositionClosed", log_index: int = 2, remaining: int = 0
+) -> EventEnvelope:
+    args: dict[str, Any] = {"tokenId": token, "owner": OWNER, "marketId": ETH}
+    if name == "PositionLiquidated":
+        args["remainingSize"] = remaining
+    return env(name, block, log_index, token_id=token, args=args)
+
+
+def reduced(
+    token: int,
+    block: int,
+    size: int,
+    notional: int,
+    collateral: int,
+    entry_funding: int,
+    log_index: int = 3,
 ) -> EventEnvelope:
     return env(
-        name,
+        "PositionReduced",
         block,
         log_index,
         token_id=token,
-        args={"tokenId": token, "owner": OWNER, "marketId": ETH},
+        args={
+            "tokenId": token,
+            "owner": OWNER,
+            "marketId": ETH,
+            "size": size,
+            "notional": notional,
+            "collateral": collateral,
+            "entryFundingIndex": entry_funding,
+        },
     )

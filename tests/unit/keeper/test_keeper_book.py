@@ -1,10 +1,10 @@
-"""The position book: events applied once, in order, reverted events, funding history."""
+"""The position book: events applied once, in order, reverted events, partial liquidations."""
 
 from __future__ import annotations
 
-from keeper_helpers import BTC, ETH, WAD, closed, env, funding, margin_changed, opened
+from keeper_helpers import BTC, ETH, WAD, closed, env, funding, margin_changed, opened, reduced
 
-from services.keeper.book import END_OF_BLOCK, BookPosition, FundingPoint, PositionBook
+from services.keeper.book import END_OF_BLOCK, BookPosition, PositionBook
 
 
 def _row(
@@ -19,7 +19,6 @@ def _row(
         size=5 * WAD,
         notional=10_000 * WAD,
         entry_funding_index=entry_funding,
-        funding_ref=None,
         updated=(block, END_OF_BLOCK),
     )
 
@@ -44,7 +43,7 @@ def test_open_margin_close_and_duplicates() -> None:
 def test_a_fork_that_comes_back_applies_again() -> None:
     """A(H1), reverted; B(H2), reverted; A(H1) again: the last one is not a redelivery."""
     book = PositionBook()
-    a = funding(10, 5)
+    a = opened(1, 10)
     b = a.model_copy(update={"block_hash": "0x" + "e2" * 32})
     assert book.apply(a).applied
     assert book.apply(a).status == "duplicate"
@@ -109,45 +108,56 @@ def test_reorg_reinclusion_is_applied_again() -> None:
     assert book.apply(again).applied  # same event id, new block hash
 
 
-def test_entry_funding_from_market_history_in_any_arrival_order() -> None:
+def test_entry_funding_comes_from_the_events() -> None:
     book = PositionBook()
     book.market(ETH).set_mmr(WAD // 40)
-    # the position opens at block 20; the funding update at block 15 arrives later
-    book.apply(opened(4, 20))
-    assert book.entry_funding(book.get(4)) == 0  # type: ignore[arg-type]
-    book.apply(funding(15, 300))
+    book.apply(opened(4, 20, entry_funding=300))
     assert book.entry_funding(book.get(4)) == 300  # type: ignore[arg-type]
-    book.apply(funding(25, 900))
-    assert book.entry_funding(book.get(4)) == 300  # type: ignore[arg-type]
-    assert book.market(ETH).current == 900
-    # a margin change resets the entry index to the one current at that time
-    book.apply(margin_changed(4, 30, 2 * WAD))
+    # a margin change settles funding and resets the entry index to the one it carries
+    book.apply(margin_changed(4, 30, 2 * WAD, entry_funding=900))
     assert book.entry_funding(book.get(4)) == 900  # type: ignore[arg-type]
-    # reorg removes the later funding point
-    book.apply(funding(25, 900).as_reverted())
-    assert book.market(ETH).current == 300
-    assert book.entry_funding(book.get(4)) == 300  # type: ignore[arg-type]
-    # same block: the log index decides
-    book.apply(funding(40, 1_000, log_index=5))
-    book.apply(opened(6, 40, log_index=3))
-    book.apply(opened(7, 40, log_index=8))
-    assert book.entry_funding(book.get(6)) == 300  # type: ignore[arg-type]
-    assert book.entry_funding(book.get(7)) == 1_000  # type: ignore[arg-type]
 
 
-def test_load_funding_replaces_history() -> None:
+def test_the_current_index_comes_from_the_chain_and_invalidates_triggers() -> None:
+    """Funding accrues every second: no event holds the current index; the health loop sets
+    it from its per-block chain read, and a change bumps the market's version."""
     book = PositionBook()
-    book.load_funding(
-        BTC, [FundingPoint(5, 0, 50, ("0xaa", 0)), FundingPoint(3, 1, 30, ("0xbb", 1))]
-    )
-    m = book.market(BTC)
-    assert [p.block for p in m.points] == [3, 5] and m.current == 50
-    assert m.index_at((4, 0)) == 30 and m.index_at((3, 1)) == 0 and m.index_at((3, 2)) == 30
+    m = book.market(ETH)
     v = m.version
-    book.load_funding(
-        BTC, [FundingPoint(3, 1, 30, ("0xbb", 1)), FundingPoint(5, 0, 50, ("0xaa", 0))]
+    book.set_cumulative(ETH, 0, 0)
+    assert m.version == v  # unchanged
+    book.set_cumulative(ETH, 1_234, -1_000)
+    assert m.cumulative_for(True) == 1_234 and m.cumulative_for(False) == -1_000
+    assert m.version == v + 1
+    assert book.apply(funding(40, 1_000)).applied
+    assert m.cumulative_for(True) == 1_234  # the event's checkpoint is not the index now
+    assert m.version == v + 2  # but a new rate invalidates cached triggers
+
+
+def test_partial_liquidation_keeps_the_position_with_its_new_state() -> None:
+    book = PositionBook()
+    book.apply(opened(5, 10))
+    pos = book.get(5)
+    assert pos is not None
+    size, notional = pos.size, pos.notional
+    assert book.apply(closed(5, 20, name="PositionLiquidated", remaining=size // 4)).status == (
+        "ignored"
     )
-    assert m.version == v  # unchanged history: no invalidation
+    assert 5 in book and not book.is_tombstoned(5)
+    assert book.apply(reduced(5, 20, size // 4, notional // 4, 123 * WAD, 77)).applied
+    pos = book.get(5)
+    assert pos is not None
+    assert (pos.size, pos.notional, pos.collateral) == (size // 4, notional // 4, 123 * WAD)
+    assert pos.entry_funding_index == 77 and pos.updated == (20, 3)
+    # the rest liquidated later: gone
+    assert book.apply(closed(5, 25, name="PositionLiquidated", remaining=0)).applied
+    assert 5 not in book and book.is_tombstoned(5)
+
+
+def test_reduced_for_unknown_position_asks_for_a_chain_read() -> None:
+    book = PositionBook()
+    result = book.apply(reduced(9, 30, WAD, WAD, WAD, 0))
+    assert result.refresh == (9,) and 9 not in book
 
 
 def test_ownership_filter() -> None:

@@ -44,13 +44,16 @@ def test_long_and_short_examples() -> None:
     assert health(True, WAD, size, notional, 0, 0, 0, mmr).liquidatable is False  # no oracle
 
 
-def test_funding_sign_and_truncation() -> None:
-    # longs pay when the index rises: pending funding positive for a long, negative for a short
-    assert pending_funding(True, 3 * WAD, 10, 20) == 30 // 1  # 3 * 10 / 1 (WAD cancels)
-    assert pending_funding(False, 3 * WAD, 10, 20) == -30
-    # size * delta / WAD with a negative remainder truncates toward zero
-    assert pending_funding(True, 3, -1, -2 * WAD // 3 - 1) == sdiv(3 * (-2 * WAD // 3 - 1 + 1), WAD)
-    assert pending_funding(True, 1, 0, -(WAD - 1)) == 0  # -0.99.. truncates to 0, not -1
+def test_funding_sign_and_rounding() -> None:
+    # each side has its own index: a position pays when its side's index rises
+    assert pending_funding(3 * WAD, 10, 20) == 30  # 3 * 10 (WAD cancels)
+    assert pending_funding(3 * WAD, 20, 10) == -30  # the index fell: it receives
+    # a receipt truncates toward zero (receive less), a payment rounds up (pay more): payers
+    # always cover receivers
+    assert pending_funding(3, -1, -2 * WAD // 3 - 1) == sdiv(3 * (-2 * WAD // 3 - 1 + 1), WAD)
+    assert pending_funding(1, 0, -(WAD - 1)) == 0  # -0.99.. truncates to 0, not -1
+    assert pending_funding(1, 0, WAD - 1) == 1  # 0.99.. to pay rounds up to 1
+    assert pending_funding(1, 0, WAD) == 1
 
 
 @given(
@@ -76,8 +79,8 @@ def test_health_matches_reference(
     ep = notional * WAD // size
     pnl = _trunc(Fraction((index - ep) * size, WAD))
     pnl = pnl if is_long else -pnl
-    f = _trunc(Fraction(size * (cumulative - entry_funding), WAD))
-    f = f if is_long else -f
+    owed = Fraction(size * (cumulative - entry_funding), WAD)
+    f = -((-owed.numerator) // owed.denominator) if owed > 0 else _trunc(owed)  # pay: ceil
     h = health(is_long, collateral, size, notional, entry_funding, cumulative, index, mmr)
     if index == 0:
         assert (h.margin, h.liquidatable) == (collateral - f, False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keeper_helpers import BTC, ETH, WAD, funding, margin_changed, opened
+from keeper_helpers import BTC, ETH, WAD, margin_changed, opened
 
 from services.keeper.book import PositionBook
 from services.keeper.margin import health
@@ -49,7 +49,7 @@ def test_matches_exact_math_for_every_position() -> None:
                 market=ETH if i % 2 else BTC,
             )
         )
-    book.apply(funding(11, 5 * WAD, market=ETH))
+    book.set_cumulative(ETH, 5 * WAD, -4 * WAD)  # the indexes read from the chain
     ranker = Ranker(buffer=0.05)
     for eth, btc in ((1_900, 2_050), (1_800, 2_200), (2_000, 2_000)):
         prices = {ETH: eth * WAD, BTC: btc * WAD}
@@ -62,7 +62,7 @@ def test_matches_exact_math_for_every_position() -> None:
                 pos.size,
                 pos.notional,
                 book.entry_funding(pos),
-                book.market(pos.market_id).current,
+                book.market(pos.market_id).cumulative_for(pos.is_long),
                 prices[pos.market_id],
                 MMR,
             )
@@ -81,7 +81,9 @@ def test_cached_triggers_follow_position_and_funding_changes() -> None:
     assert [c.token_id for c in ranker.candidates(book, price)] == [1]
     book.apply(margin_changed(1, 12, 1_000 * WAD))
     assert ranker.candidates(book, price) == []
-    book.apply(funding(13, 30 * WAD))  # longs owe 30 per unit of base: 5 ETH -> 150
+    # funding accrues every second: the index read from the chain this block says longs owe
+    # 30 per unit of base (5 ETH -> 150); the cached trigger must follow it
+    book.set_cumulative(ETH, 30 * WAD, -30 * WAD)
     assert [c.token_id for c in ranker.candidates(book, price)] == [1]
 
 
