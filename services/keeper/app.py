@@ -467,6 +467,7 @@ class Keeper:
                 if last is None or block > last or block < last - REWIND_BLOCKS:
                     # Only forward: an answer a few blocks behind (a lagging node of a
                     # load-balanced provider) holds nothing a later round has not read.
+                    self.sender.refresh_in_background()  # fees warm for this block's sends
                     await self.health_round(block)
                     last = block
                 if failures:

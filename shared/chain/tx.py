@@ -501,6 +501,16 @@ class TxSender:
                 return self.last_balance_wei, False
             return await self.balance(), False
 
+    def refresh_in_background(self) -> None:
+        """Refresh the fees (and the balance) if they are due, without waiting: a caller that
+        is about to send (the keeper, at each new block) keeps them warm, so its first send
+        after a quiet while does not wait for them (or for a slow answer to them)."""
+        cached = self._fee_cache
+        if cached is None or time.monotonic() - cached[0] >= self.fee_cache_s:
+            self._in_background("fees", self._refresh_fees)
+        if not self._balance_fresh():
+            self._in_background("balance", self._refresh_balance)
+
     async def _refresh_balance(self) -> None:
         async with self._balance_lock:
             if not self._balance_fresh():
