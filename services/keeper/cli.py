@@ -48,6 +48,8 @@ async def run_service(settings: KeeperSettings, health_port: int | None = None) 
 def keeper() -> None:
     """Liquidate every position that becomes liquidatable, exactly once."""
     settings = exit_on_config_error(load_keeper_settings)
-    configure_logging(settings.log_level, {"web3": logging.WARNING})
+    # aiokafka logs broker trouble with tracebacks; the consumer and the dependency watch say it
+    # in one line each ("broker at ... unreachable", "kafka: ...; retrying")
+    configure_logging(settings.log_level, {"web3": logging.WARNING, "aiokafka": logging.CRITICAL})
     setup_telemetry("perpex-keeper")
     sys.exit(asyncio.run(run_service(settings)))
