@@ -49,6 +49,8 @@ from services.dashboard.params import (
 )
 from services.dashboard.repository import DashboardRepository
 from services.dashboard.settings import DashboardSettings
+from shared.dependencies import Dependencies, broker, postgres
+from shared.health import HealthState
 
 log = logging.getLogger("perpex.dashboard")
 
@@ -92,6 +94,18 @@ class Dashboard:
         )
         self._repo: DashboardRepository | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        # PostgreSQL gates readiness; the broker (the live feed) is watched and reported but
+        # does not: without it the page and the API still answer from the database.
+        self.health = HealthState()
+        deps = [postgres(settings.db_uri)]
+        if enabled:
+            deps.append(
+                broker(settings.kafka_bootstrap_servers, required=False, gates_readiness=False)
+            )
+        self.dependencies = Dependencies(
+            deps, self.health, log, interval_s=settings.dependency_check_s
+        )
+        self._deps_task: asyncio.Task[None] | None = None
 
     @property
     def repo(self) -> DashboardRepository:
@@ -114,6 +128,8 @@ class Dashboard:
         self._repo = DashboardRepository(pool)
         if self.feed is not None:
             self._feed_task = asyncio.create_task(self.feed.run(), name="dashboard-kafka-feed")
+        stop = asyncio.Event()
+        self._deps_task = asyncio.create_task(self._follow_dependencies(stop), name="dependencies")
         log.info(
             "dashboard up: topic %s, feed %s",
             self.settings.kafka_topic,
@@ -122,6 +138,11 @@ class Dashboard:
         try:
             yield
         finally:
+            stop.set()
+            if self._deps_task is not None:
+                self._deps_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._deps_task
             self.hub.close()
             if self._feed_task is not None:
                 self._feed_task.cancel()
@@ -225,10 +246,17 @@ class Dashboard:
             {
                 "sync": sync,
                 "feed": self.feed.status() if self.feed else None,
+                "dependencies": self.health.dependency_status(),
                 "websocket": self.hub.stats(),
                 "cache": self.cache.stats(),
             }
         )
+
+    async def _follow_dependencies(self, stop: asyncio.Event) -> None:
+        """Log what the dashboard waits for at start (PostgreSQL), then watch: a dependency
+        that goes away or comes back is logged (readiness itself pings the database)."""
+        await self.dependencies.wait(stop)
+        await self.dependencies.watch(stop)
 
     # ---- probes ----
     async def healthz(self, _: Request) -> Response:

@@ -14,23 +14,72 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from eth_abi import decode as abi_decode
+from eth_utils import function_signature_to_4byte_selector
 
 from services.indexer.bridge import BridgeFollower, make_follower
+from services.indexer.chunking import Outcome
 from services.indexer.decode import EventSpec, LogDecoder, build_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.outbox import OutboxDrainer
-from services.indexer.rpc import JsonRpc
+from services.indexer.rpc import JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets, resolve_targets
 from services.indexer.store import WRITER_LOCK_KEY, Store
 from services.indexer.sync import Indexer
 from shared.chain.abi import load_abi
-from shared.config import ConfigError, check_chain_id
+from shared.config import ConfigError, check_chain_id, check_markets
 from shared.db import create_pool
+from shared.dependencies import Dependencies, broker, is_transient_failure, postgres, rpc
+from shared.health import HealthState
 
 log = logging.getLogger(__name__)
 
 
 EMITTERS = ("PositionManager", "PositionNFT", "PerpExGovernor")
+
+
+def dependencies(settings: IndexerSettings, health: HealthState | None = None) -> Dependencies:
+    """The RPC node and PostgreSQL are waited for at start; the broker is watched (readiness)
+    but not waited for: without it the indexer goes on writing PostgreSQL and the outbox."""
+    return Dependencies(
+        [
+            rpc(settings.rpc_url, settings.chain_id, settings.rpc_timeout_s),
+            postgres(settings.db_uri),
+            broker(settings.kafka_bootstrap_servers, required=False),
+        ],
+        health,
+        log,
+        interval_s=settings.dependency_check_s,
+    )
+
+
+def transient(exc: BaseException) -> bool:
+    """Failures of a start-up step that a dependency coming back would cure."""
+    if isinstance(exc, RpcError):
+        return exc.outcome in (Outcome.TRANSIENT, Outcome.TIMEOUT, Outcome.RATE_LIMITED)
+    return is_transient_failure(exc)
+
+
+_MARKET_IDS = "0x" + function_signature_to_4byte_selector("marketIds()").hex()
+
+
+async def check_market_filter(rpc: JsonRpc, targets: IndexTargets) -> None:
+    """MARKETS must name markets the PositionManager lists (exit 2 otherwise): a typo would
+    index nothing, silently."""
+    if targets.market_filter is None:
+        return
+    raw = await rpc.call(
+        "eth_call", [{"to": targets.position_manager, "data": _MARKET_IDS}, "latest"]
+    )
+    (ids,) = abi_decode(["bytes32[]"], bytes.fromhex(str(raw).removeprefix("0x")))
+    on_chain = ["0x" + bytes(m).hex() for m in ids]
+    check_markets(
+        "indexer",
+        {mid: targets.markets[mid].pair for mid in sorted(targets.market_filter)},
+        on_chain,
+        {mid: info.pair for mid, info in targets.markets.items()},
+        targets.position_manager,
+    )
 
 
 def load_event_table() -> dict[str, EventSpec]:
@@ -114,6 +163,7 @@ async def open_app(
     bridge: BridgeFollower | None = None
     try:
         check_chain_id(settings, await rpc.chain_id())
+        await check_market_filter(rpc, targets)
         pool = await create_pool(settings.db_uri, min_size=2, max_size=6)
         table = load_event_table()
         store = Store(

@@ -20,6 +20,8 @@ from pydantic import Field, field_validator, model_validator
 from shared.chain.deployment import BridgeDeployment, Deployment, market_id_hex
 from shared.config import BaseServiceSettings, ConfigError, load_settings, validate_address
 
+MIN_REORG_WINDOW = 2
+
 
 class IndexerSettings(BaseServiceSettings):
     start_block: int | None = Field(default=None, ge=0, description="first block to index")
@@ -29,7 +31,11 @@ class IndexerSettings(BaseServiceSettings):
     max_logs_per_chunk: int = Field(
         default=10_000, ge=1, description="stop growing the span once an answer holds this many"
     )
-    reorg_window: int = Field(default=128, ge=1, le=100_000, description="block hashes kept")
+    reorg_window: int = Field(
+        default=128,
+        le=100_000,
+        description="block hashes kept; a rollback covers REORG_WINDOW - 1 blocks",
+    )
     outbox_batch: int = Field(default=2000, ge=1, le=100_000)
     outbox_memory_messages: int = Field(
         default=100_000,
@@ -54,6 +60,17 @@ class IndexerSettings(BaseServiceSettings):
         description="the bridge's remote chain: with a deployment that has a bridge section, "
         "the indexer also follows the bridge's events on both chains (docs/bridge.md)",
     )
+
+    @field_validator("reorg_window")
+    @classmethod
+    def _reorg_window(cls, value: int) -> int:
+        if value < MIN_REORG_WINDOW:
+            raise ValueError(
+                f"must be at least {MIN_REORG_WINDOW}: a rollback covers REORG_WINDOW - 1 "
+                f"blocks (one still-canonical block of the window is the ancestor), so "
+                f"{value} could roll nothing back"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> IndexerSettings:
