@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from web3 import AsyncWeb3
 
 from services.funding.chain import ChainReader, MarketRef
-from services.funding.events import FundingEvent, FundingEventListener
+from services.funding.events import FundingEvent, FundingEventListener, FundingParamsEvent
 from services.funding.leader import (
     KubeLeaseClient,
     KubernetesLeaseLeader,
@@ -153,9 +153,16 @@ async def open_updater(settings: FundingSettings) -> AsyncIterator[FundingUpdate
         if settings.kafka_listen:
             ids = {m.market_id_hex for m in markets}
 
-            def listener_factory(on_event: Callable[[FundingEvent], None]) -> FundingEventListener:
+            def listener_factory(
+                on_event: Callable[[FundingEvent], None],
+                on_params: Callable[[FundingParamsEvent], None],
+            ) -> FundingEventListener:
                 return FundingEventListener(
-                    settings.kafka_bootstrap_servers, settings.kafka_topic, ids, on_event
+                    settings.kafka_bootstrap_servers,
+                    settings.kafka_topic,
+                    ids,
+                    on_event,
+                    on_params=on_params,
                 )
 
         updater = FundingUpdater(
