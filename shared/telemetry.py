@@ -2,7 +2,9 @@
 
 `setup_telemetry(service)` configures tracer and meter providers from the standard OTEL_*
 variables: an OTLP/HTTP exporter when OTEL_EXPORTER_OTLP_ENDPOINT (or the per-signal variant)
-is set, nothing exported otherwise. Tests pass their own in-memory exporter/reader.
+is set, nothing pushed otherwise. Metrics are also always readable in the Prometheus format
+(shared/metrics.py: GET /metrics on HEALTH_PORT). Tests pass their own in-memory
+exporter/reader.
 
 W3C trace context crosses Kafka in message headers (`traceparent`, `tracestate`): producers call
 `kafka_headers()` inside their span; consumers call `context_from_headers()` and start their
@@ -42,8 +44,10 @@ def setup_telemetry(
     span_processors: Sequence[SpanProcessor] = (),
     metric_readers: Sequence[MetricReader] = (),
     force: bool = False,
+    prometheus: bool = True,
 ) -> None:
-    """Install global tracer/meter providers once per process (or again with force=True)."""
+    """Install global tracer/meter providers once per process (or again with force=True).
+    `prometheus`: also expose the metrics for /metrics (shared/metrics.py)."""
     global _configured
     if _configured and not force:
         return
@@ -68,6 +72,10 @@ def setup_telemetry(
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if prometheus:
+        from shared.metrics import prometheus_reader
+
+        readers.append(prometheus_reader())
     _set_providers(
         None if reuse else tracer_provider, MeterProvider(resource=resource, metric_readers=readers)
     )

@@ -45,7 +45,7 @@ from services.keeper.chain import ChainReader, RpcCallError
 from services.keeper.consumer import EventConsumer
 from services.keeper.decisions import Action, CheckTracker, decide
 from services.keeper.executor import Callbacks, Executor
-from services.keeper.metrics import KeeperMetrics
+from services.keeper.metrics import KeeperMetrics, LiquidatableClock
 from services.keeper.partitions import Ownership
 from services.keeper.ranking import Candidate, Ranker
 from services.keeper.rpc import RpcCounter, counting_web3
@@ -66,6 +66,7 @@ from shared.dependencies import (
     rpc,
 )
 from shared.health import HealthState
+from shared.service import watchdog, wedged_after
 
 log = logging.getLogger("perpex.keeper")
 
@@ -99,7 +100,7 @@ class Keeper:
     def __init__(self, settings: KeeperSettings, health: HealthState | None = None):
         self.settings = settings
         self.health = health or HealthState()
-        self.health._status = self.status
+        self.health.set_status(self.status)
         self.targets: KeeperTargets = resolve_targets(settings)
         self.health_rpc = RpcCounter()
         self.exec_rpc = RpcCounter()
@@ -129,12 +130,18 @@ class Keeper:
         self.book = PositionBook(owns=lambda _t: False)
         self.ranker = Ranker(settings.margin_buffer)
         self.tracker = CheckTracker()
+        self.latency = LiquidatableClock(
+            lambda blocks: self.metrics.liquidation_latency.record(blocks)
+        )
         self.metrics = KeeperMetrics(
             pending=lambda: len(self.sender.pending),
             balance_wei=lambda: self.sender.last_balance_wei,
             book_size=lambda: len(self.book),
             stuck=lambda: self.sender.stuck() is not None,
             oldest_pending_s=self.sender.oldest_pending_s,
+            liquidatable=lambda: len(self.latency),
+            sender_stats=lambda: self.sender.stats,
+            nonce_gap=self.sender.nonce_gap,
         )
         self.executor = Executor(
             self.sender,
@@ -399,6 +406,7 @@ class Keeper:
         block = receipt.get("blockNumber")
         if isinstance(block, int):
             self._settled[token] = block
+            self.latency.mined(token, block)
         self.tracker.invalidate(token)
         self.ranker.forget(token)
 
@@ -408,6 +416,7 @@ class Keeper:
         self.tracker.invalidate(token)
         self.ranker.forget(token)
         self._settled.pop(token, None)
+        self.latency.forget(token)
 
     def _retry(self, token: int, reason: str) -> None:
         self.tracker.invalidate(token)
@@ -434,10 +443,8 @@ class Keeper:
 
     async def _watchdog(self) -> None:
         """Liveness: the health loop must come around (even failing, it backs off <= 30 s)."""
-        wedged_after = max(90.0, 20 * self.settings.poll_interval)
-        while not self._stop.is_set():
-            self.health.alive = time.monotonic() - self.heartbeat < wedged_after
-            await _wait(self._stop, 1.0)
+        wedged_s = wedged_after(self.settings.poll_interval)
+        await watchdog(self.health, lambda: self.heartbeat, wedged_s, self._stop)
 
     async def _slow_loop(self) -> None:
         """Market ratios every MARKET_REFRESH_S; the wallet balance."""
@@ -543,6 +550,11 @@ class Keeper:
             for h in batch_result:
                 c = by_token.get(h.token_id)
                 action = decide(h, self.executor.in_flight(h.token_id))
+                # (not a read from before our liquidation was mined, nor without a price)
+                if block >= self._settled.get(h.token_id, block) and (
+                    h.index_price or not h.exists
+                ):
+                    self.latency.observe(h.token_id, block, h.exists and h.liquidatable)
                 if c is None:  # swept, not a candidate: the mirror said far from maintenance
                     if action is Action.LIQUIDATE:
                         self.metrics.mirror_mismatch.add(1)

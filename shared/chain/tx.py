@@ -1262,6 +1262,14 @@ class TxSender:
             return 0.0
         return time.monotonic() - min(p.created_at for p in self.pending.values())
 
+    def nonce_gap(self) -> int:
+        """How many nonces the chain waits for that no tracked transaction holds (from the
+        last mined nonce read), the ones the node refuses to fill included: 0 normally."""
+        gaps = set(self._unfillable)
+        if self._mined_nonce is not None:
+            gaps.update(holes(self._mined_nonce[1], list(self.pending)))
+        return len(gaps)
+
     def _log_stuck(self) -> None:
         reason = self.stuck()
         last, at = self._stuck_logged
