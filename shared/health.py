@@ -123,7 +123,9 @@ class HealthState:
 
             body = exposition()
             if body is None:
-                return PlainTextResponse("metrics are not set up in this process", 404)
+                return PlainTextResponse(
+                    "no metrics: telemetry is off (OTEL_SDK_DISABLED=true) or not set up", 404
+                )
             return Response(body, media_type=CONTENT_TYPE)
 
         return Starlette(

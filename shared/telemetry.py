@@ -2,9 +2,9 @@
 
 `setup_telemetry(service)` configures tracer and meter providers from the standard OTEL_*
 variables: an OTLP/HTTP exporter when OTEL_EXPORTER_OTLP_ENDPOINT (or the per-signal variant)
-is set, nothing pushed otherwise. Metrics are also always readable in the Prometheus format
-(shared/metrics.py: GET /metrics on HEALTH_PORT). Tests pass their own in-memory
-exporter/reader.
+is set, nothing pushed otherwise. Metrics are also readable in the Prometheus format
+(shared/metrics.py: GET /metrics on HEALTH_PORT), unless OTEL_SDK_DISABLED=true turns all
+telemetry off. Tests pass their own in-memory exporter/reader.
 
 W3C trace context crosses Kafka in message headers (`traceparent`, `tracestate`): producers call
 `kafka_headers()` inside their span; consumers call `context_from_headers()` and start their
@@ -30,8 +30,13 @@ log = logging.getLogger(__name__)
 _configured = False
 
 
+def sdk_disabled() -> bool:
+    """OTEL_SDK_DISABLED=true: no telemetry at all (no OTLP export, and /metrics answers 404)."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
 def _otlp_enabled(signal: str) -> bool:
-    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if sdk_disabled():
         return False
     return bool(
         os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -72,7 +77,7 @@ def setup_telemetry(
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    if prometheus:
+    if prometheus and not sdk_disabled():
         from shared.metrics import prometheus_reader
 
         readers.append(prometheus_reader())
