@@ -48,7 +48,7 @@ class KeeperMetrics:
             description="nonces the chain waits for that no tracked transaction holds (0: none)",
         )
         for field, what in (
-            ("sent", "transactions broadcast (first versions, not replacements)"),
+            ("sent", "transactions broadcast (every version: replacements included)"),
             ("replaced", "fee-bumped replacements of a stuck transaction"),
             ("reverted", "transactions mined but reverted"),
             ("confirmed", "transactions mined successfully"),

@@ -13,12 +13,11 @@ import logging
 
 import click
 
+from services.relayer import metrics
 from services.relayer.settings import RelayerSettings, load_relayer_settings
 from shared.dependencies import Dependencies, rpc
 from shared.health import HealthState
-from shared.metrics import observe
 from shared.service import Service, run_main, run_service, wedged_after
-from shared.telemetry import meter
 
 log = logging.getLogger("perpex.relayer")
 ON_STOP = "finishing the current step, then exiting"
@@ -46,7 +45,7 @@ async def run_relayer(settings: RelayerSettings, until_idle: bool = False) -> in
         await svc.wait_for(dependencies(settings, svc.health))
         async with open_relayer(settings) as relayer:
             svc.health.set_status(relayer.status)
-            _metrics(relayer)
+            metrics.register(relayer)
             log.info(
                 "relaying between chain %d (home) and chain %d (remote) as %s",
                 relayer.home.side.chain_id,
@@ -66,21 +65,6 @@ async def run_relayer(settings: RelayerSettings, until_idle: bool = False) -> in
         return relayer.ready, f"{pending} packet(s) in flight" if relayer.ready else ""
 
     return await run_service("relayer", log, ON_STOP, main, settings.health_port)
-
-
-def _metrics(relayer: object) -> None:
-    from services.relayer.relay import Relayer
-
-    assert isinstance(relayer, Relayer)
-    meter("perpex.relayer").create_observable_gauge(
-        "perpex_relayer_packets_in_flight",
-        [
-            observe(
-                lambda: [(len(lane.state.pending), {"lane": lane.name}) for lane in relayer.lanes]
-            )
-        ],
-        description="packets seen sent and not yet delivered, per lane",
-    )
 
 
 @click.command("relayer")

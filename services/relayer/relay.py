@@ -60,16 +60,10 @@ from shared.chain.deployment import BridgeDeployment, BridgeSide
 from shared.chain.errors import ErrorDecoder, TxRevertedError
 from shared.chain.tx import TxSender, is_transient
 from shared.config import ConfigError
-from shared.telemetry import meter, tracer
+from shared.telemetry import tracer
 
 log = logging.getLogger("perpex.relayer")
 _tracer = tracer("perpex.relayer")
-_meter = meter("perpex.relayer")
-_verified = _meter.create_counter("perpex_relayer_verified", description="packets verified")
-_delivered = _meter.create_counter("perpex_relayer_delivered", description="packets delivered")
-_refused = _meter.create_counter(
-    "perpex_relayer_delivery_refused", description="deliveries the destination refused (retried)"
-)
 
 PACKET_SENT_TOPIC = "0x" + keccak(text="PacketSent(bytes,bytes,address)").hex()
 ERROR_SOURCES = (
@@ -110,6 +104,7 @@ class Lane:
     failures: int = 0
     verified: int = 0
     delivered: int = 0
+    refused: int = 0  # deliveries the destination refused (retried)
     last_error: str | None = None
     head: int = 0
 
@@ -124,6 +119,7 @@ class Lane:
             "pending": len(self.state.pending),
             "verified": self.verified,
             "delivered": self.delivered,
+            "refused": self.refused,
             "last_error": self.last_error,
         }
 
@@ -427,7 +423,7 @@ class Relayer:
                 lane.retry_at = time.monotonic() + delay
                 lane.last_error = f"{role} nonce {packet.nonce}: {exc.reason}"
                 if role == "deliver":
-                    _refused.add(1, {"lane": lane.name})
+                    lane.refused += 1
                 log.warning(
                     "%s: %s of nonce %d (%s) refused: %s; retrying in %.1fs",
                     lane.name,
@@ -442,10 +438,8 @@ class Relayer:
         lane.last_error = None
         if role == "verify":
             lane.verified += 1
-            _verified.add(1, {"lane": lane.name})
         else:
             lane.delivered += 1
-            _delivered.add(1, {"lane": lane.name})
         log.info(
             "%s: %s nonce %d guid %s (%s) in tx %s",
             lane.name,
