@@ -47,18 +47,18 @@ class KeeperMetrics:
             [observe(nonce_gap)],
             description="nonces the chain waits for that no tracked transaction holds (0: none)",
         )
-        for field, what in (
-            ("sent", "transactions broadcast (every version: replacements included)"),
-            ("replaced", "fee-bumped replacements of a stuck transaction"),
-            ("reverted", "transactions mined but reverted"),
-            ("confirmed", "transactions mined successfully"),
-            ("cancelled", "nonces filled with a cancellation (a gap, given-up work)"),
-            ("rebroadcast", "versions broadcast again after the node lost them"),
+        for name, field, what in (
+            ("perpex_keeper_tx_sent", "sent", "broadcast (every version: replacements included)"),
+            ("perpex_keeper_tx_replaced", "replaced", "fee-bumped replacements of a stuck one"),
+            ("perpex_keeper_tx_reverted", "reverted", "mined but reverted"),
+            ("perpex_keeper_tx_confirmed", "confirmed", "mined successfully"),
+            ("perpex_keeper_tx_cancelled", "cancelled", "nonces filled with a cancellation"),
+            ("perpex_keeper_tx_rebroadcast", "rebroadcast", "sent again after the node lost them"),
         ):
             m.create_observable_counter(
-                f"perpex_keeper_tx_{field}",
+                name,
                 [observe(lambda field=field: _stat(sender_stats(), field))],  # type: ignore[misc]
-                description=f"wallet {what}",
+                description=f"wallet transactions {what}",
             )
         self.liquidations_sent = m.create_counter(
             "perpex_keeper_liquidations_sent", description="liquidation transactions broadcast"

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -104,6 +105,13 @@ _cancelled_counter = _meter.create_counter(
 
 T = TypeVar("T")
 CANCEL_GAS = 21_000
+
+
+def _kind(pending: PendingTx) -> dict[str, str]:
+    """The counters' attribute: the kind of transaction (`liquidate`, `updateFundingRate`,
+    `verify`, `cancel`...), the label's first word, never the label itself (which names a
+    token or nonce: one series per transaction)."""
+    return {"kind": re.split(r"[\s:#]", pending.label, maxsplit=1)[0] or "tx"}
 
 
 class TxTimeoutError(RuntimeError):
@@ -783,7 +791,7 @@ class TxSender:
                 if _maybe_delivered(exc) and not maybe_out:
                     maybe_out = True
                     self.stats.sent += 1  # out, as far as anyone knows
-                    _sent_counter.add(1, {"label": pending.label})
+                    _sent_counter.add(1, _kind(pending))
                     log.warning(
                         "%s nonce=%d: no answer to the broadcast (%s: %s); sending the same "
                         "bytes again until the node knows %s",
@@ -801,10 +809,10 @@ class TxSender:
         pending.sent_at = time.monotonic()
         if maybe_out:
             self.stats.rebroadcast += 1
-            _rebroadcast_counter.add(1, {"label": pending.label})
+            _rebroadcast_counter.add(1, _kind(pending))
             return
         self.stats.sent += 1
-        _sent_counter.add(1, {"label": pending.label})
+        _sent_counter.add(1, _kind(pending))
         log.info(
             "sent %s nonce=%d hash=%s maxFee=%d",
             pending.label,
@@ -884,7 +892,7 @@ class TxSender:
         if pending.kind == "cancel" or pending.cancelling:
             pending.cancel_hashes.add(tx_hash)
         self.stats.sent += 1
-        _sent_counter.add(1, {"label": pending.label})
+        _sent_counter.add(1, _kind(pending))
         log.info(
             "sent %s nonce=%d hash=%s maxFee=%d",
             pending.label,
@@ -1181,7 +1189,7 @@ class TxSender:
         pending.broadcast = Broadcast.SENT
         self._unfillable.pop(pending.nonce, None)
         self.stats.rebroadcast += 1
-        _rebroadcast_counter.add(1, {"label": pending.label})
+        _rebroadcast_counter.add(1, _kind(pending))
         log.warning(
             "%s nonce=%d: the node did not have %s; sent the same transaction again",
             pending.label,
@@ -1235,7 +1243,7 @@ class TxSender:
                 return
             raise
         self.stats.replaced += 1
-        _replaced_counter.add(1, {"label": pending.label})
+        _replaced_counter.add(1, _kind(pending))
         log.warning(
             "replaced %s nonce=%d: maxFee %d -> %d, priority %d -> %d",
             pending.label,
