@@ -8,6 +8,7 @@ from perpex_cli.lazy import LazyGroup
 
 BENCH_COMMANDS = {
     "gas": "perpex_cli.bench_gas:gas",
+    "graphql": "services.dashboard.bench:bench",
     "indexer": "services.indexer.bench:bench",
     "keeper": "services.keeper.bench:bench",
 }
