@@ -54,7 +54,7 @@ class DashboardSettings(BaseServiceSettings):
         default=5000, ge=100, le=600_000, description="statement timeout of GraphQL queries"
     )
     dashboard_graphql_max_depth: int = Field(default=10, ge=2, le=100)
-    dashboard_graphql_max_cost: int = Field(default=5000, ge=10, le=10_000_000)
+    dashboard_graphql_max_cost: int = Field(default=10_000, ge=10, le=10_000_000)
     dashboard_graphql_max_aliases: int = Field(default=20, ge=0, le=1000)
     dashboard_graphql_max_tokens: int = Field(default=2000, ge=100, le=1_000_000)
     dashboard_graphql_max_subscriptions: int = Field(

@@ -167,9 +167,12 @@ class ReadOnlyDatabase:
             await conn.close()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:  # connections still out (an operation cut short) must not hold up a shutdown
+                await asyncio.wait_for(pool.close(), 5)
+            except TimeoutError:
+                pool.terminate()
 
 
 async def _keep_session(_: asyncpg.Connection) -> None:

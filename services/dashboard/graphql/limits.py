@@ -5,9 +5,11 @@ MaxAliasesLimiter and MaxTokensLimiter (services.dashboard.graphql.schema). The 
 upper bound of the objects an operation can return, computed from the document and its
 variables before anything is read:
 
-* every object field costs 1 (leaves are free);
+* a row (an item of a list) costs 1, and so does each top-level field; leaves and nested
+  objects (`wad`, an edge's `node`) are part of their row;
 * a connection (`positions`, `liquidations`, `fundingUpdates`) multiplies what its `edges` and
-  `nodes` ask for by `first` (or its default); `totalCount` costs COUNT_COST (a count query);
+  `nodes` ask for by `first` (or its default; at most its page-size limit, beyond which the
+  field refuses itself); `totalCount` costs COUNT_COST (a count query);
 * the other lists multiply what each item costs (1 + its objects) by a fixed bound: `markets`
   20, `Position.events` 20, `contracts` 4.
 """
@@ -44,7 +46,7 @@ PAGED_CHILDREN = frozenset({"edges", "nodes"})
 @dataclass(frozen=True)
 class Limits:
     max_depth: int = 10
-    max_cost: int = 5000
+    max_cost: int = 10_000
     max_aliases: int = 20
     max_tokens: int = 2000
 
@@ -75,23 +77,25 @@ class _Cost:
         self.fragments = fragments
         self.variables = variables
 
-    def selection(self, selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
+    def selection(
+        self, selection_set: SelectionSetNode | None, seen: frozenset[str], root: bool = False
+    ) -> int:
         if selection_set is None:
             return 0
         total = 0
         for sel in selection_set.selections:
             if isinstance(sel, FieldNode):
-                total += self.field(sel, seen)
+                total += self.field(sel, seen, root)
             elif isinstance(sel, InlineFragmentNode):
-                total += self.selection(sel.selection_set, seen)
+                total += self.selection(sel.selection_set, seen, root)
             elif isinstance(sel, FragmentSpreadNode):
                 name = sel.name.value
                 fragment = self.fragments.get(name)
                 if fragment is not None and name not in seen:
-                    total += self.selection(fragment.selection_set, seen | {name})
+                    total += self.selection(fragment.selection_set, seen | {name}, root)
         return total
 
-    def field(self, node: FieldNode, seen: frozenset[str]) -> int:
+    def field(self, node: FieldNode, seen: frozenset[str], root: bool = False) -> int:
         name = node.name.value
         if name.startswith("__"):  # introspection
             return 0
@@ -100,19 +104,20 @@ class _Cost:
         if node.selection_set is None:
             return 0
         if name in CONNECTIONS:
-            default, _ = CONNECTIONS[name]
-            first = max(0, _first(node, self.variables, default))
+            default, largest = CONNECTIONS[name]
+            # beyond the page-size limit the field refuses itself, naming that limit
+            first = min(largest, max(0, _first(node, self.variables, default)))
             total = 1
             for sel in node.selection_set.selections:
                 if isinstance(sel, FieldNode) and sel.name.value in PAGED_CHILDREN:
-                    total += first * self.field(sel, seen)
+                    total += first * (1 + self.selection(sel.selection_set, seen))
                 else:
                     total += self.selection(SelectionSetNode(selections=(sel,)), seen)
             return total
         inner = self.selection(node.selection_set, seen)
         if name in LIST_BOUNDS:
             return LIST_BOUNDS[name] * (1 + inner)
-        return 1 + inner
+        return inner + (1 if root else 0)  # a nested object is part of its row
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
@@ -134,7 +139,7 @@ def operation_cost(
     if operation is None:
         return 0
     cost = _Cost(_fragments(document), variables)
-    return cost.selection(operation.selection_set, frozenset())
+    return cost.selection(operation.selection_set, frozenset(), root=True)
 
 
 def root_fields(document: DocumentNode, operation_name: str | None) -> set[str]:
