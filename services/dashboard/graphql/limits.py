@@ -82,18 +82,22 @@ class _Cost:
     ) -> int:
         if selection_set is None:
             return 0
-        total = 0
+        return sum(self.field(f, seen, root) for f in self.fields(selection_set, seen))
+
+    def fields(self, selection_set: SelectionSetNode, seen: frozenset[str]) -> list[FieldNode]:
+        """The fields of a selection set, fragments expanded."""
+        out: list[FieldNode] = []
         for sel in selection_set.selections:
             if isinstance(sel, FieldNode):
-                total += self.field(sel, seen, root)
+                out.append(sel)
             elif isinstance(sel, InlineFragmentNode):
-                total += self.selection(sel.selection_set, seen, root)
+                out += self.fields(sel.selection_set, seen)
             elif isinstance(sel, FragmentSpreadNode):
                 name = sel.name.value
                 fragment = self.fragments.get(name)
                 if fragment is not None and name not in seen:
-                    total += self.selection(fragment.selection_set, seen | {name}, root)
-        return total
+                    out += self.fields(fragment.selection_set, seen | {name})
+        return out
 
     def field(self, node: FieldNode, seen: frozenset[str], root: bool = False) -> int:
         name = node.name.value
@@ -108,11 +112,12 @@ class _Cost:
             # beyond the page-size limit the field refuses itself, naming that limit
             first = min(largest, max(0, _first(node, self.variables, default)))
             total = 1
-            for sel in node.selection_set.selections:
-                if isinstance(sel, FieldNode) and sel.name.value in PAGED_CHILDREN:
-                    total += first * (1 + self.selection(sel.selection_set, seen))
+            # through fragments too: a spread must not hide `nodes` from the multiplier
+            for child in self.fields(node.selection_set, seen):
+                if child.name.value in PAGED_CHILDREN:
+                    total += first * (1 + self.selection(child.selection_set, seen))
                 else:
-                    total += self.selection(SelectionSetNode(selections=(sel,)), seen)
+                    total += self.field(child, seen)
             return total
         inner = self.selection(node.selection_set, seen)
         if name in LIST_BOUNDS:
