@@ -16,11 +16,14 @@ class Row:
         self._record = record
         self._shape = shape
 
-    def __getattr__(self, name: str) -> Any:
+    def field(self, name: str) -> Any:
         if name == "wad":
             return RawRow(self._record, self._shape)
+        return self._shape.field(self._record, name)
+
+    def __getattr__(self, name: str) -> Any:
         try:
-            return self._shape.field(self._record, name)
+            return self.field(name)
         except KeyError:
             raise AttributeError(name) from None
 

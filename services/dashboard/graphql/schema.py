@@ -24,6 +24,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from services.dashboard.graphql.context import OperationScope
+from services.dashboard.graphql.fastpath import fast_executor
 from services.dashboard.graphql.limits import Limits
 from services.dashboard.graphql.queries import Query
 from services.dashboard.graphql.scalars import SCALARS
@@ -82,6 +83,7 @@ def build_schema(limits: Limits | None = None) -> PerpexSchema:
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS, default_resolver=default_resolver),
+        execution_context_class=fast_executor(default_resolver),
     )
 
 

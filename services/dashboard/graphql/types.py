@@ -15,13 +15,17 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
+from services.dashboard.graphql.rows import Row
 from services.dashboard.graphql.scalars import Amount, BigInt, Wad
 
 T = TypeVar("T")
 
 
 def default_resolver(obj: Any, name: str) -> Any:
-    return obj[name] if type(obj) is dict else getattr(obj, name)
+    kind = type(obj)
+    if kind is Row:  # the common case, without the attribute-lookup detour
+        return obj.field(name)
+    return obj[name] if kind is dict else getattr(obj, name)
 
 
 @strawberry.enum(description="Where a position stands.")
