@@ -93,7 +93,9 @@ def fast_executor(
             if not slow:
                 return results
             # the rest through graphql-core (errors, objects, lists, awaitables), in order
-            rest = super().execute_fields(parent_type, source_value, path, slow, position_context)
+            rest: Any = super().execute_fields(
+                parent_type, source_value, path, slow, position_context
+            )
             if self.is_awaitable(rest):
 
                 async def merged() -> dict[str, Any]:
