@@ -2,7 +2,7 @@
 -- services/dashboard/keyset.py): each ordering the API offers with a filter that is common is
 -- read from an index in order, so a page costs its own rows however deep it is, instead of a
 -- sort of every matching position. token_id breaks ties in every ordering.
--- (Numbered 0007: 0006 is taken by the bridge migration being written on another branch.)
+-- (0006 is the bridge, 0007 governance.)
 CREATE INDEX positions_opened_idx ON positions (opened_block, token_id);
 CREATE INDEX positions_market_opened_idx ON positions (market_id, opened_block, token_id);
 -- "closed" sorts open positions (closed_block NULL) last: newest closed first is the
