@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +114,10 @@ def run_demo(
         step(1, total, "starting anvil (two chains), PostgreSQL and the Kafka-protocol broker")
         for comp in stack.components:
             comp.stop()  # a previous demo run that was killed
+        # every run starts fresh chains, so nothing a previous run stored still holds: its
+        # database would describe another chain (and follow other contracts)
+        shutil.rmtree(data_dir / "stack", ignore_errors=True)
+        (data_dir / "relayer-state.json").unlink(missing_ok=True)
         stack.up()
         for comp, health_ in stack.status():
             info(f"{comp.name:12} {comp.url}  {health_.detail}")
