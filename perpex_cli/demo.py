@@ -1,12 +1,17 @@
 """`perpex demo`: the whole Perp-EX stack on embedded local components, playing a market.
 
-1. starts anvil, a private PostgreSQL and the Kafka-protocol broker on free 127.0.0.1 ports
-2. deploys the contracts for ETH/USDT and BTC/USDT
-3. starts the indexer, keeper, funding updater and dashboard as their own processes, exporting
-   traces over OTLP to a small in-process receiver
-4. traders open longs and shorts, some close; the ETH oracle price crashes; the keeper
+1. starts anvil, a second anvil (chain id 31338, the bridge's remote chain), a private
+   PostgreSQL and the Kafka-protocol broker on free 127.0.0.1 ports
+2. deploys the contracts for ETH/USDT and BTC/USDT, and the cross-chain bridge between the two
+   chains (LayerZero EndpointV2 + SimpleMessageLib on each)
+3. starts the indexer (following the bridge on both chains too), keeper, funding updater,
+   relayer and dashboard as their own processes, exporting traces over OTLP to a small
+   in-process receiver
+4. a trader deposits on the remote chain, trades on the home chain with the credit and
+   withdraws back; the relayer carries both messages
+5. traders open longs and shorts, some close; the ETH oracle price crashes; the keeper
    liquidates; chain time advances past 8 hours; the funding updater updates both markets
-5. prints a summary (its last line one JSON object), then keeps the dashboard up until Ctrl-C
+6. prints a summary (its last line one JSON object), then keeps the dashboard up until Ctrl-C
    (`--exit` stops after the summary)
 """
 
@@ -15,18 +20,22 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import click
+from eth_account import Account
 from web3 import Web3
 
 from perpex_cli.otlp_sink import OtlpSink, start_sink_thread
 from perpex_cli.services import ServiceProcess
-from shared.chain.deploy import deploy_local
-from shared.devstack.accounts import ANVIL_KEYS, DEPLOYER, FUNDING, KEEPER, TRADERS
+from shared.chain.deploy import deploy_bridge, deploy_local
+from shared.devstack.accounts import ANVIL_KEYS, DEPLOYER, FUNDING, KEEPER, RELAYER, TRADERS
+from shared.devstack.bridge import LocalBridge
 from shared.devstack.components import StackConfig
 from shared.devstack.market import WAD, LocalMarket, OpenedPosition
 from shared.devstack.paths import REPO_ROOT
@@ -42,6 +51,7 @@ class Summary:
     closed: int
     liquidated: int
     funding_updates: int
+    bridge_transfers: int  # deposits and withdrawals delivered across the two chains
     trace_id: str | None
 
     def as_json(self) -> str:
@@ -77,16 +87,16 @@ def demo(exit_after: bool, data_dir: Path, dashboard_port: int, timeout: float, 
     """Run the whole stack locally and play a market through it."""
     summary = run_demo(data_dir.absolute(), dashboard_port, timeout, seed, exit_after)
     click.echo(summary.as_json())
-    ok = summary.liquidated > 0 and summary.funding_updates > 0
+    ok = summary.liquidated > 0 and summary.funding_updates > 0 and summary.bridge_transfers == 2
     raise SystemExit(0 if ok else 1)
 
 
 def run_demo(
     data_dir: Path, dashboard_port: int, timeout: float, seed: int, exit_after: bool
 ) -> Summary:
-    total = 7
+    total = 8
     rng = random.Random(seed)
-    anvil_port, pg_port, kafka_port, otlp_port, *health = free_ports(8)
+    anvil_port, pg_port, kafka_port, remote_port, otlp_port, *health = free_ports(10)
     stack = LocalStack(
         StackConfig(
             data_dir=data_dir / "stack",
@@ -94,20 +104,25 @@ def run_demo(
             postgres_port=pg_port,
             kafka_port=kafka_port,
             durable=False,
+            remote_anvil_port=remote_port,
         )
     )
     services: list[ServiceProcess] = []
     sink = OtlpSink()
     stop_sink = start_sink_thread(sink, otlp_port)
     try:
-        step(1, total, "starting anvil, PostgreSQL and the Kafka-protocol broker")
+        step(1, total, "starting anvil (two chains), PostgreSQL and the Kafka-protocol broker")
         for comp in stack.components:
             comp.stop()  # a previous demo run that was killed
+        # every run starts fresh chains, so nothing a previous run stored still holds: its
+        # database would describe another chain (and follow other contracts)
+        shutil.rmtree(data_dir / "stack", ignore_errors=True)
+        (data_dir / "relayer-state.json").unlink(missing_ok=True)
         stack.up()
         for comp, health_ in stack.status():
-            info(f"{comp.name:9} {comp.url}  {health_.detail}")
+            info(f"{comp.name:12} {comp.url}  {health_.detail}")
 
-        step(2, total, "deploying contracts (ETH/USDT, BTC/USDT)")
+        step(2, total, "deploying contracts (ETH/USDT, BTC/USDT) and the cross-chain bridge")
         deployment_path = data_dir / "deployment.json"
         deployment = deploy_local(
             stack.anvil.url,
@@ -116,14 +131,27 @@ def run_demo(
             funding_interval=FUNDING_INTERVAL,
         )
         info(f"PositionManager {deployment.contracts.position_manager}")
+        deployment = deploy_bridge(
+            stack.anvil.url,
+            stack.remote_anvil.url,
+            ANVIL_KEYS[DEPLOYER],
+            deployment_path,
+            relayer=Account.from_key(ANVIL_KEYS[RELAYER]).address,
+        )
+        assert deployment.bridge is not None
+        b = deployment.bridge
+        info(f"CollateralBridge    {b.home.app} (chain {b.home.chain_id})")
+        info(f"CollateralDepositor {b.remote.app} (chain {b.remote.chain_id})")
         info(f"deployment file {deployment_path}")
 
-        step(3, total, "starting indexer, keeper, funding updater and dashboard")
+        step(3, total, "starting indexer, keeper, funding updater, relayer and dashboard")
         env = {
             **stack.env(),
             "DEPLOYMENT_FILE": str(deployment_path),
             "KEEPER_PRIVATE_KEY": ANVIL_KEYS[KEEPER],
             "FUNDING_PRIVATE_KEY": ANVIL_KEYS[FUNDING],
+            "RELAYER_PRIVATE_KEY": ANVIL_KEYS[RELAYER],
+            "RELAYER_STATE_FILE": str(data_dir / "relayer-state.json"),
             "POLL_INTERVAL_MS": "250",
             "LEADER_ELECTION": "postgres",
             "DASHBOARD_PORT": str(dashboard_port),
@@ -139,6 +167,7 @@ def run_demo(
                 ("indexer", ["indexer"]),
                 ("keeper", ["keeper"]),
                 ("funding", ["funding", "run"]),
+                ("relayer", ["relayer"]),
                 ("dashboard", ["dashboard"]),
             ],
             health,
@@ -164,15 +193,20 @@ def run_demo(
 
         w3 = Web3(Web3.HTTPProvider(stack.anvil.url, request_kwargs={"timeout": 60}))
         market = LocalMarket(w3, deployment)
+        remote = Web3(Web3.HTTPProvider(stack.remote_anvil.url, request_kwargs={"timeout": 60}))
+        bridge = LocalBridge(w3, remote, deployment)
 
-        step(4, total, "traders open longs and shorts; some close")
+        step(4, total, "cross-chain: deposit on chain 31338, trade on 31337, withdraw back")
+        _bridge_round_trip(w3, market, bridge, env["DB_URI"], timeout)
+
+        step(5, total, "traders open longs and shorts; some close")
         opened = _play_trades(w3, market, rng)
         closed = [p for p in opened if p.leverage <= 3 * WAD][:2]
         for p in closed:
             market.close(p.owner, p.token_id, p.is_long)
             info(f"closed #{p.token_id} {p.pair} {'long' if p.is_long else 'short'}")
 
-        step(5, total, "ETH/USDT oracle price crashes 15%; the keeper liquidates")
+        step(6, total, "ETH/USDT oracle price crashes 15%; the keeper liquidates")
         eth_price = market.price("ETH/USDT")
         market.set_price("ETH/USDT", eth_price * 85 // 100)
         info(f"ETH/USDT {eth_price / 1e8:.2f} -> {eth_price * 85 // 100 / 1e8:.2f}")
@@ -191,7 +225,7 @@ def run_demo(
         still = [t for t in underwater if market.exists(t)]
         info(f"keeper liquidated {len(underwater) - len(still)}/{len(underwater)}")
 
-        step(6, total, "chain time advances 8 hours; funding updates both markets")
+        step(7, total, "chain time advances 8 hours; funding updates both markets")
         market.advance_time(FUNDING_INTERVAL + 1)
         market.refresh_prices()
         asyncio.run(
@@ -206,11 +240,12 @@ def run_demo(
         for line in asyncio.run(_funding_lines(env["DB_URI"])):
             info(line)
 
-        step(7, total, "summary")
+        step(8, total, "summary")
         summary = asyncio.run(_summary(env["DB_URI"], sink))
         info(
             f"positions opened {summary.opened}, closed {summary.closed}, "
-            f"liquidated {summary.liquidated}; funding updates {summary.funding_updates}"
+            f"liquidated {summary.liquidated}; funding updates {summary.funding_updates}; "
+            f"bridge transfers delivered {summary.bridge_transfers}"
         )
         if summary.trace_id:
             info(f"trace {summary.trace_id} links a chain event to its liquidation receipt:")
@@ -238,6 +273,55 @@ def run_demo(
                 )
         stack.down()
         stop_sink()
+
+
+def _bridge_round_trip(
+    w3: Web3, market: LocalMarket, bridge: LocalBridge, dsn: str, wait_s: float
+) -> None:
+    """A trader with collateral on the remote chain only: deposit it over the bridge, trade with
+    it on the home chain, take it back. The relayer delivers each message (verify, then
+    lzReceive); the indexer follows both chains, so the dashboard shows the deposit in flight."""
+    trader = w3.eth.accounts[TRADERS[-1]]
+    amount = 5_000 * WAD
+    started = time.monotonic()
+    sent = bridge.deposit(trader, amount)
+    info(
+        f"locked {amount // WAD} vUSDT on chain 31338 (guid {sent.guid[:18]}…, nonce {sent.nonce})"
+    )
+    _wait(lambda: bridge.credited(sent.guid), wait_s, "the deposit's credit on the home chain")
+    free = bridge.free_collateral(trader)
+    info(
+        f"credited on chain 31337 after {time.monotonic() - started:.1f}s: free collateral {free // WAD}"
+    )
+    pos = market.open(trader, "BTC/USDT", True, 1_000 * WAD, 2 * WAD)
+    market.close(trader, pos.token_id, True)
+    free = bridge.free_collateral(trader)
+    info(f"opened and closed #{pos.token_id} BTC/USDT 2x: free collateral {free / WAD:.2f}")
+    before = bridge.remote_balance(trader)
+    back = free // WAD * WAD
+    started = time.monotonic()
+    sent = bridge.withdraw(trader, back)
+    info(f"withdrew {back // WAD} vUSDT to chain 31338 (nonce {sent.nonce})")
+    _wait(lambda: bridge.released(sent.guid), wait_s, "the withdrawal's release on chain 31338")
+    got = bridge.remote_balance(trader) - before
+    info(f"released on chain 31338 after {time.monotonic() - started:.1f}s: {got // WAD} vUSDT")
+    asyncio.run(
+        _wait_rows(
+            dsn,
+            "SELECT count(*) FROM bridge_transfers WHERE status = 'delivered'",
+            2,
+            wait_s,
+            "bridge transfers indexed on both chains",
+        )
+    )
+
+
+def _wait(cond: Callable[[], bool], wait_s: float, what: str) -> None:
+    deadline = time.monotonic() + wait_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"timed out waiting for {what}")
+        time.sleep(0.1)
 
 
 def _play_trades(w3: Web3, market: LocalMarket, rng: random.Random) -> list[OpenedPosition]:
@@ -311,6 +395,9 @@ async def _summary(dsn: str, sink: OtlpSink) -> Summary:
     try:
         counts = dict(await conn.fetch("SELECT status, count(*) FROM positions GROUP BY status"))
         funding = int(await conn.fetchval("SELECT count(*) FROM funding_updates"))
+        bridged = int(
+            await conn.fetchval("SELECT count(*) FROM bridge_transfers WHERE status = 'delivered'")
+        )
     finally:
         await conn.close()
     trace_id = None
@@ -327,5 +414,6 @@ async def _summary(dsn: str, sink: OtlpSink) -> Summary:
         closed=int(counts.get("closed", 0)),
         liquidated=int(counts.get("liquidated", 0)),
         funding_updates=funding,
+        bridge_transfers=bridged,
         trace_id=trace_id,
     )

@@ -28,6 +28,7 @@ COMMANDS = {
     "funding": "services.funding.cli:funding",
     "operator": "services.operator.cli:operator",
     "dashboard": "services.dashboard.commands:dashboard",
+    "relayer": "services.relayer.cli:relayer",
     "demo": "perpex_cli.demo:demo",
     "gov": "perpex_cli.gov:gov",
     "trade": "perpex_cli.trade.cli:trade",

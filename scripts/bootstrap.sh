@@ -3,7 +3,9 @@
 # Idempotent: a second run with nothing changed returns in about a second.
 #   .venv/          Python >= 3.11 virtualenv with perpex installed editable (+ dev, local extras)
 #   .venv-helm/     Python 3.12 virtualenv with helm-sdkpy (the real Helm engine, for `helm lint`)
-#   node_modules/   Foundry (forge, anvil, cast), solcjs, OpenZeppelin
+#   node_modules/   Foundry (forge, anvil, cast), solcjs, OpenZeppelin (5, and 4 under an alias for
+#                   LayerZero's EndpointV2), LayerZero V2 (oapp-evm, protocol-v2, messagelib-v2)
+#                   (.npmrc: legacy-peer-deps, so their optional peers are not installed)
 #   PostgreSQL 15 server binaries and Chromium (browser test) from Debian when missing
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,7 +65,7 @@ if [ "$(cat "$STAMP_DIR/pip" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$STAMP_DIR/pip"
 fi
 
-# ---- Node toolchain (Foundry, solcjs, OpenZeppelin) ----
+# ---- Node toolchain (Foundry, solcjs, OpenZeppelin, LayerZero) ----
 want="$(hash_of package.json package-lock.json)"
 if [ "$(cat "$STAMP_DIR/npm" 2>/dev/null)" != "$want" ] || [ ! -x node_modules/@foundry-rs/forge-linux-amd64/bin/forge ]; then
   log "installing npm packages"

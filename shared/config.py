@@ -48,7 +48,7 @@ def _validate_private_key(value: SecretStr | None) -> SecretStr | None:
     return SecretStr(raw if raw.startswith("0x") else "0x" + raw)
 
 
-def _validate_address(value: str | None) -> str | None:
+def validate_address(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if not ADDRESS_RE.match(value):
@@ -90,6 +90,12 @@ class BaseServiceSettings(BaseSettings):
     health_port: int = Field(
         default=8080, ge=0, le=65535, description="probes (/healthz, /readyz, /status); 0: off"
     )
+    dependency_check_s: float = Field(
+        default=5.0,
+        ge=0.2,
+        le=300,
+        description="how often PostgreSQL, the broker and the RPC node are probed for readiness",
+    )
 
     @field_validator("rpc_url")
     @classmethod
@@ -106,7 +112,7 @@ class BaseServiceSettings(BaseSettings):
     @field_validator("position_manager_address", "position_nft_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        return _validate_address(value)
+        return validate_address(value)
 
     @field_validator("db_uri")
     @classmethod
@@ -230,12 +236,40 @@ def exit_on_config_error(fn: Callable[[], S]) -> S:
 
 def check_chain_id(settings: BaseServiceSettings, reported_chain_id: int) -> None:
     """Raise ConfigError when the node's chain id differs from CHAIN_ID."""
-    if reported_chain_id != settings.chain_id:
+    check_chain_id_value(settings.chain_id, reported_chain_id)
+
+
+def check_chain_id_value(expected: int, reported_chain_id: int) -> None:
+    if reported_chain_id != expected:
         raise ConfigError(
-            {
-                "CHAIN_ID": f"is {settings.chain_id} but the node at RPC_URL reports {reported_chain_id}"
-            }
+            {"CHAIN_ID": f"is {expected} but the node at RPC_URL reports {reported_chain_id}"}
         )
+
+
+def check_markets(
+    service: str,
+    wanted: dict[str, str],
+    on_chain: list[str],
+    known_pairs: dict[str, str],
+    position_manager: str,
+) -> None:
+    """The one rule for MARKETS in every service: a pair the PositionManager does not list
+    stops the service (ConfigError, exit 2) naming it and the markets that exist.
+    `wanted`: market id (0x hex) -> pair asked for; `on_chain`: the ids the contract lists;
+    `known_pairs`: id -> pair where known (the deployment file), else the id is shown."""
+    listed = {m.lower() for m in on_chain}
+    unknown = [pair for mid, pair in wanted.items() if mid.lower() not in listed]
+    if not unknown:
+        return
+    existing = [known_pairs.get(m.lower(), m) for m in on_chain]
+    raise ConfigError(
+        {
+            "MARKETS": f"{', '.join(unknown)} {'is not a market' if len(unknown) == 1 else 'are not markets'} "
+            f"of PositionManager {position_manager}; its markets: "
+            f"{', '.join(existing) if existing else '(none)'}"
+        },
+        service,
+    )
 
 
 def verify_chain_id_sync(settings: BaseServiceSettings, timeout: float = 10.0) -> int:

@@ -1,6 +1,9 @@
 """Liveness and readiness over HTTP for Kubernetes probes: GET /healthz and /readyz on
-HEALTH_PORT (8080). A service flips `ready` once its dependencies answer and `alive` off when
-its main loop is wedged; /status returns the service's own JSON status."""
+HEALTH_PORT (8080). A service sets its own readiness (`set_ready`) and `alive` off when its
+main loop is wedged; its dependencies (PostgreSQL, the broker, the RPC node: see
+shared/dependencies.py) report themselves with `set_dependency`, and /readyz answers 200 only
+while the service is ready *and* every dependency that gates readiness is reachable, naming the
+ones that are not. /status returns the service's own JSON status and its dependencies."""
 
 from __future__ import annotations
 
@@ -23,13 +26,50 @@ log = logging.getLogger(__name__)
 class HealthState:
     def __init__(self, status: Callable[[], dict[str, Any]] | None = None):
         self.alive = True
-        self.ready = False
-        self.reason = "starting"
+        self._ready = False
+        self._reason = "starting"
         self._status = status or (lambda: {})
+        # dependency name -> (problem or None when reachable, whether it gates readiness)
+        self.dependencies: dict[str, tuple[str | None, bool]] = {}
+
+    @property
+    def ready(self) -> bool:
+        """The service says it is ready and every dependency that gates readiness answers."""
+        return self._ready and not self.failing()
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+
+    @property
+    def reason(self) -> str:
+        failing = self.failing()
+        if failing:
+            return "; ".join(f"{name} unreachable ({why})" for name, why in failing.items())
+        return self._reason
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        self._reason = value
 
     def set_ready(self, ready: bool, reason: str = "") -> None:
-        self.ready = ready
-        self.reason = reason or ("ready" if ready else "not ready")
+        self._ready = ready
+        self._reason = reason or ("ready" if ready else "not ready")
+
+    def set_dependency(self, name: str, problem: str | None, gates: bool = True) -> None:
+        """`name` is reachable (problem None) or not (why)."""
+        self.dependencies[name] = (problem, gates)
+
+    def failing(self) -> dict[str, str]:
+        """The dependencies that gate readiness and do not answer, with why."""
+        return {
+            name: problem
+            for name, (problem, gates) in self.dependencies.items()
+            if gates and problem is not None
+        }
+
+    def dependency_status(self) -> dict[str, str]:
+        return {name: problem or "ok" for name, (problem, _) in self.dependencies.items()}
 
     def app(self) -> Starlette:
         async def healthz(_: Request) -> PlainTextResponse:
@@ -39,7 +79,14 @@ class HealthState:
             return PlainTextResponse(self.reason, 200 if self.ready else 503)
 
         async def status(_: Request) -> JSONResponse:
-            return JSONResponse({"ready": self.ready, "reason": self.reason, **self._status()})
+            return JSONResponse(
+                {
+                    "ready": self.ready,
+                    "reason": self.reason,
+                    "dependencies": self.dependency_status(),
+                    **self._status(),
+                }
+            )
 
         return Starlette(
             routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/status", status)]

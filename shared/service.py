@@ -10,9 +10,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from shared.config import redact_dsn, redact_url
+from shared.config import EXIT_CONFIG_ERROR, ConfigError, redact_dsn, redact_url
 from shared.health import HealthState, serve_health
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,9 +46,38 @@ def configure_logging(level: str, quiet: dict[str, int] | None = None) -> None:
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:  # ours, not a test runner's capture
             handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    # asyncpg's pool logs each failed reconnect with a traceback while PostgreSQL is away; the
+    # dependency watch says that in one line (PostgreSQL unreachable / reachable again).
     for name, lib_level in {"aiokafka": logging.ERROR, "httpx": logging.WARNING,
-                            **(quiet or {})}.items():  # fmt: skip
+                            "asyncpg.pool": logging.ERROR, **(quiet or {})}.items():  # fmt: skip
         logging.getLogger(name).setLevel(lib_level)
+
+
+async def run_guarded(
+    log: logging.Logger, service: str, main: Callable[[], Awaitable[None]]
+) -> int:
+    """Run a service's `main()` and turn its end into the exit status, the same way for every
+    service: 0 when it returns (or was stopped while still starting); 2 for a ConfigError
+    (printed as is: every problem named); 1 for anything else, as ONE log line (the traceback
+    only at DEBUG), never a raw traceback."""
+    from shared.dependencies import StopRequested
+
+    try:
+        await main()
+        return 0
+    except StopRequested as exc:
+        log.info("%s", exc)
+        return 0
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except Exception as exc:
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines())
+        log.critical(
+            "%s failed: %s%s", service, type(exc).__name__, f": {detail}" if detail else ""
+        )
+        log.debug("%s failure traceback", service, exc_info=True)
+        return 1
 
 
 @contextlib.asynccontextmanager

@@ -157,6 +157,23 @@ contract FundingRewardTest is Fixture {
         _assertSolvent();
     }
 
+    function test_aNewRewardAppliesToEveryMarketAtTheirNextUpdate() public {
+        pm.setFundingReward(3e18);
+        assertEq(pm.fundingReward(), 3e18, "the setting");
+        vm.warp(T0 + 8 hours);
+        vm.prank(bot);
+        pm.updateFundingRate(ETH);
+        vm.prank(bot);
+        pm.updateFundingRate(BTC);
+        assertEq(vault.freeCollateral(bot), 6e18, "both markets pay the new reward");
+        pm.setFundingReward(0);
+        vm.warp(T0 + 16 hours);
+        vm.prank(bot);
+        pm.updateFundingRate(ETH);
+        assertEq(vault.freeCollateral(bot), 6e18, "a reward of 0 pays nothing");
+        _assertSolvent();
+    }
+
     function test_rewardIsBounded() public {
         uint256 max = pm.MAX_FUNDING_REWARD();
         vm.expectRevert(PositionManagerBase.InvalidMarketConfig.selector);

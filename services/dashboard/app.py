@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.dashboard.bridge import bridge_transfers, parse_transfer_filter
 from services.dashboard.cache import QueryCache
 from services.dashboard.feed import KafkaFeed
 from services.dashboard.formatting import (
@@ -35,6 +36,7 @@ from services.dashboard.formatting import (
     format_position_event,
     format_sync,
 )
+from services.dashboard.governance import governance_view, parse_governance_filter
 from services.dashboard.hub import Hub, Subscriber
 from services.dashboard.params import (
     Page,
@@ -47,6 +49,8 @@ from services.dashboard.params import (
 )
 from services.dashboard.repository import DashboardRepository
 from services.dashboard.settings import DashboardSettings
+from shared.dependencies import Dependencies, broker, postgres
+from shared.health import HealthState
 
 log = logging.getLogger("perpex.dashboard")
 
@@ -90,6 +94,18 @@ class Dashboard:
         )
         self._repo: DashboardRepository | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        # PostgreSQL gates readiness; the broker (the live feed) is watched and reported but
+        # does not: without it the page and the API still answer from the database.
+        self.health = HealthState()
+        deps = [postgres(settings.db_uri)]
+        if enabled:
+            deps.append(
+                broker(settings.kafka_bootstrap_servers, required=False, gates_readiness=False)
+            )
+        self.dependencies = Dependencies(
+            deps, self.health, log, interval_s=settings.dependency_check_s
+        )
+        self._deps_task: asyncio.Task[None] | None = None
 
     @property
     def repo(self) -> DashboardRepository:
@@ -112,6 +128,8 @@ class Dashboard:
         self._repo = DashboardRepository(pool)
         if self.feed is not None:
             self._feed_task = asyncio.create_task(self.feed.run(), name="dashboard-kafka-feed")
+        stop = asyncio.Event()
+        self._deps_task = asyncio.create_task(self._follow_dependencies(stop), name="dependencies")
         log.info(
             "dashboard up: topic %s, feed %s",
             self.settings.kafka_topic,
@@ -120,6 +138,11 @@ class Dashboard:
         try:
             yield
         finally:
+            stop.set()
+            if self._deps_task is not None:
+                self._deps_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._deps_task
             self.hub.close()
             if self._feed_task is not None:
                 self._feed_task.cancel()
@@ -175,6 +198,24 @@ class Dashboard:
 
         return JSONResponse(await self.cache.get(("liquidations", f), compute))
 
+    async def bridge(self, request: Request) -> Response:
+        """Transfers over the cross-chain bridge, with what is in flight (services/dashboard/bridge.py)."""
+        f = parse_transfer_filter(request.query_params.multi_items())
+
+        async def compute() -> dict[str, Any]:
+            return await bridge_transfers(self.repo.pool, f)
+
+        return JSONResponse(await self.cache.get(("bridge", f), compute))
+
+    async def governance(self, request: Request) -> Response:
+        """Proposals and parameter changes (services/dashboard/governance.py)."""
+        f = parse_governance_filter(request.query_params.multi_items())
+
+        async def compute() -> dict[str, Any]:
+            return await governance_view(self.repo.pool, f)
+
+        return JSONResponse(await self.cache.get(("governance", f), compute))
+
     async def status(self, request: Request) -> Response:
         single_values(request.query_params.multi_items(), ())
         sync = [format_sync(r) for r in await self.repo.sync_status()]
@@ -182,11 +223,18 @@ class Dashboard:
             {
                 "sync": sync,
                 "feed": self.feed.status() if self.feed else None,
+                "dependencies": self.health.dependency_status(),
                 "websocket": self.hub.stats(),
                 "cache": self.cache.stats(),
                 "graphql": _graphql_stats(request),
             }
         )
+
+    async def _follow_dependencies(self, stop: asyncio.Event) -> None:
+        """Log what the dashboard waits for at start (PostgreSQL), then watch: a dependency
+        that goes away or comes back is logged (readiness itself pings the database)."""
+        await self.dependencies.wait(stop)
+        await self.dependencies.watch(stop)
 
     # ---- probes ----
     async def healthz(self, _: Request) -> Response:
@@ -339,6 +387,8 @@ def create_app(settings: DashboardSettings, enable_feed: bool | None = None) -> 
         Route("/api/markets/{market:path}/funding", api(d.funding)),
         Route("/api/funding", api(d.funding)),
         Route("/api/liquidations", api(d.liquidations)),
+        Route("/api/bridge/transfers", api(d.bridge)),
+        Route("/api/governance", api(d.governance)),
         Route("/api/status", api(d.status)),
         Route("/healthz", d.healthz),
         Route("/readyz", d.readyz),

@@ -87,7 +87,30 @@ def event_summary(name: str, market: str | None, args: Mapping[str, Any]) -> str
         return f"market {args.get('pair', where)} added"
     if name == "MarketPaused":
         return f"market {where} {'paused' if args.get('paused') else 'unpaused'}"
-    return name
+    return _governance_summary(name, where, args) or name
+
+
+def _governance_summary(name: str, where: str, args: Mapping[str, Any]) -> str | None:
+    pid = str(args.get("proposalId", "?"))
+    pid = pid if len(pid) <= 12 else f"{pid[:6]}…{pid[-4:]}"
+    if name == "ProposalCreated":
+        return f"proposal {pid}: {str(args.get('description', ''))[:80]}"
+    if name == "VoteCast":
+        code = to_int_or_none(args.get("support"))
+        support = {0: "against", 1: "for", 2: "abstain"}.get(code if code is not None else -1)
+        return f"vote {support or '?'} proposal {pid}, weight {_num(args.get('weight'), 2)}"
+    if name in ("ProposalQueued", "ProposalExecuted", "ProposalCanceled"):
+        return f"proposal {pid} {name.removeprefix('Proposal').lower()}"
+    if name == "RiskParamsUpdated":
+        return (
+            f"{where}: max leverage {_num(args.get('maxLeverage'), 2)}x, maintenance"
+            f" {wad_to_percent(to_int_or_none(args.get('maintenanceMarginRatio')), 4)}%"
+        )
+    if name in ("SafetyParamsUpdated", "FundingParamsUpdated", "ParamChangeScheduled"):
+        return f"{where}: {name.removesuffix('Updated')}"
+    if name in ("FundingRewardSet", "GuardianSet", "ParamChangeDelaySet"):
+        return name
+    return None
 
 
 def format_event(event: EventEnvelope) -> dict[str, Any]:

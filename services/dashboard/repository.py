@@ -17,7 +17,7 @@ from services.dashboard.params import FundingFilter, LiquidationFilter, Page, Po
 # Sort keys (validated in params.POSITION_SORTS) -> the sort column. token_id breaks ties.
 # `closed` sorts positions still open (closed_block NULL) last in both directions, written
 # with a sentinel instead of NULLS LAST so that one row comparison (keyset.py) and an index
-# on the expression (migration 0007) serve it.
+# on the expression (migration 0008) serve it.
 POSITION_SORT_COLUMN = {
     "opened": "p.opened_block",
     "notional": "p.notional",

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from web3 import AsyncWeb3
 
 from services.funding.chain import ChainReader, MarketRef
-from services.funding.events import FundingEvent, FundingEventListener
+from services.funding.events import FundingEvent, FundingEventListener, FundingParamsEvent
 from services.funding.leader import (
     KubeLeaseClient,
     KubernetesLeaseLeader,
@@ -28,12 +28,26 @@ from shared.chain.client import async_web3
 from shared.chain.deployment import Deployment, market_id
 from shared.chain.errors import ErrorDecoder
 from shared.chain.tx import TxSender
-from shared.config import ConfigError, check_chain_id
+from shared.config import ConfigError, check_chain_id, check_markets
+from shared.dependencies import Dependencies, broker, postgres, rpc
+from shared.health import HealthState
 
 log = logging.getLogger("perpex.funding")
 
 # Contracts whose custom errors updateFundingRate can surface (the oracle's StalePrice, ...).
 ERROR_SOURCES = ("PositionManager", "PriceOracle", "VirtualAMM", "Vault", "PositionNFT")
+
+
+def dependencies(settings: FundingSettings, health: HealthState | None = None) -> Dependencies:
+    """The RPC node always, PostgreSQL with LEADER_ELECTION=postgres (the leader lock lives
+    there: without it this replica could only stand by), both waited for at start; the broker
+    with KAFKA_LISTEN (events only wake the updater early) is watched, not waited for."""
+    deps = [rpc(settings.rpc_url, settings.chain_id)]
+    if settings.leader_election == "postgres":
+        deps.append(postgres(settings.db_uri))
+    if settings.kafka_listen:
+        deps.append(broker(settings.kafka_bootstrap_servers, required=False))
+    return Dependencies(deps, health, log, interval_s=settings.dependency_check_s)
 
 
 def error_decoder() -> ErrorDecoder:
@@ -53,12 +67,14 @@ async def resolve_markets(
     else:
         return [MarketRef(deployment_pair(deployment, mid), mid) for mid in on_chain]
     refs = [MarketRef(pair, market_id(pair)) for pair in pairs]
-    unknown = [r.pair for r in refs if r.market_id not in on_chain]
-    if unknown:
-        raise ConfigError(
-            {"MARKETS": f"not markets of PositionManager {reader.address}: {', '.join(unknown)}"},
-            "funding",
-        )
+    known = {m.market_id.lower(): p for p, m in deployment.markets.items()} if deployment else {}
+    check_markets(
+        "funding",
+        {r.market_id_hex: r.pair for r in refs},
+        ["0x" + m.hex() for m in on_chain],
+        known,
+        reader.address,
+    )
     return refs
 
 
@@ -137,9 +153,16 @@ async def open_updater(settings: FundingSettings) -> AsyncIterator[FundingUpdate
         if settings.kafka_listen:
             ids = {m.market_id_hex for m in markets}
 
-            def listener_factory(on_event: Callable[[FundingEvent], None]) -> FundingEventListener:
+            def listener_factory(
+                on_event: Callable[[FundingEvent], None],
+                on_params: Callable[[FundingParamsEvent], None],
+            ) -> FundingEventListener:
                 return FundingEventListener(
-                    settings.kafka_bootstrap_servers, settings.kafka_topic, ids, on_event
+                    settings.kafka_bootstrap_servers,
+                    settings.kafka_topic,
+                    ids,
+                    on_event,
+                    on_params=on_params,
                 )
 
         updater = FundingUpdater(

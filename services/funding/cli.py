@@ -2,7 +2,11 @@
 
 SIGTERM/SIGINT: no new transaction is started; a send in progress is given up to
 SHUTDOWN_TIMEOUT_S to confirm, leadership is released (advisory lock unlocked / Lease emptied)
-and the process exits 0. Exit 2 on bad configuration, 1 on another fatal error.
+and the process exits 0. At start it waits (with backoff, logging what for, not ready
+meanwhile) for the RPC node and, with LEADER_ELECTION=postgres, PostgreSQL; a start-up step
+that fails transiently is retried. Exit 2 on bad configuration (also a CHAIN_ID the node
+contradicts, MARKETS naming a pair the PositionManager does not list), 1 on another fatal
+error, logged as one line.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from services.funding.settings import (
     load_status_settings,
 )
 from shared.config import ConfigError, exit_on_config_error, redact_url
+from shared.dependencies import StopRequested, retry_transient, run_opened
 from shared.health import HealthState
-from shared.service import configure_logging, redact_urls, service_scope
+from shared.service import configure_logging, redact_urls, run_guarded, service_scope
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("perpex.funding")
@@ -32,24 +37,39 @@ def _logging(level: str) -> None:
 
 
 async def run_service(settings: FundingSettings) -> int:
-    from services.funding.app import open_updater
+    from services.funding.app import dependencies
 
     async with service_scope(log, "finishing any send in progress, then exiting") as (stop, state):
+        deps = dependencies(settings, state)
+
+        async def main() -> None:
+            state.set_ready(False, "starting: waiting for dependencies")
+            if not await deps.wait(stop):
+                raise StopRequested("stopped while waiting for dependencies")
+            watch = deps.start_watch(stop)
+            try:
+                await _open_and_run(settings, state, stop)
+            finally:
+                watch.cancel()
+
+        return await run_guarded(log, "funding updater", main)
+
+
+async def _open_and_run(settings: FundingSettings, state: HealthState, stop: asyncio.Event) -> None:
+    """Build the updater (chain id, markets, wallet) and run it (building retried while it
+    fails transiently)."""
+    from services.funding.app import open_updater
+    from services.funding.updater import FundingUpdater
+
+    async def body(updater: FundingUpdater) -> None:
+        state._status = updater.status
+        watchdog = asyncio.create_task(_watch(updater, state, stop), name="watchdog")
         try:
-            async with open_updater(settings) as updater:
-                state._status = updater.status
-                watchdog = asyncio.create_task(_watch(updater, state, stop), name="watchdog")
-                try:
-                    await updater.run(stop)
-                finally:
-                    watchdog.cancel()
-            return 0
-        except ConfigError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
-        except Exception:
-            log.exception("funding updater failed")
-            return 1
+            await updater.run(stop)
+        finally:
+            watchdog.cancel()
+
+    await run_opened(lambda: open_updater(settings), body, stop, state, log)
 
 
 async def _watch(updater: object, state: HealthState, stop: asyncio.Event) -> None:
@@ -96,7 +116,11 @@ def status(as_json: bool) -> None:
     settings = exit_on_config_error(load_status_settings)
     _logging("WARNING")
     try:
-        rows = asyncio.run(read_status(settings))
+        rows = asyncio.run(
+            retry_transient(
+                "reading the chain", lambda: read_status(settings), logger=log, max_attempts=4
+            )
+        )
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(2)

@@ -1,5 +1,6 @@
 """FundingRateUpdated events from Kafka: how the updater learns of updates, its own and anyone
-else's, without polling the contract.
+else's, without polling the contract; and FundingParamsUpdated (a governance change of the
+interval or the rate cap), which makes it re-read the market's configuration at once.
 
 Every replica must see every update, so the consumer joins no group (no offsets committed, no
 rebalancing delay): it takes every partition of the topic itself, positioned at the end. The
@@ -20,7 +21,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from shared.events.schema import MalformedEventError, decode_event
+from shared.events.schema import EventEnvelope, MalformedEventError, decode_event
 from shared.kafka import make_consumer
 from shared.telemetry import meter
 
@@ -51,10 +52,49 @@ class FundingEvent:
     block_hash: str = ""  # a transaction re-mined after a reorg keeps its event id, not this
 
 
-def parse_funding_event(raw: bytes | str) -> FundingEvent | None:
-    """The FundingRateUpdated carried by one Kafka message; None for any other event.
-    Raises MalformedEventError when the message is not a valid envelope or lacks a field."""
+PARAMS_EVENT_NAME = "FundingParamsUpdated"
+
+
+@dataclass(frozen=True)
+class FundingParamsEvent:
+    """A market's new funding interval and rate cap (an executed governance change)."""
+
+    event_id: str
+    market_id: str  # 0x-hex, lower case
+    interval: int  # seconds
+    max_funding_rate: int  # WAD
+    tx_hash: str
+    block_number: int
+    reverted: bool = False
+    block_hash: str = ""
+
+
+def parse_params_event(env: EventEnvelope) -> FundingParamsEvent:
+    mid = env.market_id or env.args.get("marketId")
+    if not isinstance(mid, str):
+        raise MalformedEventError(f"{PARAMS_EVENT_NAME} without a market id")
+    try:
+        return FundingParamsEvent(
+            event_id=env.event_id,
+            market_id="0x" + mid.removeprefix("0x").lower(),
+            interval=env.int_arg("fundingInterval"),
+            max_funding_rate=env.int_arg("maxFundingRate"),
+            tx_hash=env.tx_hash.lower(),
+            block_number=env.block_number,
+            reverted=env.reverted,
+            block_hash=env.block_hash.lower(),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEventError(f"{PARAMS_EVENT_NAME} args: {exc!r}") from None
+
+
+def parse_funding_event(raw: bytes | str) -> FundingEvent | FundingParamsEvent | None:
+    """The FundingRateUpdated (or FundingParamsUpdated) carried by one Kafka message; None for
+    any other event. Raises MalformedEventError when the message is not a valid envelope or
+    lacks a field."""
     env = decode_event(raw)
+    if env.name == PARAMS_EVENT_NAME:
+        return parse_params_event(env)
     if env.name != EVENT_NAME:
         return None
     mid = env.market_id or env.args.get("marketId")
@@ -87,7 +127,7 @@ class Dedup:
         self.size = size
         self._seen: OrderedDict[tuple[str, str, bool], None] = OrderedDict()
 
-    def first_time(self, event: FundingEvent) -> bool:
+    def first_time(self, event: FundingEvent | FundingParamsEvent) -> bool:
         key = (event.event_id, event.block_hash, event.reverted)
         if key in self._seen:
             self._seen.move_to_end(key)
@@ -112,10 +152,12 @@ class FundingEventListener:
         on_event: Callable[[FundingEvent], None],
         consumer_factory: ConsumerFactory | None = None,
         max_backoff: float = 30.0,
+        on_params: Callable[[FundingParamsEvent], None] | None = None,
     ):
         self.topic = topic
         self.market_ids = {m.lower() for m in market_ids}
         self.on_event = on_event
+        self.on_params = on_params
         self.max_backoff = max_backoff
         self._factory = consumer_factory or (
             lambda: make_consumer(
@@ -132,8 +174,9 @@ class FundingEventListener:
         self.decode_errors = 0
         self.last_error: str | None = None
 
-    def handle(self, raw: bytes | str | None) -> FundingEvent | None:
-        """Decode one message and hand a new FundingRateUpdated of one of our markets on."""
+    def handle(self, raw: bytes | str | None) -> FundingEvent | FundingParamsEvent | None:
+        """Decode one message and hand a new FundingRateUpdated (FundingParamsUpdated) of one of
+        our markets on."""
         if raw is None:
             return None
         try:
@@ -149,7 +192,11 @@ class FundingEventListener:
             return None
         self.received += 1
         _events_counter.add(1, {"market_id": event.market_id})
-        self.on_event(event)
+        if isinstance(event, FundingParamsEvent):
+            if self.on_params is not None:
+                self.on_params(event)
+        else:
+            self.on_event(event)
         return event
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -30,13 +30,16 @@ from typing import Any
 from services.funding import metrics
 from services.funding.chain import ChainReader, MarketRef, MarketSnapshot
 from services.funding.decision import Action, Attempt, Decision, MarketView, backoff_delay, decide
-from services.funding.events import FundingEvent, FundingEventListener
+from services.funding.events import FundingEvent, FundingEventListener, FundingParamsEvent
 from services.funding.leader import LeaderElector
 from services.funding.rates import format_duration, format_rate, format_timestamp, rate_fraction
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
 from shared.chain.tx import PendingTx, TxSender
 from shared.telemetry import tracer
 
+ListenerFactory = Callable[
+    [Callable[[FundingEvent], None], Callable[[FundingParamsEvent], None]], FundingEventListener
+]
 log = logging.getLogger("perpex.funding")
 _tracer = tracer("perpex.funding")
 
@@ -108,8 +111,7 @@ class FundingUpdater:
         leader: LeaderElector,
         markets: list[MarketRef],
         config: UpdaterConfig | None = None,
-        listener_factory: Callable[[Callable[[FundingEvent], None]], FundingEventListener]
-        | None = None,
+        listener_factory: ListenerFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         if not markets:
@@ -120,7 +122,11 @@ class FundingUpdater:
         self.config = config or UpdaterConfig()
         self.clock = clock
         self.markets = {m.market_id_hex: MarketState(m) for m in markets}
-        self.listener = listener_factory(self.on_funding_event) if listener_factory else None
+        self.listener = (
+            listener_factory(self.on_funding_event, self.on_params_event)
+            if listener_factory
+            else None
+        )
         self._our_txs: deque[PendingTx] = deque(maxlen=64)  # hashes grow on replacement
         self._fence_needed = True  # a previous run may have left a transaction in flight
         self._fence_lock = asyncio.Lock()
@@ -211,6 +217,26 @@ class FundingUpdater:
                 "this updater" if by == "us" else "another party",
                 event.tx_hash,
             )
+        state.needs_full_read = True
+        state.wake.set()
+
+    def on_params_event(self, event: FundingParamsEvent) -> None:
+        """FundingParamsUpdated (a governance change): re-read the market's configuration now,
+        so the next update is scheduled on the new interval without a restart."""
+        state = self.markets.get(event.market_id)
+        if state is None:
+            return
+        state.events += 1
+        old = state.snapshot.interval if state.snapshot else None
+        log.info(
+            "%s: funding parameters %s: interval %ss (was %s), max rate %s (tx %s)",
+            state.ref.pair,
+            "change reverted by a reorg" if event.reverted else "changed",
+            event.interval,
+            old if old is not None else "?",
+            format_rate(event.max_funding_rate, event.interval) if event.interval else "?",
+            event.tx_hash,
+        )
         state.needs_full_read = True
         state.wake.set()
 

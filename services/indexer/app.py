@@ -14,32 +14,80 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from eth_abi import decode as abi_decode
+from eth_utils import function_signature_to_4byte_selector
 
+from services.indexer.bridge import BridgeFollower, make_follower
+from services.indexer.chunking import Outcome
 from services.indexer.decode import EventSpec, LogDecoder, build_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.outbox import OutboxDrainer
-from services.indexer.rpc import JsonRpc
+from services.indexer.rpc import JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets, resolve_targets
 from services.indexer.store import WRITER_LOCK_KEY, Store
 from services.indexer.sync import Indexer
 from shared.chain.abi import load_abi
-from shared.config import check_chain_id
+from shared.config import ConfigError, check_chain_id, check_markets
 from shared.db import create_pool
+from shared.dependencies import Dependencies, broker, is_transient_failure, postgres, rpc
+from shared.health import HealthState
 
 log = logging.getLogger(__name__)
 
 
-def load_event_table() -> dict[str, EventSpec]:
-    return build_event_table(
-        {"PositionManager": load_abi("PositionManager"), "PositionNFT": load_abi("PositionNFT")}
+EMITTERS = ("PositionManager", "PositionNFT", "PerpExGovernor")
+
+
+def dependencies(settings: IndexerSettings, health: HealthState | None = None) -> Dependencies:
+    """The RPC node and PostgreSQL are waited for at start; the broker is watched (readiness)
+    but not waited for: without it the indexer goes on writing PostgreSQL and the outbox."""
+    return Dependencies(
+        [
+            rpc(settings.rpc_url, settings.chain_id, settings.rpc_timeout_s),
+            postgres(settings.db_uri),
+            broker(settings.kafka_bootstrap_servers, required=False),
+        ],
+        health,
+        log,
+        interval_s=settings.dependency_check_s,
     )
+
+
+def transient(exc: BaseException) -> bool:
+    """Failures of a start-up step that a dependency coming back would cure."""
+    if isinstance(exc, RpcError):
+        return exc.outcome in (Outcome.TRANSIENT, Outcome.TIMEOUT, Outcome.RATE_LIMITED)
+    return is_transient_failure(exc)
+
+
+_MARKET_IDS = "0x" + function_signature_to_4byte_selector("marketIds()").hex()
+
+
+async def check_market_filter(rpc: JsonRpc, targets: IndexTargets) -> None:
+    """MARKETS must name markets the PositionManager lists (exit 2 otherwise): a typo would
+    index nothing, silently."""
+    if targets.market_filter is None:
+        return
+    raw = await rpc.call(
+        "eth_call", [{"to": targets.position_manager, "data": _MARKET_IDS}, "latest"]
+    )
+    (ids,) = abi_decode(["bytes32[]"], bytes.fromhex(str(raw).removeprefix("0x")))
+    on_chain = ["0x" + bytes(m).hex() for m in ids]
+    check_markets(
+        "indexer",
+        {mid: targets.markets[mid].pair for mid in sorted(targets.market_filter)},
+        on_chain,
+        {mid: info.pair for mid, info in targets.markets.items()},
+        targets.position_manager,
+    )
+
+
+def load_event_table() -> dict[str, EventSpec]:
+    return build_event_table({name: load_abi(name) for name in EMITTERS})
 
 
 def make_decoder(targets: IndexTargets, table: dict[str, EventSpec] | None = None) -> LogDecoder:
-    return LogDecoder(
-        table or load_event_table(),
-        {targets.position_manager: "PositionManager", targets.position_nft: "PositionNFT"},
-    )
+    return LogDecoder(table or load_event_table(), targets.contracts)
 
 
 @dataclass
@@ -52,17 +100,29 @@ class IndexerApp:
     indexer: Indexer
     drainer: OutboxDrainer
     lock_conn: asyncpg.Connection
+    bridge: BridgeFollower | None = None  # the bridge's events on both chains (bridge.py)
 
     async def run(self, stop: asyncio.Event, until_caught_up: bool = False) -> None:
         """Sync (and drain) until `stop`; with until_caught_up, return once synced to the
         target and the outbox is empty (or `stop`)."""
         drainer_stop = asyncio.Event()
         drain_task = asyncio.create_task(self.drainer.run(drainer_stop), name="outbox")
+        bridge_task = (
+            asyncio.create_task(self.bridge.run(stop, until_caught_up), name="bridge")
+            if self.bridge is not None
+            else None
+        )
         try:
             await self.indexer.run(stop, until_caught_up=until_caught_up)
             if until_caught_up and not stop.is_set():
                 await self.wait_drained(stop)
+            if bridge_task is not None and until_caught_up:
+                await bridge_task
         finally:
+            if bridge_task is not None:
+                bridge_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await bridge_task
             drainer_stop.set()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(drain_task, 10)
@@ -83,6 +143,7 @@ class IndexerApp:
             "kafka_connected": self.drainer.connected,
             "kafka_sent": self.drainer.sent,
             "kafka_last_error": self.drainer.last_error,
+            **({"bridge": self.bridge.status()} if self.bridge is not None else {}),
         }
 
 
@@ -99,8 +160,10 @@ async def open_app(
     pool: asyncpg.Pool | None = None
     lock_conn: asyncpg.Connection | None = None
     fetch_pool: FetchPool | None = None
+    bridge: BridgeFollower | None = None
     try:
         check_chain_id(settings, await rpc.chain_id())
+        await check_market_filter(rpc, targets)
         pool = await create_pool(settings.db_uri, min_size=2, max_size=6)
         table = load_event_table()
         store = Store(
@@ -131,10 +194,7 @@ async def open_app(
             FetchConfig(
                 rpc_url=settings.rpc_url,
                 timeout=settings.rpc_timeout_s,
-                contracts={
-                    targets.position_manager: "PositionManager",
-                    targets.position_nft: "PositionNFT",
-                },
+                contracts=targets.contracts,
                 market_filter=targets.market_filter,
             ),
             table,
@@ -148,11 +208,14 @@ async def open_app(
             on_commit=drainer.notify,
             outbox_sink=drainer.offer,
         )
+        bridge = await _bridge_follower(settings, targets, pool)
         # Everything built so far (modules, ABIs, clients) lives as long as the process: keep
         # it out of the cyclic GC's scans, which the per-chunk garbage triggers often.
         gc.freeze()
-        yield IndexerApp(settings, targets, rpc, pool, store, indexer, drainer, lock_conn)
+        yield IndexerApp(settings, targets, rpc, pool, store, indexer, drainer, lock_conn, bridge)
     finally:
+        if bridge is not None:
+            await bridge.close()
         if fetch_pool is not None:
             await fetch_pool.close()
         if lock_conn is not None:
@@ -162,6 +225,37 @@ async def open_app(
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pool.close(), 10)
         await rpc.close()
+
+
+async def _bridge_follower(
+    settings: IndexerSettings, targets: IndexTargets, pool: asyncpg.Pool
+) -> BridgeFollower | None:
+    """The bridge mode, when the deployment has a bridge and REMOTE_RPC_URL is set."""
+    if targets.bridge is None or not settings.remote_rpc_url:
+        return None
+    home = JsonRpc(settings.rpc_url, settings.rpc_timeout_s, settings.max_retries)
+    remote = JsonRpc(settings.remote_rpc_url, settings.rpc_timeout_s, settings.max_retries)
+    reported = await remote.chain_id()
+    if reported != targets.bridge.remote.chain_id:
+        await home.close()
+        await remote.close()
+        raise ConfigError(
+            {
+                "REMOTE_RPC_URL": f"node reports chain {reported}, the bridge's remote end is "
+                f"{targets.bridge.remote.chain_id}"
+            },
+            "indexer",
+        )
+    log.info("following the bridge on chains %d and %d", targets.bridge.home.chain_id, reported)
+    return make_follower(
+        pool,
+        targets.bridge,
+        home,
+        remote,
+        confirmations=settings.confirmations,
+        poll_s=settings.poll_interval,
+        reorg_window=settings.reorg_window,
+    )
 
 
 class StoppedWaiting(Exception):

@@ -251,7 +251,7 @@ class DecodedLog:
 
     def json_args(self) -> dict[str, Any]:
         """Args as the Kafka schema wants them: integers as decimal strings."""
-        return {k: (str(v) if type(v) is int else v) for k, v in self.args.items()}
+        return {k: _json_value(v) for k, v in self.args.items()}
 
     def args_text(self) -> str:
         """`json_args()` as compact JSON, in ABI order."""
@@ -467,17 +467,35 @@ class LogDecoder:
             args[name] = dec(topic[2:]) if dec is not None else "0x" + topic[2:].lower()
         values = abi_decode([t for _, t in spec.data], bytes.fromhex(data[2:]))
         for (name, abi_type), value in zip(spec.data, values, strict=True):
-            if abi_type == "address":
-                value = value.lower()
-            elif isinstance(value, bytes):
-                value = "0x" + value.hex()
-            elif isinstance(value, str) and "\x00" in value:
-                # PostgreSQL text (and jsonb) cannot hold NUL: the chunk would fail for good
-                raise MalformedWord(f"{name}: string holds a NUL character")
-            args[name] = value
+            args[name] = _plain(name, abi_type, value)
         if len(args) != len(spec.order):
             raise MalformedWord("argument names repeat")
         return args if plan.in_order else {n: args[n] for n in spec.order}
+
+
+def _plain(name: str, abi_type: str, value: Any) -> Any:
+    """One eth_abi value as the envelope carries it: addresses lower-case, bytes 0x-hex, arrays
+    (a proposal's targets, values, calldatas) as lists of the same."""
+    if abi_type.endswith("]"):
+        inner = abi_type[: abi_type.rindex("[")]
+        return [_plain(name, inner, v) for v in value]
+    if abi_type == "address":
+        return value.lower()
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, str) and "\x00" in value:
+        # PostgreSQL text (and jsonb) cannot hold NUL: the chunk would fail for good
+        raise MalformedWord(f"{name}: string holds a NUL character")
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    """Integers as decimal strings, inside arrays too (bools stay bools)."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is list:
+        return [_json_value(v) for v in value]
+    return value
 
 
 def _safe_int(value: Any) -> int | None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from shared.chain.deployment import Deployment, market_id_hex
-from shared.config import BaseServiceSettings, ConfigError, load_settings
+from shared.chain.deployment import BridgeDeployment, Deployment, market_id_hex
+from shared.config import BaseServiceSettings, ConfigError, load_settings, validate_address
+
+MIN_REORG_WINDOW = 2
 
 
 class IndexerSettings(BaseServiceSettings):
@@ -29,7 +31,11 @@ class IndexerSettings(BaseServiceSettings):
     max_logs_per_chunk: int = Field(
         default=10_000, ge=1, description="stop growing the span once an answer holds this many"
     )
-    reorg_window: int = Field(default=128, ge=1, le=100_000, description="block hashes kept")
+    reorg_window: int = Field(
+        default=128,
+        le=100_000,
+        description="block hashes kept; a rollback covers REORG_WINDOW - 1 blocks",
+    )
     outbox_batch: int = Field(default=2000, ge=1, le=100_000)
     outbox_memory_messages: int = Field(
         default=100_000,
@@ -42,6 +48,32 @@ class IndexerSettings(BaseServiceSettings):
     )
     rpc_timeout_s: float = Field(default=15.0, gt=0, le=600)
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
+    governor_address: str | None = Field(
+        default=None,
+        description="the PEX Governor whose proposals to record (default: the deployment's)",
+    )
+
+    @field_validator("governor_address")
+    @classmethod
+    def _governor(cls, value: str | None) -> str | None:
+        return validate_address(value)
+
+    remote_rpc_url: str | None = Field(
+        default=None,
+        description="the bridge's remote chain: with a deployment that has a bridge section, "
+        "the indexer also follows the bridge's events on both chains (docs/bridge.md)",
+    )
+
+    @field_validator("reorg_window")
+    @classmethod
+    def _reorg_window(cls, value: int) -> int:
+        if value < MIN_REORG_WINDOW:
+            raise ValueError(
+                f"must be at least {MIN_REORG_WINDOW}: a rollback covers REORG_WINDOW - 1 "
+                f"blocks (one still-canonical block of the window is the ancestor), so "
+                f"{value} could roll nothing back"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> IndexerSettings:
@@ -72,13 +104,23 @@ class IndexTargets:
     position_manager: str  # lower-case
     position_nft: str  # lower-case
     start_block: int
+    governor: str | None = None  # lower-case; set when the deployment is governed
     markets: dict[str, MarketInfo] = field(default_factory=dict)  # market_id -> info
     # market ids to keep; None = every market the contracts emit
     market_filter: frozenset[str] | None = None
+    bridge: BridgeDeployment | None = None  # the deployment's bridge section
+
+    @property
+    def contracts(self) -> dict[str, str]:
+        """Followed address -> the emitting contract's name (its ABI)."""
+        out = {self.position_manager: "PositionManager", self.position_nft: "PositionNFT"}
+        if self.governor is not None:
+            out[self.governor] = "PerpExGovernor"
+        return out
 
     @property
     def addresses(self) -> list[str]:
-        return [self.position_manager, self.position_nft]
+        return list(self.contracts)
 
     def pair_of(self, market_id: str) -> str | None:
         info = self.markets.get(market_id)
@@ -119,12 +161,17 @@ def resolve_targets(settings: IndexerSettings) -> IndexTargets:
         for mid, pair in ids.items():
             markets.setdefault(mid, MarketInfo(pair, mid))
         market_filter = frozenset(ids)
+    governor = settings.governor_address or (
+        deployment.governance.governor if deployment and deployment.governance else None
+    )
     return IndexTargets(
         position_manager=pm.lower(),
         position_nft=nft.lower(),
+        governor=governor.lower() if governor else None,
         start_block=start,
         markets=markets,
         market_filter=market_filter,
+        bridge=deployment.bridge if deployment is not None else None,
     )
 
 

@@ -9,11 +9,22 @@
   the liquidatable ones to the executor. Positions the view reports gone are dropped.
 - Executor (executor.Executor): simulates, sends and confirms liquidations through TxSender.
 
-Plus a slow loop that re-reads maintenance ratios, and
-watches the wallet balance. Start-up waits for transactions a previous run left pending (so a
-restarted keeper never sends a duplicate) and syncs the nonce from the chain. Shutdown (stop
-event, e.g. SIGTERM): no new work, broadcast liquidations get up to SHUTDOWN_TIMEOUT_S to be
-mined, offsets are committed, the consumer leaves the group.
+Plus a slow loop that re-reads maintenance ratios and watches the wallet balance, and the
+dependency watch (shared/dependencies.py): readiness drops while the RPC node, PostgreSQL or the
+broker does not answer, and comes back with it.
+
+Start-up waits (with backoff, logging what for, not ready meanwhile) for the RPC node (and
+checks CHAIN_ID), PostgreSQL and the broker; every later step (balance, nonce reconciliation,
+markets, pool, consumer group) is retried while it fails transiently, so a transient error
+never kills the keeper. The sender reconciles the wallet's nonces with the chain: transactions
+a previous run left pending are waited for (so a restarted keeper never sends a duplicate),
+and a gap and what queues behind it are cancelled. MARKETS naming a pair the PositionManager
+does not list stops it (exit 2). Shutdown (stop event, e.g. SIGTERM): no new work, broadcast
+liquidations get up to SHUTDOWN_TIMEOUT_S to be mined, offsets are committed, the consumer
+leaves the group.
+
+A stuck sender (a nonce gap it cannot fill, a transaction not mined for STUCK_AFTER_S) is a
+log line (the sender's), a metric (perpex_keeper_sender_stuck) and a readiness failure.
 """
 
 from __future__ import annotations
@@ -27,9 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from services.keeper.book import ApplyResult, PositionBook
-from services.keeper.chain import ChainReader
+from services.keeper.chain import ChainReader, RpcCallError
 from services.keeper.consumer import EventConsumer
 from services.keeper.decisions import Action, CheckTracker, decide
 from services.keeper.executor import Callbacks, Executor
@@ -40,13 +52,34 @@ from services.keeper.rpc import RpcCounter, counting_web3
 from services.keeper.settings import KeeperSettings, KeeperTargets, resolve_targets
 from services.keeper.store import BookStore, IndexerNotReadyError
 from shared.chain.abi import load_abi
-from shared.chain.errors import ErrorDecoder
+from shared.chain.errors import ErrorDecoder, ErrorKind, classify_message
 from shared.chain.tx import TxSender
-from shared.config import ConfigError, check_chain_id
+from shared.config import ConfigError, check_markets
 from shared.db import create_pool
+from shared.dependencies import (
+    Dependencies,
+    StopRequested,
+    broker,
+    is_transient_failure,
+    postgres,
+    retry_transient,
+    rpc,
+)
 from shared.health import HealthState
 
 log = logging.getLogger("perpex.keeper")
+
+# A head lower than the last one seen by more than this is taken for a rewound chain (a
+# rollback); less is a lagging answer (a load-balanced provider) and is not read again.
+REWIND_BLOCKS = 64
+
+
+def transient(exc: BaseException) -> bool:
+    """Failures the keeper rides out (retried with backoff): the dependencies' transient ones
+    and JSON-RPC error answers that say so."""
+    if isinstance(exc, RpcCallError):
+        return classify_message(exc.message) == ErrorKind.TRANSIENT
+    return is_transient_failure(exc)
 
 
 @dataclass
@@ -90,6 +123,8 @@ class Keeper:
             on_low_balance=self._on_low_balance,
             fee_cache_s=min(settings.poll_interval, 1.0),
             balance_cache_s=1.0,
+            stuck_after_s=settings.stuck_after_s,
+            backoff_initial_s=min(0.5, settings.poll_interval),
         )
         self.book = PositionBook(owns=lambda _t: False)
         self.ranker = Ranker(settings.margin_buffer)
@@ -98,6 +133,8 @@ class Keeper:
             pending=lambda: len(self.sender.pending),
             balance_wei=lambda: self.sender.last_balance_wei,
             book_size=lambda: len(self.book),
+            stuck=lambda: self.sender.stuck() is not None,
+            oldest_pending_s=self.sender.oldest_pending_s,
         )
         self.executor = Executor(
             self.sender,
@@ -125,30 +162,55 @@ class Keeper:
         self.stopped = False
         self._failure: RuntimeError | None = None  # a loop that ended before stop
         self._refresh_pending: set[int] = set()  # chain re-reads that failed, retried
+        # token -> block of its last mined liquidation: a round reading an older block (a
+        # lagging node) must not take it for still liquidatable
+        self._settled: dict[int, int] = {}
+        self.dependencies = Dependencies(
+            [
+                rpc(settings.rpc_url, settings.chain_id, settings.rpc_timeout_s),
+                postgres(settings.db_uri),
+                broker(settings.kafka_bootstrap_servers),
+            ],
+            self.health,
+            log,
+            interval_s=settings.dependency_check_s,
+        )
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        """Wait for the dependencies, reconcile the wallet, check the markets, join the group.
+        Raises ConfigError (a wrong CHAIN_ID or MARKETS), StopRequested (`stop` set first)."""
+        if stop is not None:
+            self._stop = stop
         s = self.settings
-        check_chain_id(s, await self.chain.chain_id())
-        await self.sender.balance()
+        self.health.set_ready(False, "starting: waiting for RPC, PostgreSQL and the broker")
+        if not await self.dependencies.wait(self._stop):
+            raise StopRequested("stopped while waiting for dependencies")
+        await self._retrying("reading the wallet balance", self.sender.balance)
         log.info(
             "keeper wallet %s, %.6f ETH",
             self.sender.address,
             (self.sender.last_balance_wei or 0) / 1e18,
         )
-        self.recovered_in_flight = await self.sender.in_flight_from_chain()
-        if self.recovered_in_flight:
-            log.warning(
-                "%d transactions of a previous run are pending; waiting up to %.0fs for them "
-                "before liquidating anything",
-                self.recovered_in_flight,
-                s.in_flight_wait_s,
-            )
-        await self.sender.wait_for_in_flight(s.in_flight_wait_s)
-        await self._refresh_markets()
-        self.pool = await create_pool(s.db_uri, min_size=1, max_size=4)
+        self.health.set_ready(False, "starting: reconciling the wallet's nonces with the chain")
+        result = await self._retrying(
+            "reconciling the wallet's nonces",
+            lambda: self.sender.reconcile(s.in_flight_wait_s),
+        )
+        self.recovered_in_flight = result.found
+        await self._retrying("reading the markets", self._check_markets)
+        self.pool = await self._retrying(
+            "connecting to PostgreSQL", lambda: create_pool(s.db_uri, min_size=1, max_size=4)
+        )
         self.store = BookStore(self.pool)
-        self.consumer = EventConsumer(
+        self.consumer = await self._retrying("joining the consumer group", self._start_consumer)
+
+    async def _retrying(self, what: str, fn: Any) -> Any:
+        return await retry_transient(what, fn, self._stop, log, transient)
+
+    async def _start_consumer(self) -> EventConsumer:
+        s = self.settings
+        consumer = EventConsumer(
             s.kafka_bootstrap_servers,
             s.kafka_topic,
             s.keeper_group_id,
@@ -158,7 +220,25 @@ class Keeper:
             self._on_results,
             self.metrics,
         )
-        await self.consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.consumer.stop(), 5)
+            raise
+        return consumer
+
+    async def _check_markets(self) -> None:
+        """MARKETS must name markets the PositionManager lists (exit 2 otherwise)."""
+        if not self.targets.discover_markets:
+            check_markets(
+                "keeper",
+                {m: p or m for m, p in self.targets.markets.items()},
+                await self.chain.market_ids(),
+                self.targets.known_pairs,
+                self.targets.position_manager,
+            )
+        await self._refresh_markets()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until `stop` (or self.stop()); then shut down gracefully."""
@@ -170,6 +250,7 @@ class Keeper:
             asyncio.create_task(self._health_loop(), name="keeper-health"),
             asyncio.create_task(self._slow_loop(), name="keeper-slow"),
             asyncio.create_task(self._watchdog(), name="keeper-watchdog"),
+            asyncio.create_task(self.dependencies.watch(self._stop), name="keeper-dependencies"),
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_ended)
@@ -226,6 +307,7 @@ class Keeper:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 10)
             self.pool = None
+        await self.sender.close()
         for w3 in (self.w3_health, self.w3_exec):
             with contextlib.suppress(Exception):
                 await w3.provider.disconnect()
@@ -310,8 +392,13 @@ class Keeper:
 
     # ------------------------------------------------------------------ executor callbacks
     def _liquidated(self, token: int, receipt: dict[str, Any]) -> None:
+        """Mined: the token leaves 'in flight'. A liquidation may be partial (the position
+        stays, smaller), so the position is not removed here: its events update the book, and
+        the next round reads the chain (gone: dropped; still liquidatable: liquidated again)."""
         self.liquidated.append(token)
-        self.book.remove(token, tombstone=True)
+        block = receipt.get("blockNumber")
+        if isinstance(block, int):
+            self._settled[token] = block
         self.tracker.invalidate(token)
         self.ranker.forget(token)
 
@@ -320,6 +407,7 @@ class Keeper:
         self.book.remove(token, tombstone=True)
         self.tracker.invalidate(token)
         self.ranker.forget(token)
+        self._settled.pop(token, None)
 
     def _retry(self, token: int, reason: str) -> None:
         self.tracker.invalidate(token)
@@ -376,7 +464,10 @@ class Keeper:
                 block = await self.chain.block_number()
                 if self._refresh_pending:
                     await self._refresh_positions(set(self._refresh_pending))
-                if block != last:
+                if last is None or block > last or block < last - REWIND_BLOCKS:
+                    # Only forward: an answer a few blocks behind (a lagging node of a
+                    # load-balanced provider) holds nothing a later round has not read.
+                    self.sender.refresh_in_background()  # fees warm for this block's sends
                     await self.health_round(block)
                     last = block
                 if failures:
@@ -394,13 +485,17 @@ class Keeper:
                     failures,
                     delay,
                 )
-                self.health.set_ready(False, f"chain reads failing: {type(exc).__name__}")
+                if failures >= 2:  # one lost answer is not an outage
+                    self.health.set_ready(False, f"chain reads failing: {type(exc).__name__}")
                 await _wait(self._stop, delay)
                 continue
             await _wait(self._stop, poll)
 
     def _update_readiness(self) -> None:
-        if self.consumer is None or self.consumer.assignments == 0:
+        stuck = self.sender.stuck()
+        if stuck is not None:
+            self.health.set_ready(False, f"transaction sender stuck: {stuck}")
+        elif self.consumer is None or self.consumer.assignments == 0:
             self.health.set_ready(False, "waiting for partition assignment")
         else:
             self.health.set_ready(True, f"watching {len(self.book)} positions")
@@ -411,7 +506,9 @@ class Keeper:
         self.rounds.blocks += 1
         self.rounds.last_block = block
         markets = list(self.markets)
-        states = await asyncio.gather(*(self.chain.market_state(m, block) for m in markets))
+        states = await asyncio.gather(
+            *(self._read(lambda m=m: self.chain.market_state(m, block)) for m in markets)  # type: ignore[misc]
+        )
         self.prices = {}
         for m, (price, long, short) in zip(markets, states, strict=True):
             self.prices[m] = price
@@ -438,7 +535,9 @@ class Keeper:
             ]
         size = self.settings.health_batch_size
         batches = [to_check[i : i + size] for i in range(0, len(to_check), size)]
-        results = await asyncio.gather(*(self.chain.positions_health(b, block) for b in batches))
+        results = await asyncio.gather(
+            *(self._read(lambda b=b: self.chain.positions_health(b, block)) for b in batches)  # type: ignore[misc]
+        )
         started = 0
         for batch_result in results:
             for h in batch_result:
@@ -472,6 +571,11 @@ class Keeper:
                     pos = self.book.get(h.token_id)
                     if pos is None:
                         continue
+                    settled = self._settled.get(h.token_id)
+                    if settled is not None:
+                        if block < settled:
+                            continue  # read before our liquidation was mined: stale
+                        del self._settled[h.token_id]
                     if self.executor.liquidate(
                         h.token_id, pos.market_id, h.margin, h.maintenance, block, pos.trace
                     ):
@@ -509,6 +613,19 @@ class Keeper:
             listener(summary)
         return summary
 
+    async def _read(self, call: Any) -> Any:
+        """One read of a round, retried twice at once on a transient failure (a lost answer
+        would otherwise throw the whole round away and wait for the loop's backoff)."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(3),
+            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+            retry=retry_if_exception(transient),
+            reraise=True,
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _sweep_due(self) -> bool:
         every = self.settings.full_sweep_s
         if every <= 0 or not self.book.positions:
@@ -529,6 +646,14 @@ class Keeper:
             "last_block": self.rounds.last_block,
             "in_flight": len(self.executor.jobs),
             "pending_txs": len(self.sender.pending),
+            "sender_stuck": self.sender.stuck(),
+            "oldest_pending_tx_s": round(self.sender.oldest_pending_s(), 1),
+            "sender": {
+                "sent": self.sender.stats.sent,
+                "replaced": self.sender.stats.replaced,
+                "rebroadcast": self.sender.stats.rebroadcast,
+                "cancelled": self.sender.stats.cancelled,
+            },
             "liquidations": dict(self.executor.stats),
             "events": dict(self.consumer.stats) if self.consumer else {},
             "health_rpc_calls": self.health_rpc.total,

@@ -23,9 +23,20 @@ processed the block holding the last liquidation, divided by the blocks in that 
 naive_rpc_calls_per_block is the baseline's requests (its eth_blockNumber reads and its
 isPositionLiquidatable calls) divided by the blocks it swept.
 
+With --fault-rate R (e.g. 0.1) the keeper talks to anvil through the fault proxy
+(shared/devstack/fault_proxy.py, in a process of its own): R of its requests get HTTP 429 or
+5xx, an answer slower than RPC_TIMEOUT_S (--rpc-timeout, 2 s), a body cut short, or the
+connection dropped before or after forwarding, and eth_blockNumber answers 1-4 blocks behind at
+rate R. The naive baseline and the indexer talk to anvil directly.
+
+reverted_txs counts the keeper's transactions mined with status 0 from block P on;
+nonce_gaps, once the keeper has nothing left in flight, the nonces below the highest one the
+node's txpool holds for the keeper's wallet that nothing holds (each would stall everything
+queued behind it).
+
 Details go to stderr; the last stdout line is one JSON object:
 {"positions", "liquidatable", "liquidated", "blocks_to_last", "health_rpc_calls_per_block",
- "naive_rpc_calls_per_block", "rpc_ratio"}.
+ "naive_rpc_calls_per_block", "rpc_ratio", "reverted_txs", "nonce_gaps", "fault_rate"}.
 """
 
 from __future__ import annotations
@@ -338,6 +349,84 @@ async def _wait_indexed(db_uri: str, head: int, within: float) -> None:
     raise click.ClickException(f"the indexer did not reach block {head} in {within:.0f}s")
 
 
+def keeper_wallet_state(chain: Chain, address: str, from_block: int) -> dict[str, int]:
+    """The keeper's mined and reverted transactions since `from_block`, and the nonce gaps of
+    its wallet (read from the node: mined and pending nonces, txpool)."""
+    from shared.chain.nonces import holes
+
+    head = chain.block_number()
+    me = address.lower()
+    hashes: list[str] = []
+    numbers = list(range(from_block, head + 1))
+    for i in range(0, len(numbers), 200):
+        blocks = chain.rpc.batch(
+            [("eth_getBlockByNumber", [hex(n), True]) for n in numbers[i : i + 200]]
+        )
+        for block in blocks:
+            hashes += [t["hash"] for t in block["transactions"] if t["from"].lower() == me]
+    reverted = 0
+    for i in range(0, len(hashes), 500):
+        receipts = chain.rpc.batch(
+            [("eth_getTransactionReceipt", [h]) for h in hashes[i : i + 500]]
+        )
+        reverted += sum(1 for r in receipts if int(r["status"], 16) != 1)
+    latest = int(chain.rpc.call("eth_getTransactionCount", [address, "latest"]), 16)
+    pending = int(chain.rpc.call("eth_getTransactionCount", [address, "pending"]), 16)
+    pool = chain.rpc.call("txpool_inspect")
+    held = {
+        int(n)
+        for section in ("pending", "queued")
+        for a, txs in (pool.get(section) or {}).items()
+        if a.lower() == me
+        for n in txs
+    }
+    return {
+        "mined": len(hashes),
+        "reverted": reverted,
+        "nonce_gaps": len(holes(latest, held)),
+        "in_flight": pending - latest,
+        "queued": len(held),
+    }
+
+
+class ProxyProcess:
+    """The fault proxy in a process of its own (its work stays off the keeper's process)."""
+
+    def __init__(self, upstream: str, rate: float, delay: float):
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shared.devstack.fault_proxy",
+                upstream,
+                "--rate",
+                str(rate),
+                "--delay",
+                str(delay),
+                "--seed",
+                "14",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise click.ClickException("the fault proxy did not start")
+
+    def stop(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return {}
+        try:
+            return dict(json.loads(out.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            return {}
+
+
 async def keeper_phase(
     stack: dict[str, str],
     dep_file: Path,
@@ -347,6 +436,8 @@ async def keeper_phase(
     block_time: int,
     poll_ms: int,
     move: float,
+    keeper_rpc_url: str | None = None,
+    rpc_timeout_s: float = 15.0,
 ) -> dict[str, Any]:
     from services.keeper.app import Keeper
     from services.keeper.settings import load_keeper_settings
@@ -354,7 +445,8 @@ async def keeper_phase(
     from shared.health import HealthState
 
     settings = load_keeper_settings(
-        rpc_url=stack["rpc_url"],
+        rpc_url=keeper_rpc_url or stack["rpc_url"],
+        rpc_timeout_s=rpc_timeout_s,
         db_uri=stack["db_uri"],
         kafka_bootstrap_servers=stack["kafka"],
         kafka_topic=topic,
@@ -417,6 +509,8 @@ async def keeper_phase(
                 task.result()
             await asyncio.sleep(0.05)
         all_done = time.monotonic()
+        # nothing left in flight before the wallet is inspected (the ledger settles)
+        await keeper.sender.wait_pending(60)
         liq_logs = chain.logs(LIQUIDATED, b + 1)
         last_block = max((int(lg["blockNumber"], 16) for lg in liq_logs), default=None)
         # let the keeper process the last liquidation's block
@@ -449,6 +543,7 @@ async def keeper_phase(
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 60)
     liquidated = {int(lg["topics"][1], 16) for lg in liq_logs}
+    wallet = keeper_wallet_state(chain, keeper.sender.address, b + 1)
     seen_move = next((r[0] for r in rounds if r[1] >= price_block), None)
     ex = keeper.executor
     first_sent = (ex.first_sent_at - seen_move) if ex.first_sent_at and seen_move else None
@@ -477,6 +572,14 @@ async def keeper_phase(
         "first_broadcast_s": round(first_sent, 2) if first_sent is not None else None,
         "last_broadcast_s": round(last_sent, 2) if last_sent is not None else None,
         "executor": dict(keeper.executor.stats),
+        "wallet": wallet,
+        "sender": {
+            "sent": keeper.sender.stats.sent,
+            "replaced": keeper.sender.stats.replaced,
+            "rebroadcast": keeper.sender.stats.rebroadcast,
+            "cancelled": keeper.sender.stats.cancelled,
+        },
+        "rpc_errors": {"health": keeper.health_rpc.errors, "exec": keeper.exec_rpc.errors},
         "exec_rpc": keeper.exec_rpc.snapshot(),
         "health_rpc": keeper.health_rpc.snapshot(),
     }
@@ -491,6 +594,8 @@ def run_bench(
     poll_ms: int,
     move: float,
     gas_limit: int | None,
+    fault_rate: float = 0.0,
+    rpc_timeout_s: float = 2.0,
 ) -> dict[str, Any]:
     from shared.chain.deploy import deploy_local
     from shared.devstack.accounts import anvil_key
@@ -593,9 +698,30 @@ def run_bench(
                 t1 = time.perf_counter()
                 asyncio.run(_wait_indexed(stack.postgres.url, chain.block_number(), 600))
                 _info("indexer synced and published in %.1fs", time.perf_counter() - t1)
-                result = asyncio.run(
-                    keeper_phase(env, dep_file, topic, chain, expected, block_time, poll_ms, move)
+                proxy = (
+                    ProxyProcess(anvil.url, fault_rate, delay=rpc_timeout_s + 0.5)
+                    if fault_rate > 0
+                    else None
                 )
+                try:
+                    result = asyncio.run(
+                        keeper_phase(
+                            env,
+                            dep_file,
+                            topic,
+                            chain,
+                            expected,
+                            block_time,
+                            poll_ms,
+                            move,
+                            keeper_rpc_url=proxy.url if proxy else None,
+                            rpc_timeout_s=rpc_timeout_s if proxy else 15.0,
+                        )
+                    )
+                finally:
+                    faults = proxy.stop() if proxy else {}
+                if faults:
+                    _info("fault proxy: %s", json.dumps(faults.get("faults")))
             finally:
                 indexer.send_signal(signal.SIGTERM)
                 try:
@@ -615,6 +741,11 @@ def run_bench(
         "gas_limit": gas_limit or 30_000_000,
         "liquidations_per_block": result["per_block"],
         "steady_health_calls_per_block": result["steady_calls_per_block"],
+        "faults_injected": (faults or {}).get("faults"),
+        "keeper_requests_through_proxy": (faults or {}).get("requests"),
+        "sender": result["sender"],
+        "keeper_rpc_errors": result["rpc_errors"],
+        "keeper_txs_mined": result["wallet"]["mined"],
     }
     _info("details: %s", json.dumps(details))
     return {
@@ -625,6 +756,9 @@ def run_bench(
         "health_rpc_calls_per_block": round(c, 2),
         "naive_rpc_calls_per_block": round(naive_calls, 2),
         "rpc_ratio": round(naive_calls / c, 1) if c else None,
+        "reverted_txs": result["wallet"]["reverted"],
+        "nonce_gaps": result["wallet"]["nonce_gaps"],
+        "fault_rate": fault_rate,
     }
 
 
@@ -637,6 +771,20 @@ def run_bench(
 @click.option("--poll-ms", default=100, show_default=True, help="keeper POLL_INTERVAL_MS")
 @click.option("--move", default=0.08, show_default=True, help="ETH falls / BTC rises by this")
 @click.option("--gas-limit", type=int, default=None, help="anvil block gas limit (default 30M)")
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0, 0.9),
+    default=0.0,
+    show_default=True,
+    help="share of the keeper's requests the fault proxy disturbs (0: no proxy)",
+)
+@click.option(
+    "--rpc-timeout",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="the keeper's RPC_TIMEOUT_S with --fault-rate (slow answers take 0.5 s longer)",
+)
 def bench(
     positions: int,
     liquidatable: int,
@@ -646,6 +794,8 @@ def bench(
     poll_ms: int,
     move: float,
     gas_limit: int | None,
+    fault_rate: float,
+    rpc_timeout: float,
 ) -> None:
     """Keeper vs a naive isPositionLiquidatable-per-position keeper (JSON on the last line)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -659,6 +809,15 @@ def bench(
 
     setup_telemetry("perpex-keeper-bench")
     result = run_bench(
-        positions, liquidatable, near, block_time, naive_blocks, poll_ms, move, gas_limit
+        positions,
+        liquidatable,
+        near,
+        block_time,
+        naive_blocks,
+        poll_ms,
+        move,
+        gas_limit,
+        fault_rate,
+        rpc_timeout,
     )
     print(json.dumps(result), flush=True)

@@ -339,4 +339,16 @@ class PositionBook:
             paused = bool(ev.args.get("paused"))
             market.paused = (not paused) if ev.reverted else paused
             return APPLIED
+        if name == "RiskParamsUpdated":
+            # a governance change of the maintenance ratio: in force from this block, so the
+            # mirror uses it at once; a reverted one (a reorg) is read back from the chain
+            market_id = ev.market_id or ev.args.get("marketId")
+            if not market_id:
+                return IGNORED
+            market = self.market(str(market_id))
+            if ev.reverted:
+                return ApplyResult("applied", markets=(market.market_id,))
+            market.set_mmr(int(ev.args["maintenanceMarginRatio"]))
+            self.version += 1
+            return APPLIED
         return IGNORED

@@ -1,7 +1,7 @@
 """Liquidation executor: one task per position, never two for the same token id.
 
-Each liquidation: simulate (eth_call at the latest block) -> estimate gas x GAS_MULTIPLIER ->
-EIP-1559 fees -> balance check -> nonce -> broadcast (all in TxSender.submit, retried with
+Each liquidation: simulate and estimate gas (one eth_estimateGas on the latest state) x
+GAS_MULTIPLIER -> EIP-1559 fees -> balance check -> nonce -> broadcast (all in TxSender.submit, retried with
 backoff on transient errors), then wait for the receipt, replacing the transaction with a
 bumped fee while it is stuck (TxSender.finish). At most LIQUIDATION_CONCURRENCY liquidations
 are being simulated/broadcast at once, and at most MAX_PENDING_TXS wait for their receipts;
@@ -9,10 +9,17 @@ confirmation does not hold a broadcast slot, so hundreds of liquidations fit in 
 Tasks are started in rank order and the semaphores wake waiters first-in first-out, so the
 most underwater positions are sent first.
 
-Outcomes go back to the keeper through callbacks: `liquidated` (mined), `dropped` (the position
-is gone: the simulation said PositionNotFound), and `retry` (check again at the next block: the
-simulation said NotLiquidatable, the balance was short, retries ran out, our transaction was
-mined but reverted...).
+A token stays in flight (no second liquidation of it is ever started) from its simulation
+until its transaction's nonce is resolved by the sender's ledger: mined (successfully or
+reverted), or filled otherwise (cancelled, used by another process). Not mined within
+CONFIRM_TIMEOUT_S, or a failure while waiting, does not end it: the transaction still holds its
+nonce and the ledger keeps replacing it, so the executor waits again.
+
+Outcomes go back to the keeper through callbacks: `liquidated` (mined; the liquidation may have
+been partial, so the keeper's next round decides from the chain whether to liquidate again),
+`dropped` (the position is gone: the simulation said PositionNotFound), and `retry` (check
+again at the next block: the simulation said NotLiquidatable, the balance was short, a nonce gap
+blocks sending, retries ran out, our transaction was mined but reverted...).
 """
 
 from __future__ import annotations
@@ -31,7 +38,13 @@ from services.keeper.chain import ChainReader
 from services.keeper.decisions import RevertOutcome, classify_revert
 from services.keeper.metrics import KeeperMetrics
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
-from shared.chain.tx import TxSender, TxTimeoutError
+from shared.chain.tx import (
+    NonceGapError,
+    TxCancelledError,
+    TxNonceConsumedError,
+    TxSender,
+    TxTimeoutError,
+)
 from shared.telemetry import context_from_carrier, tracer
 
 log = logging.getLogger(__name__)
@@ -152,13 +165,16 @@ class Executor:
                     log.info("simulation of %s reverted (%s): check again", label, exc.reason)
                     self._retry(token, reason)
                     return reason
-                except InsufficientBalanceError as exc:
+                except (InsufficientBalanceError, NonceGapError) as exc:
+                    reason = (
+                        "nonce_gap" if isinstance(exc, NonceGapError) else "insufficient_balance"
+                    )
                     now = time.monotonic()
                     if now - self._last_funds_warning > 10:
                         self._last_funds_warning = now
                         log.error("not sending liquidations: %s", exc)
-                    self._retry(token, "insufficient_balance")
-                    return "insufficient_balance"
+                    self._retry(token, reason)
+                    return reason
                 except Exception as exc:
                     log.warning("could not send %s: %s: %s", label, type(exc).__name__, exc)
                     self._retry(token, "send_failed")
@@ -203,8 +219,10 @@ class Executor:
 
     async def _confirm(self, pending: Any, label: str) -> dict[str, Any]:
         """The receipt. A transaction not mined within CONFIRM_TIMEOUT_S is still out there,
-        holding its nonce: keep waiting for it (and replacing it) with the token in flight,
-        rather than let the next round send a second liquidation behind it."""
+        holding its nonce: keep waiting for it (the ledger replaces it) with the token in
+        flight, rather than let the next round send a second liquidation behind it. Only its
+        resolution (mined, reverted, cancelled, consumed) or shutting down ends the wait."""
+        failures = 0
         while True:
             try:
                 return await self.sender.finish(pending)
@@ -213,6 +231,20 @@ class Executor:
                     raise
                 log.warning("%s: %s; still waiting for it, not sending another", label, exc)
                 self.sender.track(pending)
+            except (TxMinedRevertedError, TxNonceConsumedError, TxCancelledError):
+                raise  # resolved
+            except Exception as exc:
+                if self.closing or self.sender.is_resolved(pending):
+                    raise
+                failures += 1
+                log.warning(
+                    "%s: waiting failed (%s: %s); still tracked, waiting again",
+                    label,
+                    type(exc).__name__,
+                    exc,
+                )
+                self.sender.track(pending)
+                await asyncio.sleep(min(10.0, 0.5 * 2 ** min(failures, 5)))
 
     def _dropped(self, token: int, reason: str) -> None:
         self.stats["dropped"] += 1

@@ -15,6 +15,8 @@ class KeeperMetrics:
         pending: Callable[[], int],
         balance_wei: Callable[[], int | None],
         book_size: Callable[[], int],
+        stuck: Callable[[], bool] = lambda: False,
+        oldest_pending_s: Callable[[], float] = lambda: 0.0,
     ):
         m = meter("perpex.keeper")
         self.liquidations_sent = m.create_counter(
@@ -75,6 +77,24 @@ class KeeperMetrics:
             "perpex_keeper_wallet_balance_eth",
             callbacks=[_balance],
             description="keeper wallet balance (ETH)",
+        )
+
+        def _stuck(_: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(1 if stuck() else 0)
+
+        def _oldest(_: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(oldest_pending_s())
+
+        m.create_observable_gauge(
+            "perpex_keeper_sender_stuck",
+            callbacks=[_stuck],
+            description="1 while the transaction sender is stuck (a nonce gap it cannot fill, "
+            "a liquidation not mined for STUCK_AFTER_S)",
+        )
+        m.create_observable_gauge(
+            "perpex_keeper_oldest_pending_seconds",
+            callbacks=[_oldest],
+            description="age of the oldest liquidation broadcast and not yet mined",
         )
         m.create_observable_gauge(
             "perpex_keeper_book_positions",

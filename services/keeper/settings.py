@@ -12,7 +12,7 @@ else every market the PositionManager lists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, SecretStr
@@ -67,6 +67,13 @@ class KeeperSettings(BaseServiceSettings):
         default=120.0,
         ge=0,
         description="on start, wait this long for transactions a previous run left pending",
+    )
+    stuck_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="a liquidation not mined for this long makes the keeper report itself "
+        "stuck (log, metric, not ready)",
     )
 
     @property
@@ -150,6 +157,7 @@ class KeeperTargets:
     position_manager: str  # checksum address
     markets: dict[str, str | None]  # market id (0x lower-case) -> pair (None: discover)
     discover_markets: bool  # True: also serve every market the contract lists
+    known_pairs: dict[str, str] = field(default_factory=dict)  # id -> pair (deployment file)
 
 
 def resolve_targets(settings: KeeperSettings) -> KeeperTargets:
@@ -176,4 +184,9 @@ def resolve_targets(settings: KeeperSettings) -> KeeperTargets:
     elif deployment is not None:
         for pair, m in deployment.markets.items():
             markets[m.market_id] = pair
-    return KeeperTargets(Web3.to_checksum_address(pm), markets, discover_markets=not wanted)
+    known = (
+        {m.market_id.lower(): pair for pair, m in deployment.markets.items()} if deployment else {}
+    )
+    return KeeperTargets(
+        Web3.to_checksum_address(pm), markets, discover_markets=not wanted, known_pairs=known
+    )

@@ -10,8 +10,11 @@ PERPEX_OPERATOR_PRIORITY or --priority is given each process draws a random one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
+import signal
 import sys
 from typing import Any
 
@@ -21,8 +24,36 @@ import kopf
 from services.operator.config import OperatorConfig, OperatorConfigError
 from services.operator.handlers import register
 from services.operator.health import HealthServer
+from shared.config import ConfigError
+from shared.dependencies import Dependencies, Dependency
+from shared.health import HealthState
 
 EXIT_CONFIG_ERROR = 2
+log = logging.getLogger("perpex.operator")
+
+
+def kubernetes_api() -> Dependency:
+    """The Kubernetes API (GET /version), with the credentials kopf uses: the pod's
+    ServiceAccount in a cluster, else the kubeconfig. No credentials at all: ConfigError."""
+    from kubernetes.config import ConfigException
+
+    from services.operator.kube import KubeApi
+
+    async def probe() -> None:
+        try:
+            api = await KubeApi.from_environment()
+        except (ConfigException, FileNotFoundError) as exc:
+            raise ConfigError(
+                {"KUBECONFIG": f"no in-cluster ServiceAccount and no usable kubeconfig ({exc})"},
+                "operator",
+            ) from None
+        try:
+            await api.version()
+        finally:
+            await api.close()
+
+    where = "in-cluster" if os.environ.get("KUBERNETES_SERVICE_HOST") else "kubeconfig"
+    return Dependency("Kubernetes API", where, probe)
 
 
 async def run_operator(
@@ -32,13 +63,29 @@ async def run_operator(
     priority: int,
     health_host: str = "0.0.0.0",
 ) -> None:
-    # kopf handles SIGTERM/SIGINT itself (graceful stop, then cleanup handlers).
     registry = kopf.get_default_registry()
     register(registry, config)
     ready = asyncio.Event()
-    health = HealthServer(ready, host=health_host, port=config.health_port)
+    state = HealthState()
+    deps = Dependencies([kubernetes_api()], state, log)
+    health = HealthServer(ready, host=health_host, port=config.health_port, state=state)
     await health.start()
+    stop = asyncio.Event()
+    watch: asyncio.Task[None] | None = None
     try:
+        # Until kopf takes over SIGTERM/SIGINT, they end the wait for the API (exit 0).
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if not await deps.wait(stop):
+                log.info("stopped while waiting for the Kubernetes API")
+                return
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        watch = deps.start_watch(stop)
+        # kopf handles SIGTERM/SIGINT itself (graceful stop, then cleanup handlers).
         await kopf.operator(
             registry=registry,
             clusterwide=not namespaces,
@@ -50,6 +97,11 @@ async def run_operator(
             memo=kopf.Memo(),
         )
     finally:
+        stop.set()
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
         await health.stop()
 
 
@@ -99,4 +151,8 @@ def operator(
         "peering": None if standalone else peering,
         "priority": chosen,
     }
-    asyncio.run(run_operator(**kwargs))
+    try:
+        asyncio.run(run_operator(**kwargs))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None

@@ -1,7 +1,9 @@
 """HTTP health endpoints on HEALTH_PORT (8080): GET /healthz (liveness) and /readyz (readiness).
 
 /healthz answers 200 while the event loop runs. /readyz answers 200 once kopf has finished its
-startup (the ready flag) and 503 before that or after shutdown began.
+startup (the ready flag) and every dependency that gates readiness answers (the Kubernetes API:
+shared/dependencies.py reports it in `state`), and 503 before that, while the API does not
+answer, or after shutdown began.
 """
 
 from __future__ import annotations
@@ -10,10 +12,19 @@ import asyncio
 
 from aiohttp import web
 
+from shared.health import HealthState
+
 
 class HealthServer:
-    def __init__(self, ready: asyncio.Event, host: str = "0.0.0.0", port: int = 8080):
+    def __init__(
+        self,
+        ready: asyncio.Event,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        state: HealthState | None = None,
+    ):
         self.ready = ready
+        self.state = state or HealthState()
         self.stopping = False
         self.host = host
         self.port = port
@@ -23,11 +34,14 @@ class HealthServer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        if self.ready.is_set() and not self.stopping:
+        failing = self.state.failing()
+        if self.ready.is_set() and not self.stopping and not failing:
             return web.json_response({"status": "ready"})
-        return web.json_response(
-            {"status": "starting" if not self.stopping else "stopping"}, status=503
-        )
+        status = "stopping" if self.stopping else "starting" if not failing else "unavailable"
+        body: dict[str, object] = {"status": status}
+        if failing:
+            body["unreachable"] = failing
+        return web.json_response(body, status=503)
 
     async def start(self) -> None:
         app = web.Application()

@@ -79,6 +79,10 @@ class KubeApi:
     async def close(self) -> None:
         await self._api.close()
 
+    async def version(self) -> dict[str, Any]:
+        """GET /version: the API server answers (readiness probe of the operator)."""
+        return await self._request("GET", "/version") or {}
+
     async def _request(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> dict[str, Any] | None:

@@ -12,7 +12,14 @@ Format (JSON)::
                     "CollateralToken": "0x..", "PriceOracle": "0x.."},
       "markets": {"ETH/USDT": {"market_id": "0x<keccak256(pair)>", "vamm": "0x..",
                                "oracle_feed": "0x..", "initial_price": "2000",
-                               "feed_decimals": 8}, "BTC/USDT": {...}}
+                               "feed_decimals": 8}, "BTC/USDT": {...}},
+      "bridge": {                       # optional: the cross-chain collateral bridge (docs/bridge.md)
+        "home":   {"chain_id": 31337, "eid": 31337, "start_block": 12, "endpoint": "0x..",
+                   "message_lib": "0x..", "bridge": "0x..", "token": "0x..", "token_decimals": 18},
+        "remote": {"chain_id": 31338, "eid": 31338, "start_block": 0, "endpoint": "0x..",
+                   "message_lib": "0x..", "depositor": "0x..", "token": "0x..",
+                   "token_decimals": 18},
+        "verifier": "0x..", "lz_receive_gas": 250000, "reserve": "10000000000000000000000000"}
     }
 """
 
@@ -107,6 +114,69 @@ class GovernanceAddresses(BaseModel):
         return _checksum(v)
 
 
+class BridgeSide(BaseModel):
+    """One chain of the bridge: its LayerZero endpoint (and local message library; the zero
+    address on a chain with LayerZero's own endpoint), the bridge's contract there and the token
+    it moves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chain_id: int
+    eid: int = Field(gt=0, lt=2**32)
+    start_block: int = Field(ge=0)
+    endpoint: ChecksumAddress
+    message_lib: ChecksumAddress
+    token: ChecksumAddress
+    token_decimals: int = Field(ge=0, le=18)
+    bridge: ChecksumAddress | None = None  # home: CollateralBridge
+    depositor: ChecksumAddress | None = None  # remote: CollateralDepositor
+
+    @field_validator("endpoint", "message_lib", "token", "bridge", "depositor")
+    @classmethod
+    def _addr(cls, v: str | None) -> ChecksumAddress | None:
+        return None if v is None else _checksum(v)
+
+    @property
+    def app(self) -> ChecksumAddress:
+        """The bridge's OApp on this chain."""
+        app = self.bridge or self.depositor
+        assert app is not None
+        return app
+
+
+class BridgeDeployment(BaseModel):
+    """script/DeployBridge.s.sol's output: both ends and how they are wired."""
+
+    model_config = ConfigDict(frozen=True)
+
+    home: BridgeSide
+    remote: BridgeSide
+    verifier: ChecksumAddress  # the address the local message libraries accept packets from
+    lz_receive_gas: int = 250_000
+    reserve: str = "0"  # home collateral put in the reserve at deploy (WAD, decimal string)
+
+    @field_validator("verifier")
+    @classmethod
+    def _verifier(cls, v: str) -> ChecksumAddress:
+        return _checksum(v)
+
+    @model_validator(mode="after")
+    def _ends(self) -> BridgeDeployment:
+        if self.home.bridge is None:
+            raise ValueError("bridge.home.bridge (the CollateralBridge) is missing")
+        if self.remote.depositor is None:
+            raise ValueError("bridge.remote.depositor (the CollateralDepositor) is missing")
+        if self.home.eid == self.remote.eid:
+            raise ValueError("home and remote endpoint ids must differ")
+        return self
+
+    def side(self, chain_id: int) -> BridgeSide:
+        for s in (self.home, self.remote):
+            if s.chain_id == chain_id:
+                return s
+        raise KeyError(f"chain {chain_id} is not an end of the bridge")
+
+
 class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -119,6 +189,7 @@ class Deployment(BaseModel):
     contracts: ContractAddresses
     markets: dict[str, MarketDeployment]
     governance: GovernanceAddresses | None = None  # None: the deployer owns the protocol
+    bridge: BridgeDeployment | None = None
 
     @field_validator("deployer")
     @classmethod
@@ -130,6 +201,10 @@ class Deployment(BaseModel):
         for pair, m in self.markets.items():
             if m.market_id != market_id_hex(pair):
                 raise ValueError(f"market_id of {pair} is not keccak256({pair!r})")
+        if self.bridge is not None and self.bridge.home.chain_id != self.chain_id:
+            raise ValueError(
+                f"bridge.home is chain {self.bridge.home.chain_id}, not {self.chain_id}"
+            )
         return self
 
     # ---- loading / saving ----
@@ -142,7 +217,10 @@ class Deployment(BaseModel):
         return cls.model_validate(data)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True)
+        data = self.model_dump(by_alias=True)
+        if self.bridge is None:
+            del data["bridge"]  # files without a bridge keep their old shape
+        return data
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically (temp file + rename)."""

@@ -1,7 +1,8 @@
 """anvil's default development accounts (the public, well-known test mnemonic
 "test test ... junk"). For local chains only: these keys hold value nowhere else.
 
-Roles in the local stack: 0 deployer/owner, 1 keeper, 2 funding updater, 3-9 traders.
+Roles in the local stack: 0 deployer/owner, 1 keeper, 2 funding updater, 3-9 traders,
+10 the bridge relayer (`perpex relayer`, the local message library's only verifier).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ ANVIL_KEYS = (
     "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
     "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+    "0xf214f2b2cd398c806f84e317254e0f0b801d0643303237d97a22a48e01628897",
 )
-DEPLOYER, KEEPER, FUNDING = 0, 1, 2
+DEPLOYER, KEEPER, FUNDING, RELAYER = 0, 1, 2, 10
 TRADERS = tuple(range(3, 10))
 
 

@@ -34,6 +34,13 @@ def _stack(ctx: click.Context) -> LocalStack:
     "--kafka-port", type=int, envvar="PERPEX_KAFKA_PORT", default=59092, show_default=True
 )
 @click.option(
+    "--remote-anvil-port",
+    type=int,
+    envvar="PERPEX_REMOTE_ANVIL_PORT",
+    default=None,
+    help="also start the bridge's second chain (anvil, chain id 31338) on this port",
+)
+@click.option(
     "--block-time",
     type=float,
     envvar="PERPEX_BLOCK_TIME",
@@ -47,14 +54,17 @@ def dev(
     anvil_port: int,
     postgres_port: int,
     kafka_port: int,
+    remote_anvil_port: int | None,
     block_time: float | None,
 ) -> None:
-    """The embedded local stack: anvil, PostgreSQL and a Kafka-protocol broker on 127.0.0.1."""
+    """The embedded local stack: anvil, PostgreSQL and a Kafka-protocol broker on 127.0.0.1
+    (and the bridge's second anvil with --remote-anvil-port)."""
     config = StackConfig(
         anvil_port=anvil_port,
         postgres_port=postgres_port,
         kafka_port=kafka_port,
         block_time=block_time,
+        remote_anvil_port=remote_anvil_port,
     )
     if data_dir is not None:
         config = replace(config, data_dir=data_dir.absolute())

@@ -34,17 +34,22 @@ class StackConfig:
     db_name: str = "perpex"
     db_user: str = "perpex"
     durable: bool = True  # False: fsync off (tests)
+    # the second chain of the cross-chain bridge (docs/bridge.md); None: not part of the stack
+    remote_anvil_port: int | None = None
+    remote_chain_id: int = 31338
 
     @classmethod
     def from_env(cls) -> StackConfig:
         env = os.environ
         block_time = env.get("PERPEX_BLOCK_TIME")
+        remote_port = env.get("PERPEX_REMOTE_ANVIL_PORT")
         return cls(
             data_dir=Path(env.get("PERPEX_DATA_DIR", str(paths.DEFAULT_DATA_DIR))),
             anvil_port=int(env.get("PERPEX_ANVIL_PORT", "58545")),
             postgres_port=int(env.get("PERPEX_PG_PORT", "55432")),
             kafka_port=int(env.get("PERPEX_KAFKA_PORT", "59092")),
             block_time=float(block_time) if block_time else None,
+            remote_anvil_port=int(remote_port) if remote_port else None,
         )
 
 
@@ -158,16 +163,25 @@ class Anvil(Component):
     name = "anvil"
 
     @property
+    def port(self) -> int:
+        return self.config.anvil_port
+
+    @property
+    def chain_id(self) -> int:
+        return self.config.chain_id
+
+    @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.config.anvil_port}"
+        return f"http://{self.config.host}:{self.port}"
 
     def argv(self) -> list[str]:
         argv = [
             str(paths.anvil_binary()),
             "--host", self.config.host,
-            "--port", str(self.config.anvil_port),
-            "--chain-id", str(self.config.chain_id),
-            "--accounts", "10",
+            "--port", str(self.port),
+            "--chain-id", str(self.chain_id),
+            # 0 deployer, 1 keeper, 2 funding, 3-9 traders, 10 bridge relayer (accounts.py)
+            "--accounts", "11",
             "--balance", "1000000",
         ]  # fmt: skip
         if self.config.block_time:
@@ -181,9 +195,26 @@ class Anvil(Component):
             timeout=2.0,
         )
         chain_id = int(resp.json()["result"], 16)
-        if chain_id != self.config.chain_id:
-            return Health(False, f"chain id {chain_id}, expected {self.config.chain_id}")
+        if chain_id != self.chain_id:
+            return Health(False, f"chain id {chain_id}, expected {self.chain_id}")
         return Health(True, f"chain id {chain_id}")
+
+
+class RemoteAnvil(Anvil):
+    """The bridge's second chain (chain id 31338): where collateral is locked before it is
+    credited on the home chain (docs/bridge.md)."""
+
+    name = "anvil-remote"
+
+    @property
+    def port(self) -> int:
+        if self.config.remote_anvil_port is None:
+            raise ComponentError("no port for the remote anvil (remote_anvil_port)")
+        return self.config.remote_anvil_port
+
+    @property
+    def chain_id(self) -> int:
+        return self.config.remote_chain_id
 
 
 class Postgres(Component):

@@ -19,9 +19,11 @@ def ephemeral_stack(
     block_time: float | None = None,
     data_dir: Path | None = None,
 ) -> Iterator[LocalStack]:
+    """`components` among "anvil", "postgres", "kafka" and "anvil-remote" (the bridge's second
+    chain, chain id 31338)."""
     owned = data_dir is None
     root = data_dir or Path(tempfile.mkdtemp(prefix="perpex-stack-"))
-    anvil_port, pg_port, kafka_port = free_ports(3)
+    anvil_port, pg_port, kafka_port, remote_port = free_ports(4)
     config = StackConfig(
         data_dir=root,
         anvil_port=anvil_port,
@@ -29,6 +31,7 @@ def ephemeral_stack(
         kafka_port=kafka_port,
         block_time=block_time,
         durable=False,
+        remote_anvil_port=remote_port if "anvil-remote" in components else None,
     )
     stack = LocalStack(config)
     wanted = [c for c in stack.components if c.name in components]

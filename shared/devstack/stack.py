@@ -1,8 +1,17 @@
-"""The three components together, in start order."""
+"""The components together, in start order: anvil, PostgreSQL, the broker, and the bridge's
+second anvil when the config gives it a port."""
 
 from __future__ import annotations
 
-from shared.devstack.components import Anvil, Broker, Component, Health, Postgres, StackConfig
+from shared.devstack.components import (
+    Anvil,
+    Broker,
+    Component,
+    Health,
+    Postgres,
+    RemoteAnvil,
+    StackConfig,
+)
 
 
 class LocalStack:
@@ -11,10 +20,12 @@ class LocalStack:
         self.anvil = Anvil(self.config)
         self.postgres = Postgres(self.config)
         self.broker = Broker(self.config)
+        self.remote_anvil = RemoteAnvil(self.config)
 
     @property
     def components(self) -> list[Component]:
-        return [self.anvil, self.postgres, self.broker]
+        remote = [self.remote_anvil] if self.config.remote_anvil_port is not None else []
+        return [self.anvil, self.postgres, self.broker, *remote]
 
     def up(self) -> None:
         started: list[Component] = []
@@ -35,9 +46,13 @@ class LocalStack:
 
     def env(self) -> dict[str, str]:
         """Service configuration pointing at this stack."""
-        return {
+        env = {
             "RPC_URL": self.anvil.url,
             "CHAIN_ID": str(self.config.chain_id),
             "DB_URI": self.postgres.url,
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.url,
         }
+        if self.config.remote_anvil_port is not None:
+            env["REMOTE_RPC_URL"] = self.remote_anvil.url
+            env["REMOTE_CHAIN_ID"] = str(self.config.remote_chain_id)
+        return env

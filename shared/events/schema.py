@@ -21,6 +21,13 @@ the `size` unwound, the `remainingSize`, the `fundingPayment` settled and the pe
 `insuranceFee`; a partial close is PositionDecreased; after either, when something remains,
 PositionReduced follows with the position's new `size`, `notional`, `collateral` and
 `entryFundingIndex`.
+
+Governance (additive within version 2): the PositionManager's parameter events
+(RiskParamsUpdated, SafetyParamsUpdated, FundingParamsUpdated, ParamChangeScheduled,
+FundingRewardSet, GuardianSet, ParamChangeDelaySet; keyed by market when they name one) and, when
+the deployment is governed, the Governor's proposal lifecycle (ProposalCreated, VoteCast,
+ProposalQueued, ProposalExecuted, ProposalCanceled). Array arguments (a proposal's targets,
+values, calldatas) are JSON arrays of the same encodings; `proposalId` is a decimal string.
 """
 
 from __future__ import annotations
@@ -31,6 +38,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA_VERSION = 2
+# the PositionManager's parameter changes (applied, or scheduled on a live market)
+PARAM_EVENT_NAMES = frozenset(
+    {
+        "RiskParamsUpdated",
+        "SafetyParamsUpdated",
+        "FundingParamsUpdated",
+        "ParamChangeScheduled",
+        "FundingRewardSet",
+        "GuardianSet",
+        "ParamChangeDelaySet",
+    }
+)
+# the Governor's proposal lifecycle
+GOVERNOR_EVENT_NAMES = frozenset(
+    {"ProposalCreated", "VoteCast", "ProposalQueued", "ProposalExecuted", "ProposalCanceled"}
+)
 EVENT_NAMES = frozenset(
     {
         "PositionMinted",
@@ -45,6 +68,8 @@ EVENT_NAMES = frozenset(
         "MarketAdded",
         "MarketPaused",
     }
+    | PARAM_EVENT_NAMES
+    | GOVERNOR_EVENT_NAMES
 )
 
 

@@ -1,5 +1,7 @@
 """`perpex operator` as a process, the way the container runs it: kopf's own login from a
-kubeconfig (pointing at the kmock emulator), the health endpoints, and a graceful SIGTERM."""
+kubeconfig (pointing at the kmock emulator, through a TCP proxy that keeps the API away for the
+first ~10 s: the operator waits for it, not ready, and becomes ready without a restart), the
+health endpoints, and a graceful SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import aiohttp
 from operator_harness import DEPLOY, ROOT, OperatorEnv, market_spec, perpmarket
+
+from shared.devstack.tcp_proxy import TcpProxy
 
 
 def free_port() -> int:
@@ -32,13 +36,21 @@ async def http_status(url: str) -> int | None:
 async def test_perpex_operator_process_reconciles_and_stops_on_sigterm(
     emulator: OperatorEnv, tmp_path: Path
 ):
+    api = await TcpProxy.for_url(emulator.base).start(listening=False)  # the API is away
+    try:
+        await _run(emulator, tmp_path, api)
+    finally:
+        await api.stop()
+
+
+async def _run(emulator: OperatorEnv, tmp_path: Path, api: TcpProxy) -> None:
     kubeconfig = tmp_path / "kubeconfig.json"
     kubeconfig.write_text(
         json.dumps(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "emulator", "cluster": {"server": emulator.base}}],
+                "clusters": [{"name": "emulator", "cluster": {"server": f"http://{api.address}"}}],
                 "users": [{"name": "test", "user": {"token": "test-token"}}],
                 "contexts": [{"name": "test", "context": {"cluster": "emulator", "user": "test"}}],
                 "current-context": "test",
@@ -71,6 +83,15 @@ async def test_perpex_operator_process_reconciles_and_stops_on_sigterm(
         async def poll(url: str) -> bool:
             return await http_status(url) == 200
 
+        # ~10 s without the API: alive, probes served, not ready
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while loop.time() < deadline:
+            assert proc.returncode is None, "the operator exited while the API was away"
+            assert not await poll(readyz)
+            await asyncio.sleep(0.25)
+        assert await poll(healthz)
+        await api.up()
         for _ in range(300):  # up to 30 s: a cold interpreter importing kopf on a busy CI box
             if await poll(readyz):
                 break
@@ -99,3 +120,4 @@ async def test_perpex_operator_process_reconciles_and_stops_on_sigterm(
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0, out.decode()[-3000:]
     assert b"test-token" not in out  # credentials are never logged
+    assert b"waiting for Kubernetes API at kubeconfig" in out, out.decode()[-3000:]

@@ -504,7 +504,7 @@ contract PositionManager is PositionManagerBase, IPositionManager {
         m.fundingRate = int64(rate);
         m.markCumulativeSnapshot = uint112(markCum);
         emit FundingRateUpdated(marketId, rate, cumLong, cumShort, markTwap, indexTwap, block.timestamp, speed);
-        uint256 reward = _fundingReward;
+        uint256 reward = m.fundingReward;
         if (reward != 0) vault.payReward(msg.sender, reward);
     }
 

@@ -53,6 +53,7 @@ contract PositionManagerAdmin is PositionManagerBase {
         m.lastFundingTime = uint64(block.timestamp);
         m.lastAccrual = uint64(block.timestamp);
         m.markCumulativeSnapshot = uint112(markCum);
+        m.fundingReward = uint80(_fundingReward);
         m.liquidationRewardShare = 0.5e18;
         m.maxSpread = uint64(spread);
         m.longLive = 1;
@@ -140,6 +141,10 @@ contract PositionManagerAdmin is PositionManagerBase {
     function setFundingReward(uint256 reward) external onlyOwner {
         if (reward > MAX_FUNDING_REWARD) revert InvalidMarketConfig();
         _fundingReward = uint96(reward);
+        uint256 n = _marketIds.length;
+        for (uint256 i; i < n; ++i) {
+            _markets[i].fundingReward = uint80(reward);
+        }
         emit FundingRewardSet(reward);
     }
 

@@ -98,9 +98,12 @@ abstract contract PositionManagerBase is IPositionManagerEvents, Ownable2Step, R
         uint64 lastAccrual;
         uint64 lastFundingTime;
         // slot 4: the rate the last update set, and the mark accumulator reading then (modulo
-        // 2^112: TWAPs use wrapping differences, like Uniswap v2)
+        // 2^112: TWAPs use wrapping differences, like Uniswap v2); the funding update's reward
+        // (a copy of the protocol-wide setting, kept here because the update writes this slot
+        // anyway: reading it costs nothing extra)
         int64 fundingRate;
         uint112 markCumulativeSnapshot;
+        uint80 fundingReward;
         // slot 5
         uint96 minNotional;
         uint64 liquidationRewardShare; // the keeper's share of the penalty (WAD)
@@ -140,7 +143,7 @@ abstract contract PositionManagerBase is IPositionManagerEvents, Ownable2Step, R
     mapping(uint256 => PositionData) internal _positions;
     mapping(bytes32 => uint256) internal _paramChangeEta; // change id => executable at
     address internal _guardian; // may pause markets, nothing else
-    uint96 internal _fundingReward; // paid from the insurance fund to whoever updates funding
+    uint96 internal _fundingReward; // paid from the insurance fund to whoever updates funding (each market holds a copy)
     uint64 internal _paramChangeDelay;
 
     constructor(Vault vault_, PriceOracle oracle_, PositionNFT nft_) {

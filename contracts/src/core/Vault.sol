@@ -36,6 +36,11 @@ interface IPoolExposure {
 /// less what it owes traders in unrealized profit.
 /// The owner cannot take the pool; the insurance fund leaves only through a withdrawal announced
 /// INSURANCE_WITHDRAWAL_DELAY in advance.
+///
+/// Cross-chain collateral (docs/bridge.md): the bridge credits traders with `depositFor`, paying
+/// with real tokens of its own reserve like any depositor, and takes a trader's free collateral
+/// to send it to another chain with `withdrawForBridge`, which only the bridge set once by the
+/// owner may call. Both keep the invariant: tokens move with every credit and debit.
 contract Vault is Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -45,6 +50,8 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     error ZeroAddress();
     error OnlyPositionManager();
     error PositionManagerAlreadySet();
+    error OnlyBridge();
+    error BridgeAlreadySet();
     error InsufficientFreeCollateral(uint256 available, uint256 requested);
     error InsufficientLiquidity(uint256 available, uint256 requested);
     error InsufficientInsurance(uint256 available, uint256 requested);
@@ -69,6 +76,7 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     event BadDebtRecorded(uint256 amount, uint256 totalBadDebt);
     event MaxUtilizationSet(uint256 maxUtilization);
     event PositionManagerSet(address positionManager);
+    event BridgeSet(address bridge);
 
     /// Notice the owner must give before taking money out of the insurance fund.
     uint256 public constant INSURANCE_WITHDRAWAL_DELAY = 7 days;
@@ -109,6 +117,10 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
 
     InsuranceWithdrawal public pendingInsuranceWithdrawal;
 
+    /// The cross-chain collateral bridge (set once; address(0): none). It may debit any trader's
+    /// free collateral (`withdrawForBridge`), so it can never be replaced.
+    address public bridge;
+
     modifier onlyPositionManager() {
         if (msg.sender != positionManager) revert OnlyPositionManager();
         _;
@@ -128,6 +140,15 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
         if (positionManager != address(0)) revert PositionManagerAlreadySet();
         positionManager = pm;
         emit PositionManagerSet(pm);
+    }
+
+    /// @notice One-time wiring to the cross-chain collateral bridge (docs/bridge.md). Set once:
+    /// a bridge can take traders' free collateral, so no owner may swap in another one later.
+    function setBridge(address bridge_) external onlyOwner {
+        if (bridge_ == address(0)) revert ZeroAddress();
+        if (bridge != address(0)) revert BridgeAlreadySet();
+        bridge = bridge_;
+        emit BridgeSet(bridge_);
     }
 
     function setMaxUtilization(uint256 maxUtilization_) external onlyOwner {
@@ -172,13 +193,15 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
 
     /// @notice Withdraw free (unlocked) collateral.
     function withdraw(uint256 amount) external nonReentrant {
-        if (amount == 0) revert ZeroAmount();
-        uint256 bal = freeCollateral[msg.sender];
-        if (amount > bal) revert InsufficientFreeCollateral(bal, amount);
-        freeCollateral[msg.sender] = bal - amount;
-        totalFree -= uint128(amount);
-        collateralToken.safeTransfer(msg.sender, amount);
-        emit Withdrawn(msg.sender, amount);
+        _withdraw(msg.sender, msg.sender, amount);
+    }
+
+    /// @notice The bridge takes `amount` of `account`'s free collateral (the tokens go to the
+    /// bridge) to release it on another chain. The bridge calls it only for the trader who asked
+    /// it to withdraw (msg.sender of `CollateralBridge.withdrawTo`).
+    function withdrawForBridge(address account, uint256 amount) external nonReentrant {
+        if (msg.sender != bridge) revert OnlyBridge(); // never address(0)
+        _withdraw(account, msg.sender, amount);
     }
 
     /// @notice Add counterparty liquidity; mints pool shares to the sender, priced at the pool's
@@ -412,6 +435,16 @@ contract Vault is Ownable2Step, ReentrancyGuardTransient {
     function _checkBuffer() private view {
         int256 buffer = fundingBuffer;
         if (buffer < 0 && uint256(-buffer) > liquidity) revert InsufficientLiquidity(liquidity, uint256(-buffer));
+    }
+
+    function _withdraw(address account, address to, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        uint256 bal = freeCollateral[account];
+        if (amount > bal) revert InsufficientFreeCollateral(bal, amount);
+        freeCollateral[account] = bal - amount;
+        totalFree -= uint128(amount);
+        collateralToken.safeTransfer(to, amount);
+        emit Withdrawn(account, amount);
     }
 
     function _deposit(address account, uint256 amount) private {

@@ -13,6 +13,7 @@ interface Hevm {
     function addr(uint256 privateKey) external pure returns (address);
     function label(address account, string calldata name) external;
     function chainId(uint256 newChainId) external;
+    function deal(address account, uint256 newBalance) external;
 
     // expectations
     function expectRevert() external;
@@ -43,6 +44,11 @@ interface Hevm {
     function envOr(string calldata name, uint256 defaultValue) external view returns (uint256);
     function envOr(string calldata name, string calldata defaultValue) external view returns (string memory);
     function envOr(string calldata name, address defaultValue) external view returns (address);
+    function envOr(string calldata name, bool defaultValue) external view returns (bool);
+    function envString(string calldata name) external view returns (string memory);
+    function envAddress(string calldata name) external view returns (address);
+    function createFork(string calldata urlOrAlias) external returns (uint256 forkId);
+    function selectFork(uint256 forkId) external;
     function startBroadcast(uint256 privateKey) external;
     function stopBroadcast() external;
     function writeFile(string calldata path, string calldata data) external;

@@ -297,6 +297,71 @@
     document.getElementById("liquidations-empty").hidden = rows.length > 0;
   }
 
+  // ---------- bridge (deposits locked on the remote chain, not credited yet) ----------
+  async function loadBridge() {
+    const section = document.getElementById("bridge-section");
+    let body;
+    try {
+      body = await api("/api/bridge/transfers?status=in_flight&direction=deposit&limit=10");
+    } catch (err) {
+      section.hidden = true; // no bridge tables: an indexer without the bridge mode
+      return;
+    }
+    section.hidden = body.chains.length === 0;
+    const d = body.in_flight.deposit;
+    const w = body.in_flight.withdrawal;
+    document.getElementById("bridge-summary").textContent =
+      d.count + " deposit(s) in flight (" + fmt(d.amount, 2) + "), " +
+      w.count + " withdrawal(s) in flight (" + fmt(w.amount, 2) + ")";
+    const rows = body.items.map((t) =>
+      el("tr", { data: { guid: t.guid } }, [
+        td(fmtTime(t.sent_at).slice(5, 16), "", t.sent_tx),
+        td(String(t.nonce), "num"),
+        td(shortHex(t.account), "mono", t.account),
+        td(fmt(t.amount, 2), "num"),
+        td(t.age_s === undefined ? "–" : t.age_s + "s", "num"),
+      ]),
+    );
+    replaceRows(document.querySelector("#bridge-in-flight tbody"), rows);
+    document.getElementById("bridge-empty").hidden = rows.length > 0;
+  }
+
+  // ---------- governance (proposals pending and executed, parameter changes) ----------
+  async function loadGovernance() {
+    const section = document.getElementById("governance-section");
+    let body;
+    try {
+      body = await api("/api/governance?limit=8");
+    } catch (err) {
+      section.hidden = true; // an indexer database without the governance views
+      return;
+    }
+    section.hidden = body.proposals.length === 0 && body.changes.length === 0;
+    const stage = (p) =>
+      p.phase + (p.seconds_left === null ? "" : " (" + p.seconds_left + "s)");
+    const rows = body.proposals.map((p) =>
+      el("tr", { data: { proposal: p.proposal_id } }, [
+        td(shortHex(p.proposal_id), "mono", p.proposal_id),
+        td(p.description, "", p.created_tx),
+        td(stage(p), p.status === "executed" ? "" : "muted"),
+        td(fmt(p.votes.for, 0), "num"),
+      ]),
+    );
+    replaceRows(document.querySelector("#governance-proposals tbody"), rows);
+    document.getElementById("governance-empty").hidden = rows.length > 0;
+    const changes = body.changes.slice(0, 8).map((c) =>
+      el("tr", {}, [
+        td(String(c.block_number), "num", c.tx_hash),
+        td(c.market || "–"),
+        td(
+          c.name + " " +
+            Object.entries(c.values).map(([k, v]) => k + " " + v).join(", "),
+        ),
+      ]),
+    );
+    replaceRows(document.querySelector("#governance-changes tbody"), changes);
+  }
+
   // ---------- indexer status ----------
   async function loadStatus() {
     const body = await api("/api/status");
@@ -317,6 +382,8 @@
     liquidations: loadLiquidations,
     funding: loadFunding,
     status: loadStatus,
+    bridge: loadBridge,
+    governance: loadGovernance,
   };
 
   function schedule(...parts) {
@@ -342,7 +409,7 @@
   }
 
   function refreshAll() {
-    schedule("markets", "positions", "liquidations", "funding", "status");
+    schedule("markets", "positions", "liquidations", "funding", "status", "bridge", "governance");
   }
 
   // ---------- live feed ----------
@@ -388,12 +455,19 @@
     return ev.block_number < block || (ev.block_number === block && ev.log_index < logIndex);
   }
 
+  const GOVERNANCE_EVENTS = new Set([
+    "ProposalCreated", "VoteCast", "ProposalQueued", "ProposalExecuted", "ProposalCanceled",
+    "RiskParamsUpdated", "SafetyParamsUpdated", "FundingParamsUpdated", "ParamChangeScheduled",
+    "FundingRewardSet", "GuardianSet", "ParamChangeDelaySet", "MarketPaused",
+  ]);
+
   function onEvent(ev) {
     if (!addFeedItem(ev)) return;
     if (POSITION_EVENTS.has(ev.name)) schedule("positions", "markets", "status");
     if (ev.name === "PositionLiquidated") schedule("liquidations");
     if (ev.name === "FundingRateUpdated") schedule("markets", "funding", "status");
     if (ev.name === "MarketAdded" || ev.name === "MarketPaused") schedule("markets");
+    if (GOVERNANCE_EVENTS.has(ev.name)) schedule("governance", "markets");
   }
 
   function setConn(live, text) {
@@ -461,6 +535,7 @@
       schedule("funding");
     });
     setInterval(() => schedule("status"), 15000);
+    setInterval(() => schedule("bridge"), 3000); // bridge events do not come over /ws
   }
 
   bind();

@@ -105,7 +105,8 @@ def chain_logs(rpc_url: str, deployment: Deployment) -> list[dict[str, Any]]:
             "eth_getLogs",
             [
                 {
-                    "address": [c.position_manager, c.position_nft],
+                    "address": [c.position_manager, c.position_nft]
+                    + ([deployment.governance.governor] if deployment.governance else []),
                     "topics": [topics],
                     "fromBlock": hex(deployment.start_block),
                     "toBlock": "latest",

@@ -268,3 +268,54 @@ def automine_off(w3: Web3) -> Any:
         yield
     finally:
         rpc(w3, "evm_setAutomine", [True])
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class KeeperProcess:
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.lines: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> KeeperProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            *KEEPER_ARGV,
+            cwd=str(REPO),
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    async def wait_for(self, text: str, within: float = 60.0) -> None:
+        try:
+            await wait_until(lambda: self.saw(text), within=within)
+        except AssertionError:
+            raise AssertionError(
+                f"keeper never logged {text!r}; output:\n" + "\n".join(self.lines[-40:])
+            ) from None
+
+    async def wait_exit(self, within: float) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), within)
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._reader, 5)
+        return code
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.wait_exit(10)

@@ -1,4 +1,6 @@
-"""`perpex bench keeper` end to end at a tiny size: the last stdout line is the JSON object."""
+"""`perpex bench keeper --fault-rate 0.1` end to end at a tiny size: the last stdout line is
+the JSON object; the keeper liquidates everything through the fault proxy, with no reverted
+transaction and no nonce gap."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ KEYS = {
     "health_rpc_calls_per_block",
     "naive_rpc_calls_per_block",
     "rpc_ratio",
+    "reverted_txs",
+    "nonce_gaps",
+    "fault_rate",
 }
 
 
@@ -37,6 +42,8 @@ def test_bench_prints_one_json_object_last() -> None:
             "1",
             "--naive-blocks",
             "1",
+            "--fault-rate",
+            "0.1",
         ],
         cwd=REPO,
         capture_output=True,
@@ -49,6 +56,9 @@ def test_bench_prints_one_json_object_last() -> None:
     assert set(result) == KEYS
     assert result["positions"] == 200 and result["liquidatable"] == 10
     assert result["liquidated"] == 10
+    assert result["reverted_txs"] == 0 and result["nonce_gaps"] == 0
+    assert result["fault_rate"] == 0.1
+    assert "fault proxy:" in proc.stderr  # the keeper did go through it
     assert result["naive_rpc_calls_per_block"] >= 200
     assert result["rpc_ratio"] == round(
         result["naive_rpc_calls_per_block"] / result["health_rpc_calls_per_block"], 1

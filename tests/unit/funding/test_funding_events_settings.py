@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from services.funding.events import Dedup, FundingEvent, FundingEventListener, parse_funding_event
+from services.funding.events import (
+    Dedup,
+    FundingEvent,
+    FundingEventListener,
+    FundingParamsEvent,
+    parse_funding_event,
+)
 from services.funding.settings import load_funding_settings, load_status_settings
 from shared.chain.deployment import market_id_hex
 from shared.config import ConfigError
@@ -195,3 +201,24 @@ def test_funding_wallet_is_not_the_keepers(clean_env: Path) -> None:
     )
     wallet = s.wallet_key("funding")
     assert wallet is not None and wallet.get_secret_value() == funding
+
+
+def test_a_funding_parameter_change_reaches_its_own_callback() -> None:
+    """FundingParamsUpdated (a governance change) goes to on_params, once per event, so the
+    updater re-reads the market's interval without a restart."""
+    rates: list[FundingEvent] = []
+    params: list[FundingParamsEvent] = []
+    listener = FundingEventListener(
+        "127.0.0.1:1", "t", {ETH}, rates.append, on_params=params.append
+    )
+    change = envelope(
+        name="FundingParamsUpdated",
+        log_index=9,
+        args={"marketId": ETH, "fundingInterval": "3600", "maxFundingRate": str(10**16)},
+    )
+    assert listener.handle(change) is not None
+    assert listener.handle(change) is None  # redelivery
+    assert rates == [] and len(params) == 1
+    assert params[0].interval == 3600 and params[0].max_funding_rate == 10**16
+    with pytest.raises(MalformedEventError, match="FundingParamsUpdated"):
+        parse_funding_event(envelope(name="FundingParamsUpdated", args={"marketId": ETH}))

@@ -22,6 +22,8 @@ from shared.events.schema import decode_event, encode_event
 
 PM = "0x" + "11" * 20
 NFT = "0x" + "22" * 20
+GOV = "0x" + "33" * 20
+ADDRESS_OF = {"PositionManager": PM, "PositionNFT": NFT, "PerpExGovernor": GOV}
 OWNER = "0x" + "ab" * 20
 MID = market_id_of("ETH/USDT")
 TABLE = load_event_table()
@@ -41,7 +43,7 @@ def raw_log(
 ) -> dict[str, Any]:
     spec = BY_NAME[name]
     log = {
-        "address": PM if spec.emitter == "PositionManager" else NFT,
+        "address": ADDRESS_OF[spec.emitter],
         "topics": [spec.topic0, *topics],
         "data": "0x" + encode(types, values).hex(),
         "blockHash": "0x" + "cd" * 32,
@@ -68,7 +70,7 @@ def opened(token: int = 7, **over: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def decoder() -> LogDecoder:
-    return LogDecoder(TABLE, {PM: "PositionManager", NFT: "PositionNFT"})
+    return LogDecoder(TABLE, {a: name for name, a in ADDRESS_OF.items()})
 
 
 def test_table_holds_every_perpex_event() -> None:
@@ -84,7 +86,22 @@ def test_table_holds_every_perpex_event() -> None:
         "MarketPaused",
         "PositionMinted",
         "PositionBurned",
+        # governance: the PositionManager's parameter events and the Governor's lifecycle
+        "RiskParamsUpdated",
+        "SafetyParamsUpdated",
+        "FundingParamsUpdated",
+        "ParamChangeScheduled",
+        "FundingRewardSet",
+        "GuardianSet",
+        "ParamChangeDelaySet",
+        "ProposalCreated",
+        "VoteCast",
+        "ProposalQueued",
+        "ProposalExecuted",
+        "ProposalCanceled",
     }
+    assert BY_NAME["ProposalCreated"].emitter == "PerpExGovernor"
+    assert BY_NAME["RiskParamsUpdated"].emitter == "PositionManager"
     assert BY_NAME["PositionOpened"].signature.startswith(
         "PositionOpened(uint256,address,bytes32,bool"
     )
@@ -241,12 +258,16 @@ _STRATEGIES = {
     "address": st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
     "bytes32": st.binary(min_size=32, max_size=32),
 }
-SHARED_DECODER = LogDecoder(TABLE, {PM: "PositionManager", NFT: "PositionNFT"})
+SHARED_DECODER = LogDecoder(TABLE, {a: name for name, a in ADDRESS_OF.items()})
 STATIC_SPECS = sorted((s for s in TABLE.values() if s.static), key=lambda s: s.name)
 
 
 def test_every_static_event_has_a_compiled_decoder() -> None:
-    assert {s.name for s in STATIC_SPECS} == set(BY_NAME) - {"MarketAdded"}
+    assert {s.name for s in STATIC_SPECS} == set(BY_NAME) - {
+        "MarketAdded",
+        "ProposalCreated",
+        "VoteCast",
+    }
     assert all(compile_static_decoder(s) is not None for s in STATIC_SPECS)
     assert compile_static_decoder(BY_NAME["MarketAdded"]) is None
 
@@ -266,3 +287,41 @@ def test_compiled_decoder_agrees_with_eth_abi(spec: Any, data: st.DataObject) ->
     generic = LogDecoder._decode_generic(decoder._plans[spec.topic0], topics, raw["data"])
     assert fast.args == generic and list(fast.args) == list(spec.order)
     assert fast.args_json == dump_compact(fast.json_args())
+
+
+def test_proposal_created_arrays_decode_to_the_envelope_encodings(decoder: LogDecoder) -> None:
+    """A proposal's arrays (targets, values, calldatas, signatures) keep the envelope's
+    encodings inside: addresses lower-case, integers as decimal strings, bytes as 0x-hex."""
+    target = "0x" + "Ab" * 20
+    values = [
+        2**256 - 1,
+        OWNER,
+        [target, PM],
+        [0, 10**30],
+        ["", "f()"],
+        [b"\x12\x34", b""],
+        1_700_000_001,
+        1_700_000_061,
+        "set ETH/USDT maxLeverage 15",
+    ]
+    types = [
+        "uint256", "address", "address[]", "uint256[]", "string[]", "bytes[]",
+        "uint256", "uint256", "string",
+    ]  # fmt: skip
+    d = decoder.decode(raw_log("ProposalCreated", [], types, values, address=GOV))
+    assert isinstance(d, DecodedLog), d
+    assert d.token_id is None and d.market_id is None
+    assert d.args["targets"] == [target.lower(), PM]
+    assert d.args["calldatas"] == ["0x1234", "0x"]
+    env = decode_event(d.encode(31337))
+    assert env.args["proposalId"] == str(2**256 - 1)
+    assert env.args["values"] == ["0", str(10**30)]
+    assert env.args["signatures"] == ["", "f()"]
+    assert env.args["description"] == "set ETH/USDT maxLeverage 15"
+    assert d.encode(31337) == encode_event(d.envelope(31337))
+
+
+def test_a_governor_event_from_another_contract_is_not_ours(decoder: LogDecoder) -> None:
+    raw = raw_log("ProposalExecuted", [], ["uint256"], [5], address=PM)
+    failure = decoder.decode(raw)
+    assert isinstance(failure, DecodeFailure) and failure.reason == "unknown_event"

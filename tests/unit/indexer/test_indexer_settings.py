@@ -98,3 +98,18 @@ def test_missing_deployment_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setenv("DEPLOYMENT_FILE", str(tmp_path / "nope.json"))
     with pytest.raises(ConfigError):
         load_indexer_settings()
+
+
+@pytest.mark.parametrize("window", ["1", "0", "-3"])
+def test_a_reorg_window_that_can_roll_nothing_back_is_refused(
+    monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    monkeypatch.setenv("POSITION_MANAGER_ADDRESS", PM)
+    monkeypatch.setenv("POSITION_NFT_ADDRESS", NFT)
+    monkeypatch.setenv("REORG_WINDOW", window)
+    with pytest.raises(ConfigError) as err:
+        load_indexer_settings()
+    assert list(err.value.problems) == ["REORG_WINDOW"]
+    assert "at least 2" in err.value.problems["REORG_WINDOW"]
+    monkeypatch.setenv("REORG_WINDOW", "2")
+    assert load_indexer_settings().reorg_window == 2

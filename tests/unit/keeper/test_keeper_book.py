@@ -190,3 +190,23 @@ def test_market_events() -> None:
     assert book.market(BTC).paused
     book.apply(paused.as_reverted())
     assert not book.market(BTC).paused
+
+
+def test_a_governance_change_of_the_maintenance_ratio_applies_at_once() -> None:
+    """RiskParamsUpdated (an executed proposal) moves the mirror's maintenance ratio without a
+    chain read; the same event reverted by a reorg asks for the chain's value again."""
+    book = PositionBook()
+    book.market(ETH).set_mmr(WAD // 40)
+    before = book.market(ETH).version
+    args = {
+        "marketId": ETH,
+        "maxLeverage": str(10 * WAD),
+        "maintenanceMarginRatio": str(WAD // 20),
+        "liquidationFeeRatio": str(WAD // 50),
+    }
+    changed = env("RiskParamsUpdated", 30, market_id=ETH, args=args)
+    result = book.apply(changed)
+    assert result.applied and result.markets == ()
+    assert book.market(ETH).mmr == WAD // 20
+    assert book.market(ETH).version > before  # cached triggers are recomputed
+    assert book.apply(changed.as_reverted()).markets == (ETH,)
