@@ -87,17 +87,23 @@ def contract_names(settings: BaseServiceSettings) -> dict[str, str]:
         from shared.chain.deployment import Deployment
 
         try:
-            c = Deployment.load(settings.deployment_file).contracts
+            deployment = Deployment.load(settings.deployment_file)
+            c = deployment.contracts
             names = {
                 c.position_manager.lower(): "PositionManager",
                 c.position_nft.lower(): "PositionNFT",
             }
+            if deployment.governance is not None:  # the indexer follows the Governor too
+                names[deployment.governance.governor.lower()] = "PerpExGovernor"
         except Exception:  # a label only: an unreadable file just leaves the addresses bare
             names = {}
     if settings.position_manager_address:
         names[settings.position_manager_address.lower()] = "PositionManager"
     if settings.position_nft_address:
         names[settings.position_nft_address.lower()] = "PositionNFT"
+    governor = getattr(settings, "governor_address", None)
+    if governor:
+        names[governor.lower()] = "PerpExGovernor"
     return names
 
 
