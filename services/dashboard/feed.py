@@ -22,8 +22,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from services.dashboard.formatting import format_event
 from services.dashboard.hub import Hub
+from services.dashboard.live_format import format_event
 from shared.events.schema import MalformedEventError, decode_event
 from shared.kafka import make_consumer
 from shared.telemetry import context_from_headers, tracer

@@ -1,7 +1,8 @@
 """The dashboard's metrics (OpenTelemetry; OTLP when configured, /metrics on HEALTH_PORT
 always: docs/observability.md), read from every live Dashboard in the process:
 
-- perpex_dashboard_websocket_clients        gauge: WebSocket clients connected to /ws
+- perpex_dashboard_websocket_clients        gauge: live WebSocket subscribers: clients of /ws and
+                                            GraphQL subscriptions (over graphql-transport-ws)
 - perpex_dashboard_websocket_messages       counter: live messages published to the clients
 - perpex_dashboard_feed_live                gauge: 1 while the Kafka feed follows the topic
 
@@ -34,7 +35,7 @@ def register(dashboard: Any) -> None:
     m.create_observable_gauge(
         "perpex_dashboard_websocket_clients",
         [observe(lambda: sum(d.hub.clients for d in list(_live)))],
-        description="WebSocket clients connected to /ws",
+        description="live WebSocket subscribers: /ws clients and GraphQL subscriptions",
     )
     m.create_observable_counter(
         "perpex_dashboard_websocket_messages",

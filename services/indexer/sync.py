@@ -24,6 +24,7 @@ from services.indexer.chunking import ChunkPolicy
 from services.indexer.copy_text import event_line, events_copy
 from services.indexer.decode import DecodedLog, DecodeFailure, trace_json
 from services.indexer.fetcher import FetchJob, FetchPool, FetchResult
+from services.indexer.progress import BackfillLog
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
 from services.indexer.rows import Fold, MarketState, PositionRow
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
@@ -147,6 +148,7 @@ class Indexer:
         self.pairs: dict[str, str] = {}
         self.ranges: list[tuple[int, int]] = []  # every committed range (bench / tests)
         self.ready = False
+        self.backfill = BackfillLog(log, settings.progress_log_s)
         self.heartbeat = time.monotonic()
         self._failure_logged: Counter[str] = Counter()
         self._register_metrics()
@@ -227,8 +229,10 @@ class Indexer:
         target = head - self.settings.confirmations
         start = self.last_block + 1
         if start > target:
+            self.backfill.caught_up(time.monotonic())
             await self._check_tip()
             return True
+        self.backfill.round_started(time.monotonic(), start, target)
         pending: asyncio.Task[FetchedChunk | None] | None = None
         inflight: _InFlight | None = None
         try:
@@ -285,7 +289,10 @@ class Indexer:
             if inflight is not None:  # an error elsewhere: let the open transaction end
                 with contextlib.suppress(BaseException):
                     await inflight.task
-        return self.last_block >= target
+        if self.last_block >= target:
+            self.backfill.caught_up(time.monotonic())
+            return True
+        return False
 
     async def _check_tip(self) -> None:
         """At the tip: is the last synced block still canonical?"""
@@ -473,6 +480,7 @@ class Indexer:
         self.stats.last_block = write.to_block
         self.stats.chunks += 1
         self.stats.record_events(len(write.events))
+        self.backfill.committed(time.monotonic(), write.to_block, len(write.events))
         if write.events:
             self._events_counter.add(len(write.events))
             self.on_commit()

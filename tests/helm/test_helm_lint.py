@@ -97,6 +97,7 @@ def test_lint_namespaced_operator_with_replicas(tmp_path: Path):
             "imagePullSecrets": [{"name": "registry"}],
             "image": {"digest": "sha256:" + "a" * 64},
             "grafana": {"dashboard": {"enabled": True}},
+            "dashboard": {"graphql": {"dbSecret": {"name": "perpex-graphql-db"}}},
         },
     )
     assert problems(result, stderr) == []
@@ -149,6 +150,7 @@ BAD_VALUES = {
     "missing database secret": {"config": {"database": {"existingSecret": ""}}},
     "scrape interval not a duration": {"metrics": {"interval": "often"}},
     "typo in the monitor flag": {"metrics": {"serviceMonitor": {"enable": True}}},
+    "graphql secret without a key": {"dashboard": {"graphql": {"dbSecret": {"key": ""}}}},
 }
 
 

@@ -119,9 +119,9 @@ async def _run(emulator: OperatorEnv, tmp_path: Path, api: TcpProxy) -> None:
 
         def reconciled(m: Scrape) -> bool:
             markets = {s.labels["state"]: s.value for s in m.samples("perpex_operator_markets")}
-            return sum(markets.values()) == 1 and bool(
-                m.samples("perpex_operator_reconciles_total")
-            )
+            # the create handler's reconcile (the status timer's may come first)
+            changes = m.samples("perpex_operator_reconciles_total", trigger="change")
+            return sum(markets.values()) == 1 and bool(changes)
 
         m = await scrape_until(port, reconciled, within=30, what="the market reconciled")
         m.has(

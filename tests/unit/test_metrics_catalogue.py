@@ -19,6 +19,8 @@ NAME = re.compile(r"\bperpex_[a-z0-9_]+")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 # labels a scrape adds (Prometheus target labels and the chart's monitors' relabelling) or
 # PromQL's own
+# `perpex_*` strings that name something else
+NOT_METRICS = {"perpex_graphql"}  # the GraphQL read-only role (services/dashboard/settings.py)
 SCRAPE_LABELS = {"job", "instance", "pod", "namespace", "container", "perpex_market", "le"}
 
 
@@ -27,7 +29,7 @@ def defined_names() -> set[str]:
     for folder in ("services", "shared", "perpex_cli"):
         for path in (ROOT / folder).rglob("*.py"):
             names.update(DEFINED.findall(path.read_text()))
-    return names
+    return names - NOT_METRICS
 
 
 def catalogue() -> dict[str, tuple[str, set[str]]]:

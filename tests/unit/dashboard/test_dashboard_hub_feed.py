@@ -118,7 +118,7 @@ def test_sql_builders_number_their_parameters() -> None:
     )
     assert "$1" in page and "$2" in page and "LIMIT $3 OFFSET $4" in page
     assert "$3" not in count
-    assert args == [["open"], "0x" + "11" * 20, 5, 0]
+    assert args == ["open", "0x" + "11" * 20, 5, 0]
     page, _, args = positions_sql(parse_position_filter([("sort", "size"), ("order", "asc")]))
     assert "ORDER BY p.size ASC, p.token_id ASC LIMIT $1 OFFSET $2" in page
     assert args == [50, 0]
