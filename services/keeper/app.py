@@ -130,19 +130,8 @@ class Keeper:
         self.book = PositionBook(owns=lambda _t: False)
         self.ranker = Ranker(settings.margin_buffer)
         self.tracker = CheckTracker()
-        self.latency = LiquidatableClock(
-            lambda blocks: self.metrics.liquidation_latency.record(blocks)
-        )
-        self.metrics = KeeperMetrics(
-            pending=lambda: len(self.sender.pending),
-            balance_wei=lambda: self.sender.last_balance_wei,
-            book_size=lambda: len(self.book),
-            stuck=lambda: self.sender.stuck() is not None,
-            oldest_pending_s=self.sender.oldest_pending_s,
-            liquidatable=lambda: len(self.latency),
-            sender_stats=lambda: self.sender.stats,
-            nonce_gap=self.sender.nonce_gap,
-        )
+        self.latency = LiquidatableClock(lambda n: self.metrics.liquidation_latency.record(n))
+        self.metrics = KeeperMetrics.of(self.sender, lambda: len(self.book), self.latency)
         self.executor = Executor(
             self.sender,
             self.chain,

@@ -6,7 +6,7 @@ round read a position as liquidatable to the block its liquidation was mined."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -141,6 +141,21 @@ class KeeperMetrics:
             "perpex_keeper_book_positions",
             callbacks=[_book],
             description="open positions this replica watches",
+        )
+
+    @classmethod
+    def of(cls, sender: Any, book_size: Callable[[], int], latency: Sized) -> KeeperMetrics:
+        """A keeper's metrics: its wallet's `sender` (shared.chain.tx.TxSender), its book's
+        size, the positions its LiquidatableClock holds."""
+        return cls(
+            pending=lambda: len(sender.pending),
+            balance_wei=lambda: sender.last_balance_wei,
+            book_size=book_size,
+            stuck=lambda: sender.stuck() is not None,
+            oldest_pending_s=sender.oldest_pending_s,
+            liquidatable=lambda: len(latency),
+            sender_stats=lambda: sender.stats,
+            nonce_gap=sender.nonce_gap,
         )
 
 
