@@ -132,7 +132,7 @@ class IndexerApp:
 
     async def wait_drained(self, stop: asyncio.Event, poll: float = 0.01) -> None:
         while not stop.is_set():
-            if await self.store.outbox_pending() == 0:
+            if await self.store.outbox.pending_messages() == 0:
                 return
             self.drainer.notify()
             await asyncio.sleep(poll)
@@ -180,7 +180,7 @@ async def open_app(
         await _writer_lock(lock_conn, lock_wait, stop)
         await store.seed_markets(targets.markets.values())
         drainer = OutboxDrainer(
-            store,
+            store.outbox,
             settings.kafka_bootstrap_servers,
             settings.kafka_topic,
             batch=settings.outbox_batch,
@@ -189,7 +189,6 @@ async def open_app(
             memory_messages=settings.outbox_memory_messages,
             pairs={mid: info.pair for mid, info in targets.markets.items()},
         )
-        drainer.rebuild_upto = await store.last_outbox_id()
         fetch_pool = FetchPool(
             FetchConfig(
                 rpc_url=settings.rpc_url,

@@ -24,12 +24,13 @@ from services.indexer.chunking import ChunkPolicy
 from services.indexer.copy_text import event_line, events_copy
 from services.indexer.decode import DecodedLog, DecodeFailure, trace_json
 from services.indexer.fetcher import FetchJob, FetchPool, FetchResult
+from services.indexer.outbox_rows import OutboxRow
 from services.indexer.progress import BackfillLog
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
 from services.indexer.rows import Fold, MarketState, PositionRow
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
-from services.indexer.store import ChunkWrite, ConcurrentWriterError, OutboxRow, Store
+from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
 from shared.telemetry import meter, trace_carrier, tracer
 
 log = logging.getLogger(__name__)
@@ -528,7 +529,7 @@ class Indexer:
                     "Raise REORG_WINDOW/CONFIRMATIONS and re-index from a known-good block."
                 )
             assert decision.first_removed_block is not None
-            result = await self.store.rollback(
+            result = await self.store.reorg.rollback(
                 decision.first_removed_block,
                 decision.ancestor_hash,
                 self.pairs,
