@@ -19,7 +19,7 @@ from eth_utils import function_signature_to_4byte_selector
 
 from services.indexer.bridge import BridgeFollower, make_follower
 from services.indexer.chunking import Outcome
-from services.indexer.decode import EventSpec, LogDecoder, build_event_table
+from services.indexer.decode import EventSpec, build_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.outbox import OutboxDrainer
 from services.indexer.rpc import JsonRpc, RpcError
@@ -84,10 +84,6 @@ async def check_market_filter(rpc: JsonRpc, targets: IndexTargets) -> None:
 
 def load_event_table() -> dict[str, EventSpec]:
     return build_event_table({name: load_abi(name) for name in EMITTERS})
-
-
-def make_decoder(targets: IndexTargets, table: dict[str, EventSpec] | None = None) -> LogDecoder:
-    return LogDecoder(table or load_event_table(), targets.contracts)
 
 
 @dataclass
