@@ -14,16 +14,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.events.names import EventName
+
 WAD = 10**18
 
 # Integer event arguments that are WAD fixed-point numbers, per event. Anything else that is an
 # integer (tokenId, timestamp) is shown as is.
 WAD_ARGS: dict[str, frozenset[str]] = {
-    "PositionOpened": frozenset(
+    EventName.PositionOpened: frozenset(
         {"collateral", "leverage", "size", "notional", "entryPrice", "fee", "entryFundingIndex"}
     ),
-    "PositionClosed": frozenset({"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}),
-    "PositionLiquidated": frozenset(
+    EventName.PositionClosed: frozenset(
+        {"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
+    ),
+    EventName.PositionLiquidated: frozenset(
         {
             "price",
             "realizedPnl",
@@ -36,12 +40,12 @@ WAD_ARGS: dict[str, frozenset[str]] = {
             "insuranceFee",
         }
     ),
-    "PositionReduced": frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
-    "PositionDecreased": frozenset(
+    EventName.PositionReduced: frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
+    EventName.PositionDecreased: frozenset(
         {"size", "exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
     ),
-    "MarginChanged": frozenset({"delta", "newCollateral", "entryFundingIndex"}),
-    "FundingRateUpdated": frozenset(
+    EventName.MarginChanged: frozenset({"delta", "newCollateral", "entryFundingIndex"}),
+    EventName.FundingRateUpdated: frozenset(
         {
             "fundingRate",
             "cumulativeFundingLong",

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from shared.events.names import EventName
 from shared.events.schema import EventEnvelope, MalformedEventError, decode_event
 from shared.kafka import make_consumer
 from shared.telemetry import meter
@@ -33,8 +34,6 @@ _events_counter = _meter.create_counter(
 _decode_errors = _meter.create_counter(
     "perpex_funding_event_decode_errors", description="Kafka messages that did not decode"
 )
-
-EVENT_NAME = "FundingRateUpdated"
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,6 @@ class FundingEvent:
     block_number: int
     reverted: bool = False  # removed by a reorg: the update no longer stands
     block_hash: str = ""  # a transaction re-mined after a reorg keeps its event id, not this
-
-
-PARAMS_EVENT_NAME = "FundingParamsUpdated"
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class FundingParamsEvent:
 def parse_params_event(env: EventEnvelope) -> FundingParamsEvent:
     mid = env.market_id or env.args.get("marketId")
     if not isinstance(mid, str):
-        raise MalformedEventError(f"{PARAMS_EVENT_NAME} without a market id")
+        raise MalformedEventError(f"{EventName.FundingParamsUpdated} without a market id")
     try:
         return FundingParamsEvent(
             event_id=env.event_id,
@@ -85,7 +81,7 @@ def parse_params_event(env: EventEnvelope) -> FundingParamsEvent:
             block_hash=env.block_hash.lower(),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedEventError(f"{PARAMS_EVENT_NAME} args: {exc!r}") from None
+        raise MalformedEventError(f"{EventName.FundingParamsUpdated} args: {exc!r}") from None
 
 
 def parse_funding_event(raw: bytes | str) -> FundingEvent | FundingParamsEvent | None:
@@ -93,9 +89,9 @@ def parse_funding_event(raw: bytes | str) -> FundingEvent | FundingParamsEvent |
     any other event. Raises MalformedEventError when the message is not a valid envelope or
     lacks a field."""
     env = decode_event(raw)
-    if env.name == PARAMS_EVENT_NAME:
+    if env.name == EventName.FundingParamsUpdated:
         return parse_params_event(env)
-    if env.name != EVENT_NAME:
+    if env.name != EventName.FundingRateUpdated:
         return None
     mid = env.market_id or env.args.get("marketId")
     if not isinstance(mid, str):
@@ -208,7 +204,7 @@ class FundingEventListener:
                 await self._assign(consumer)
                 self.connected = True
                 failures = 0
-                log.info("listening for %s on %s", EVENT_NAME, self.topic)
+                log.info("listening for %s on %s", EventName.FundingRateUpdated, self.topic)
                 while not stop.is_set():
                     batches = await consumer.getmany(timeout_ms=500, max_records=500)
                     for records in batches.values():

@@ -16,11 +16,23 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from services.indexer.decode import DecodedLog
+from shared.events.names import EventName
 
 OPEN, CLOSED, LIQUIDATED = "open", "closed", "liquidated"
 WAD = 10**18
 # Events that set a position's entry funding index (their `entryFundingIndex` argument).
-FUNDING_RESET_EVENTS = frozenset({"PositionOpened", "MarginChanged", "PositionReduced"})
+FUNDING_RESET_EVENTS = frozenset(
+    {EventName.PositionOpened, EventName.MarginChanged, EventName.PositionReduced}
+)
+# Events that change a position already opened (the fold needs its stored row).
+POSITION_FOLLOWUPS = frozenset(
+    {
+        EventName.MarginChanged,
+        EventName.PositionClosed,
+        EventName.PositionLiquidated,
+        EventName.PositionReduced,
+    }
+)
 
 
 @dataclass(slots=True)
@@ -202,7 +214,7 @@ class Fold:
         market_id = ev.market_id
         if name in FUNDING_RESET_EVENTS and market_id is not None:
             self.result.funding_index_at[ev.position] = a["entryFundingIndex"]
-        if name == "PositionOpened":
+        if name == EventName.PositionOpened:
             assert ev.token_id is not None and market_id is not None
             row = PositionRow(
                 token_id=ev.token_id,
@@ -225,23 +237,23 @@ class Fold:
             )
             self._positions[ev.token_id] = row
             self.result.positions[ev.token_id] = row
-        elif name in ("MarginChanged", "PositionClosed", "PositionLiquidated", "PositionReduced"):
+        elif name in POSITION_FOLLOWUPS:
             row_or_none = self._positions.get(ev.token_id) if ev.token_id is not None else None
             if row_or_none is None:
                 self.result.orphans.append(ev)
                 return
             row = row_or_none
             row.updated_block = ev.block_number
-            if name == "MarginChanged":
+            if name == EventName.MarginChanged:
                 row.collateral = a["newCollateral"]
                 row.entry_funding_index = a["entryFundingIndex"]
-            elif name == "PositionReduced":
+            elif name == EventName.PositionReduced:
                 row.size = a["size"]
                 row.notional = a["notional"]
                 row.collateral = a["collateral"]
                 row.entry_price = row.notional * WAD // row.size
                 row.entry_funding_index = a["entryFundingIndex"]
-            elif name == "PositionClosed":
+            elif name == EventName.PositionClosed:
                 self._close(row, ev, CLOSED, a["exitPrice"], a["payout"])
                 row.funding_payment = a["fundingPayment"]
                 row.close_fee = a["fee"]
@@ -251,7 +263,7 @@ class Fold:
                     self._close(row, ev, LIQUIDATED, a["price"], a["ownerRefund"])
                     row.funding_payment = a["fundingPayment"]
             self.result.positions[row.token_id] = row
-        elif name == "FundingRateUpdated":
+        elif name == EventName.FundingRateUpdated:
             assert market_id is not None
             m = self.market(market_id)
             m.cumulative_funding_index = a["cumulativeFundingLong"]
@@ -277,7 +289,7 @@ class Fold:
                     cumulative_funding_short=a["cumulativeFundingShort"],
                 )
             )
-        elif name == "MarketAdded":
+        elif name == EventName.MarketAdded:
             assert market_id is not None
             m = self.market(market_id)
             m.pair = a["pair"]
@@ -289,7 +301,7 @@ class Fold:
                 m.last_funding_time = ev.block_timestamp
             self._pairs[market_id] = a["pair"]
             self.result.markets[market_id] = m
-        elif name == "MarketPaused":
+        elif name == EventName.MarketPaused:
             assert market_id is not None
             m = self.market(market_id)
             m.paused = a["paused"]

@@ -26,10 +26,11 @@ from services.indexer.decode import DecodedLog, DecodeFailure, trace_json
 from services.indexer.fetcher import FetchJob, FetchPool, FetchResult
 from services.indexer.progress import BackfillLog
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
-from services.indexer.rows import Fold, MarketState, PositionRow
+from services.indexer.rows import POSITION_FOLLOWUPS, Fold, MarketState, PositionRow
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, OutboxRow, Store
+from shared.events.names import EventName
 from shared.telemetry import meter, trace_carrier, tracer
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ _meter = meter("perpex.indexer")
 # stalling until the whole chunk is prepared (PostgreSQL, anvil and the broker run on the other
 # core meanwhile).
 YIELD_EVERY = 500
-
-POSITION_FOLLOWUPS = frozenset(
-    {"MarginChanged", "PositionClosed", "PositionLiquidated", "PositionReduced"}
-)
 
 
 class ReorgTooDeepError(RuntimeError):
@@ -418,7 +415,7 @@ class Indexer:
                 if known is not None and known != e.block_hash:
                     raise ReorgInFlight(f"block {e.block_number}: log hash differs from header")
                 hashes.setdefault(e.block_number, e.block_hash)
-            opened = {e.token_id for e in events if e.name == "PositionOpened"}
+            opened = {e.token_id for e in events if e.name == EventName.PositionOpened}
             needed = {
                 e.token_id
                 for e in events
