@@ -20,20 +20,20 @@ import asyncpg
 
 from services.indexer.copy_text import positions_copy
 from services.indexer.decode import DecodedLog, EventSpec, trace_json
-from services.indexer.rows import (
-    FUNDING_COLUMNS,
-    LIQUIDATION_COLUMNS,
-    MARKET_COLUMNS,
-    POSITION_COLUMNS,
-    Fold,
-    FoldResult,
-    MarketState,
-    PositionRow,
-)
+from services.indexer.rows import Fold, FoldResult
 from services.indexer.settings import MarketInfo
 from shared.config import ConfigError
 from shared.db import apply_migrations
 from shared.events.schema import encode_event
+from shared.readmodel.tables import (
+    EVENT_COLUMNS,
+    FUNDING_COLUMNS,
+    LIQUIDATION_COLUMNS,
+    MARKET_COLUMNS,
+    POSITION_COLUMNS,
+    MarketState,
+    PositionRow,
+)
 from shared.telemetry import tracer
 
 log = logging.getLogger(__name__)
@@ -43,20 +43,6 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Only one indexer writes a database at a time; others wait on this lock (hot standby).
 WRITER_LOCK_KEY = 0x5045_5250_4958_31  # "PERPIX1"
 
-EVENT_COLUMNS = (
-    "chain_id",
-    "tx_hash",
-    "log_index",
-    "block_number",
-    "block_hash",
-    "block_timestamp",
-    "contract",
-    "name",
-    "token_id",
-    "market_id",
-    "args",
-    "funding_index_at",
-)
 OUTBOX_COLUMNS = (
     "event_ids",
     "msg_keys",

@@ -26,11 +26,12 @@ from services.indexer.decode import DecodedLog, DecodeFailure, trace_json
 from services.indexer.fetcher import FetchJob, FetchPool, FetchResult
 from services.indexer.progress import BackfillLog
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
-from services.indexer.rows import POSITION_FOLLOWUPS, Fold, MarketState, PositionRow
+from services.indexer.rows import POSITION_FOLLOWUPS, Fold
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, OutboxRow, Store
 from shared.events.names import EventName
+from shared.readmodel.tables import MarketState, PositionRow
 from shared.telemetry import meter, trace_carrier, tracer
 
 log = logging.getLogger(__name__)
