@@ -31,9 +31,15 @@ _WAD = {"numeric": True, "wad": True}
 _NUMERIC = {"numeric": True}
 
 
+_COLUMNS: dict[type, tuple[str, ...]] = {}
+
+
 def columns(row: type) -> tuple[str, ...]:
     """The table's columns, in table order."""
-    return tuple(f.name for f in fields(row))
+    names = _COLUMNS.get(row)
+    if names is None:
+        names = _COLUMNS[row] = tuple(f.name for f in fields(row))
+    return names
 
 
 def wad_columns(row: type) -> tuple[str, ...]:
@@ -44,8 +50,16 @@ def numeric_columns(row: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(row) if f.metadata.get("numeric"))
 
 
+class TableRow:
+    __slots__ = ()
+
+    def record(self) -> tuple[Any, ...]:
+        """The row's values in column order."""
+        return tuple(getattr(self, c) for c in columns(type(self)))
+
+
 @dataclass(slots=True)
-class PositionRow:
+class PositionRow(TableRow):
     token_id: int = field(metadata=_NUMERIC)
     market_id: str
     market: str | None  # the pair, when known
@@ -73,9 +87,6 @@ class PositionRow:
     updated_block: int = 0  # the block whose state the row reflects
     close_fee: int | None = field(default=None, metadata=_WAD)
 
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in POSITION_COLUMNS)
-
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> PositionRow:
         values = {}
@@ -92,7 +103,7 @@ NUMERIC_POSITION_COLUMNS = numeric_columns(PositionRow)
 
 
 @dataclass(slots=True)
-class LiquidationRow:
+class LiquidationRow(TableRow):
     token_id: int = field(metadata=_NUMERIC)
     market_id: str
     owner: str
@@ -113,15 +124,12 @@ class LiquidationRow:
         metadata=_WAD
     )  # the insurance fund's part of the penalty (reward: the keeper's)
 
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in LIQUIDATION_COLUMNS)
-
 
 LIQUIDATION_COLUMNS = columns(LiquidationRow)
 
 
 @dataclass(slots=True)
-class FundingRow:
+class FundingRow(TableRow):
     market_id: str
     funding_rate: int = field(metadata=_WAD)
     cumulative_funding_index: int = field(metadata=_WAD)
@@ -135,15 +143,12 @@ class FundingRow:
     funding_per_second: int = field(metadata=_WAD)
     cumulative_funding_short: int = field(metadata=_WAD)  # cumulative_funding_index is the longs'
 
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in FUNDING_COLUMNS)
-
 
 FUNDING_COLUMNS = columns(FundingRow)
 
 
 @dataclass(slots=True)
-class MarketState:
+class MarketState(TableRow):
     market_id: str
     pair: str | None = None
     vamm: str | None = None
@@ -160,9 +165,6 @@ class MarketState:
     cumulative_funding_short: int = field(
         default=0, metadata=_WAD
     )  # cumulative_funding_index is the longs'
-
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in MARKET_COLUMNS)
 
 
 MARKET_COLUMNS = columns(MarketState)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from test_event_schema import TX, _fields
 
 from services.indexer.app import load_event_table
 from services.indexer.decode import DecodedLog
@@ -16,11 +17,10 @@ from services.keeper.partitions import Ownership
 from shared.events.dedup import RecentKeys, delivery_key
 from shared.events.keys import event_key, market_key, partition_for, token_key
 from shared.events.names import EVENT_NAMES, EventName
-from shared.events.schema import EventEnvelope, decode_event, encode_event, make_event_id
+from shared.events.schema import EventEnvelope, decode_event, encode_event
 from shared.events.tail import TopicTail, backoff_delay
 from shared.kafka import make_producer
 
-TX = "0x" + "ab" * 32
 MID = "0x" + "cd" * 32
 
 
@@ -44,22 +44,7 @@ def test_members_are_the_abi_names_and_act_as_plain_strings() -> None:
 
 
 def _envelope(**over: Any) -> EventEnvelope:
-    data: dict[str, Any] = {
-        "event_id": make_event_id(31337, TX, 4),
-        "name": "PositionOpened",
-        "chain_id": 31337,
-        "contract": "0x" + "11" * 20,
-        "block_number": 9,
-        "block_hash": "0x" + "ee" * 32,
-        "block_timestamp": 1_700_000_000,
-        "tx_hash": TX,
-        "log_index": 4,
-        "token_id": 7,
-        "market_id": MID,
-        "args": {"tokenId": "7"},
-    }
-    data.update(over)
-    return EventEnvelope.model_validate(data)
+    return EventEnvelope.model_validate(_fields(**{"market_id": MID, **over}))
 
 
 def test_an_envelope_named_by_a_member_encodes_as_one_named_by_its_string() -> None:
@@ -73,7 +58,7 @@ def test_an_envelope_named_by_a_member_encodes_as_one_named_by_its_string() -> N
 
 def _decoded(token_id: int | None, market_id: str | None) -> DecodedLog:
     return DecodedLog(
-        "PositionOpened", "0x" + "11" * 20, 9, "0x" + "ee" * 32, 1, TX, 4, {}, token_id, market_id
+        "PositionOpened", "0x" + "11" * 20, 9, "0x" + "ee" * 32, 1, TX, 3, {}, token_id, market_id
     )
 
 
@@ -83,7 +68,7 @@ def _decoded(token_id: int | None, market_id: str | None) -> DecodedLog:
         (7, MID, b"token:7"),
         (2**256 - 1, None, b"token:%d" % (2**256 - 1)),
         (None, MID, b"market:" + MID.encode()),
-        (None, None, f"31337:{TX}:4".encode()),
+        (None, None, f"31337:{TX}:3".encode()),
     ],
 )
 def test_one_key_function_for_the_envelope_and_the_indexers_fast_path(

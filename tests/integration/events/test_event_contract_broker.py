@@ -11,12 +11,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from services.keeper.partitions import Ownership
 from shared.events.keys import market_key, partition_for, token_key
 from shared.events.tail import TopicTail
-from shared.kafka import make_producer
+from shared.kafka import ensure_topic, make_producer
 
 
 async def _wait(check: Callable[[], bool], what: str, within: float = 20.0) -> None:
@@ -91,12 +89,7 @@ async def test_a_topic_created_later_is_read_once_it_exists(kafka_bootstrap: str
     ):
         await asyncio.sleep(0.5)
         assert not tail.connected
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
-        finally:
-            await admin.close()
+        assert await ensure_topic(kafka_bootstrap, name, partitions=2)
         await _wait(lambda: tail.connected, "the topic to be found")
         await _publish(kafka_bootstrap, name, [token_key(1), token_key(2)], "v")
         await _wait(lambda: len(records) == 2, "the messages")
