@@ -17,7 +17,9 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from shared.events.schema import EVENT_NAMES, SCHEMA_VERSION, EventEnvelope
+from shared.events.keys import event_key
+from shared.events.names import EVENT_NAMES
+from shared.events.schema import SCHEMA_VERSION, EventEnvelope
 
 _UINT_MAX = 1 << 256
 _INT_MIN_NEG = 1 << 255
@@ -205,7 +207,7 @@ def event_spec(entry: Mapping[str, Any], emitter: str) -> EventSpec:
 
 
 def build_event_table(abis: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, EventSpec]:
-    """topic0 -> spec for every Perp-EX event (shared.events.schema.EVENT_NAMES) in the ABIs.
+    """topic0 -> spec for every Perp-EX event (shared.events.names.EventName) in the ABIs.
 
     `abis` maps the emitting contract's name ("PositionManager", "PositionNFT") to its ABI."""
     table: dict[str, EventSpec] = {}
@@ -242,12 +244,8 @@ class DecodedLog:
         return f"{chain_id}:{self.tx_hash}:{self.log_index}"
 
     def key(self, chain_id: int) -> bytes:
-        """Kafka key, as EventEnvelope.key: the token, else the market, else the event."""
-        if self.token_id is not None:
-            return b"token:%d" % self.token_id
-        if self.market_id is not None:
-            return b"market:" + self.market_id.encode()
-        return self.event_id(chain_id).encode()
+        """Kafka key (shared.events.keys.event_key, as EventEnvelope.key)."""
+        return event_key(self.token_id, self.market_id, self.event_id(chain_id))
 
     def json_args(self) -> dict[str, Any]:
         """Args as the Kafka schema wants them: integers as decimal strings."""

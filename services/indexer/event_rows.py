@@ -13,21 +13,8 @@ import asyncpg
 from services.indexer.decode import DecodedLog, EventSpec, trace_json
 from services.indexer.outbox_rows import Message, OutboxInconsistent, OutboxRef
 from shared.events.schema import EventEnvelope
+from shared.readmodel.tables import EVENT_COLUMNS
 
-EVENT_COLUMNS = (
-    "chain_id",
-    "tx_hash",
-    "log_index",
-    "block_number",
-    "block_hash",
-    "block_timestamp",
-    "contract",
-    "name",
-    "token_id",
-    "market_id",
-    "args",
-    "funding_index_at",
-)
 EVENT_SELECT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
 
 

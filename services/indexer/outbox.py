@@ -23,11 +23,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from services.indexer.handoff import Handoff
 from services.indexer.outbox_rows import OutboxInconsistent, OutboxRow
 from services.indexer.outbox_store import OutboxStore
+from shared.events.keys import partition_for
 from shared.kafka import ensure_topic, make_producer
 from shared.telemetry import tracer
 
@@ -76,7 +76,6 @@ class OutboxDrainer:
             )
         )
         self._producer: AIOKafkaProducer | None = None
-        self._partitioner = DefaultPartitioner()
         # key -> partition, for the partition list it was computed with
         self._partition_of: dict[bytes, int] = {}
         self._partitioned_for: list[int] = []
@@ -167,8 +166,9 @@ class OutboxDrainer:
 
     async def _send_all(self, producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
         """Send every message of `rows`, keeping order per partition. Messages are packed into
-        record batches per partition (aiokafka's batch API) with the default partitioner (the
-        same key -> partition mapping as producer.send), which costs a fraction of one
+        record batches per partition (aiokafka's batch API) with the default partitioner
+        (shared.events.keys.partition_for: the same key -> partition mapping as producer.send,
+        and as the keeper's ownership of positions), which costs a fraction of one
         producer.send per message. A partition's next batch is handed to the producer only
         once the previous one is acknowledged (the producer sends one batch per partition at a
         time anyway): were a batch to fail, a later one must not reach the partition before it
@@ -180,7 +180,6 @@ class OutboxDrainer:
             partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or ())
         if not partitions:
             raise BrokerStateChanged(f"topic {topic} has no partitions")
-        partitioner = self._partitioner
         if partitions != self._partitioned_for or len(self._partition_of) > 200_000:
             self._partition_of = {}
             self._partitioned_for = partitions
@@ -191,7 +190,7 @@ class OutboxDrainer:
             for _, key, value in row.messages:
                 part = by_key.get(key)
                 if part is None:
-                    part = by_key[key] = partitioner(key, partitions, partitions)
+                    part = by_key[key] = partition_for(key, partitions)
                 queue = batches.get(part)
                 if queue is None:
                     queue = batches[part] = [producer.create_batch()]

@@ -10,8 +10,10 @@ from collections.abc import Iterable, Mapping
 from services.indexer.copy_text import event_line
 from services.indexer.decode import DecodedLog
 from services.indexer.outbox_rows import Message
+from services.indexer.rows import POSITION_FOLLOWUPS
 from services.indexer.rpc import BlockHeader
 from services.indexer.sync_types import ReorgInFlight
+from shared.events.names import EventName
 
 # Preparing a chunk is CPU work on the event loop's thread; it gives the loop a turn every
 # YIELD_EVERY logs so the previous chunk's transaction (asyncpg's COPY is encoded and sent from
@@ -19,10 +21,6 @@ from services.indexer.sync_types import ReorgInFlight
 # stalling until the whole chunk is prepared (PostgreSQL, anvil and the broker run on the other
 # core meanwhile).
 YIELD_EVERY = 500
-
-POSITION_FOLLOWUPS = frozenset(
-    {"MarginChanged", "PositionClosed", "PositionLiquidated", "PositionReduced"}
-)
 
 
 def chunk_hashes(
@@ -42,7 +40,7 @@ def chunk_hashes(
 def positions_needed(events: Iterable[DecodedLog]) -> set[int]:
     """Positions the chunk changes without opening them: their rows come from before it."""
     events = list(events)
-    opened = {e.token_id for e in events if e.name == "PositionOpened"}
+    opened = {e.token_id for e in events if e.name == EventName.PositionOpened}
     return {
         e.token_id for e in events if e.name in POSITION_FOLLOWUPS and e.token_id is not None
     } - opened

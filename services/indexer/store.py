@@ -21,23 +21,24 @@ from typing import Any
 import asyncpg
 
 from services.indexer.decode import DecodedLog, EventSpec
-from services.indexer.event_rows import EVENT_COLUMNS, EventRows
+from services.indexer.event_rows import EventRows
 from services.indexer.outbox_rows import Message, OutboxRow, outbox_ranges
 from services.indexer.outbox_store import OutboxStore
 from services.indexer.rollback import ReorgRollback
-from services.indexer.rows import (
-    FUNDING_COLUMNS,
-    LIQUIDATION_COLUMNS,
-    MARKET_COLUMNS,
-    POSITION_COLUMNS,
-    FoldResult,
-    MarketState,
-    PositionRow,
-)
+from services.indexer.rows import FoldResult
 from services.indexer.settings import MarketInfo
 from services.indexer.table_writes import lock_sync_status, set_sync_status, upsert_positions
 from shared.config import ConfigError
 from shared.db import apply_migrations
+from shared.readmodel.tables import (
+    EVENT_COLUMNS,
+    FUNDING_COLUMNS,
+    LIQUIDATION_COLUMNS,
+    MARKET_COLUMNS,
+    POSITION_COLUMNS,
+    MarketState,
+    PositionRow,
+)
 from shared.telemetry import tracer
 
 log = logging.getLogger(__name__)

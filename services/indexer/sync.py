@@ -28,11 +28,12 @@ from services.indexer.outbox_rows import OutboxRow
 from services.indexer.prepare import chunk_hashes, encode_events, positions_needed
 from services.indexer.progress import BackfillLog
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
-from services.indexer.rows import Fold, MarketState, PositionRow
+from services.indexer.rows import Fold
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
 from services.indexer.sync_types import FetchedChunk, IndexerStats, ReorgInFlight, ReorgTooDeepError
+from shared.readmodel.tables import MarketState, PositionRow
 from shared.telemetry import meter, trace_carrier, tracer
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import asyncpg
 
 from services.indexer.copy_text import positions_copy
-from services.indexer.rows import POSITION_COLUMNS, PositionRow
+from shared.readmodel.tables import POSITION_COLUMNS, PositionRow
 
 _POSITIONS_STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS positions_stage (LIKE positions) ON COMMIT DELETE ROWS"

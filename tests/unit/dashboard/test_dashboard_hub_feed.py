@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from services.dashboard.feed import KafkaFeed, RecentIds
+from services.dashboard.feed import KafkaFeed
 from services.dashboard.hub import Hub
 from services.dashboard.params import (
     parse_funding_filter,
@@ -57,15 +57,6 @@ def test_max_clients_and_unsubscribe() -> None:
     assert first is not None and hub.subscribe() is None
     hub.unsubscribe(first)
     assert hub.subscribe() is not None
-
-
-def test_recent_ids_is_bounded() -> None:
-    recent = RecentIds(size=2)
-    assert not recent.seen(("a", False))
-    assert recent.seen(("a", False))
-    assert not recent.seen(("a", True))
-    assert not recent.seen(("b", False))
-    assert not recent.seen(("a", False))  # evicted by the size limit
 
 
 def _envelope(**over: object) -> EventEnvelope:
