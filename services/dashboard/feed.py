@@ -104,7 +104,7 @@ class KafkaFeed:
                 log.warning("skipping malformed event: %s", exc)
                 span.set_attribute("perpex.malformed", True)
                 return False
-            if self._recent.seen(key):
+            if not self._recent.new_delivery(key):  # a revert makes its event new again
                 self.duplicates += 1
                 return False
             span.set_attribute("perpex.event_id", key[0])

@@ -56,7 +56,10 @@ class RecentKeys:
         """Whether this delivery is new; remembers it. An event and its revert make each other
         new again, so a reorg that switches forks and back delivers the returning event (it is
         not taken for a redelivery)."""
-        key = delivery_key(event)
+        return self.new_delivery(delivery_key(event))
+
+    def new_delivery(self, key: DeliveryKey) -> bool:
+        """`first_time` for a delivery known by its key."""
         if key not in self._keys:
             self._keys.pop((key[0], key[1], not key[2]), None)
         return not self.seen(key)
