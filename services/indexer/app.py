@@ -19,7 +19,7 @@ from eth_utils import function_signature_to_4byte_selector
 
 from services.indexer.bridge import BridgeFollower, make_follower
 from services.indexer.chunking import Outcome
-from services.indexer.decode import EventSpec, build_event_table
+from services.indexer.event_specs import EventSpec, build_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.outbox import OutboxDrainer
 from services.indexer.rpc import JsonRpc, RpcError

@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from services.indexer.decode import DecodedLog, EventSpec, trace_json
+from services.indexer.decode import DecodedLog, trace_json
+from services.indexer.event_specs import EventSpec
 from services.indexer.outbox_rows import Message, OutboxInconsistent, OutboxRef
 from shared.events.schema import EventEnvelope
 from shared.readmodel.tables import EVENT_COLUMNS

@@ -20,8 +20,9 @@ from typing import Any
 
 import asyncpg
 
-from services.indexer.decode import DecodedLog, EventSpec
+from services.indexer.decode import DecodedLog
 from services.indexer.event_rows import EventRows
+from services.indexer.event_specs import EventSpec
 from services.indexer.outbox_rows import Message, OutboxRow, outbox_ranges
 from services.indexer.outbox_store import OutboxStore
 from services.indexer.rollback import ReorgRollback

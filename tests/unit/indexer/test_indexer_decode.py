@@ -14,11 +14,11 @@ from services.indexer.decode import (
     DecodedLog,
     DecodeFailure,
     LogDecoder,
-    compile_static_decoder,
     dump_compact,
     market_id_of,
     trace_json,
 )
+from services.indexer.static_decode import compile_static_decoder
 from shared.events.schema import SCHEMA_VERSION, decode_event, encode_event
 
 PM = "0x" + "11" * 20
