@@ -51,9 +51,9 @@ async def load_positions(dsn: str, count: int, owners: int, seed: int) -> None:
     import asyncpg
 
     from services.indexer.copy_text import positions_copy
-    from services.indexer.rows import POSITION_COLUMNS
     from services.indexer.store import MIGRATIONS_DIR
     from shared.db import apply_migrations
+    from shared.readmodel.tables import POSITION_COLUMNS
 
     owner_list = bench_data.owners(owners, seed)
     conn = await asyncpg.connect(dsn)
@@ -91,7 +91,7 @@ async def indexer_commits(
     import asyncpg
 
     from services.indexer.copy_text import positions_copy
-    from services.indexer.rows import POSITION_COLUMNS
+    from shared.readmodel.tables import POSITION_COLUMNS
 
     conn = await asyncpg.connect(dsn)
     commits, token = 0, first_token

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from services.indexer.rows import PositionRow
 from shared.chain.deployment import market_id_hex
+from shared.readmodel.tables import PositionRow
 
 WAD = 10**18
 PAIRS = {"ETH/USDT": 2000, "BTC/USDT": 40000, "SOL/USDT": 150, "ARB/USDT": 1}

@@ -14,16 +14,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.events.names import EventName
+from shared.readmodel import tables
+
 WAD = 10**18
 
 # Integer event arguments that are WAD fixed-point numbers, per event. Anything else that is an
 # integer (tokenId, timestamp) is shown as is.
 WAD_ARGS: dict[str, frozenset[str]] = {
-    "PositionOpened": frozenset(
+    EventName.PositionOpened: frozenset(
         {"collateral", "leverage", "size", "notional", "entryPrice", "fee", "entryFundingIndex"}
     ),
-    "PositionClosed": frozenset({"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}),
-    "PositionLiquidated": frozenset(
+    EventName.PositionClosed: frozenset(
+        {"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
+    ),
+    EventName.PositionLiquidated: frozenset(
         {
             "price",
             "realizedPnl",
@@ -36,12 +41,12 @@ WAD_ARGS: dict[str, frozenset[str]] = {
             "insuranceFee",
         }
     ),
-    "PositionReduced": frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
-    "PositionDecreased": frozenset(
+    EventName.PositionReduced: frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
+    EventName.PositionDecreased: frozenset(
         {"size", "exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
     ),
-    "MarginChanged": frozenset({"delta", "newCollateral", "entryFundingIndex"}),
-    "FundingRateUpdated": frozenset(
+    EventName.MarginChanged: frozenset({"delta", "newCollateral", "entryFundingIndex"}),
+    EventName.FundingRateUpdated: frozenset(
         {
             "fundingRate",
             "cumulativeFundingLong",
@@ -53,39 +58,10 @@ WAD_ARGS: dict[str, frozenset[str]] = {
     ),
 }
 
-POSITION_WAD_COLUMNS = (
-    "collateral",
-    "leverage",
-    "size",
-    "notional",
-    "entry_price",
-    "entry_funding_index",
-    "open_fee",
-    "exit_price",
-    "realized_pnl",
-    "funding_payment",
-    "payout",
-    "close_fee",
-)
-LIQUIDATION_WAD_COLUMNS = (
-    "price",
-    "realized_pnl",
-    "reward",
-    "owner_refund",
-    "bad_debt",
-    "size",
-    "remaining_size",
-    "funding_payment",
-    "insurance_fee",
-)
-FUNDING_WAD_COLUMNS = (
-    "funding_rate",
-    "cumulative_funding_index",
-    "cumulative_funding_short",
-    "mark_twap",
-    "index_twap",
-    "funding_per_second",
-)
+POSITION_WAD_COLUMNS = tables.wad_columns(tables.PositionRow)
+LIQUIDATION_WAD_COLUMNS = tables.wad_columns(tables.LiquidationRow)
+FUNDING_WAD_COLUMNS = tables.wad_columns(tables.FundingRow)
+# repository.MARKET_STATS_SQL: its totals, then the funding state of the markets row
 MARKET_WAD_COLUMNS = (
     "open_interest_long",
     "open_interest_short",
@@ -94,10 +70,7 @@ MARKET_WAD_COLUMNS = (
     "open_collateral",
     "liquidation_rewards",
     "bad_debt",
-    "funding_rate",
-    "cumulative_funding_index",
-    "cumulative_funding_short",
-    "funding_per_second",
+    *tables.wad_columns(tables.MarketState),
 )
 
 
@@ -270,7 +243,7 @@ def format_market(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def format_sync(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A sync_status row (repository.SYNC_STATUS_SQL)."""
+    """A sync_status row (shared.readmodel.queries.SYNC_STATUS_SQL)."""
     updated = record["updated_at"]
     return {
         "contract_address": record["contract_address"],
@@ -282,7 +255,8 @@ def format_sync(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def format_position_event(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A row of the `events` table (POSITION_EVENTS_SQL) as the position's event list shows it."""
+    """A row of the `events` table (queries.POSITION_EVENTS_SQL) as the position's event list
+    shows it."""
     raw = record["args"]
     args = json.loads(raw) if isinstance(raw, str) else dict(raw)
     return {

@@ -18,9 +18,6 @@ from typing import Any
 from services.dashboard.params import FundingFilter, LiquidationFilter, PositionFilter
 from services.dashboard.repository import (
     CLOSED_SENTINEL,
-    FUNDING_SELECT,
-    LIQUIDATION_SELECT,
-    POSITION_SELECT,
     POSITION_SORT_COLUMN,
     Where,
     funding_where,
@@ -29,6 +26,7 @@ from services.dashboard.repository import (
     position_sort_column,
     position_where,
 )
+from shared.readmodel.queries import FUNDING_SELECT, LIQUIDATION_SELECT, POSITION_SELECT
 
 MAX_CURSOR_LENGTH = 512
 

@@ -1,4 +1,4 @@
-"""Read-only queries over the indexer's tables (services/indexer/migrations).
+"""Read-only queries over the indexer's tables (shared.readmodel; services/indexer/migrations).
 
 SQL is built from fixed fragments only; every value a caller supplies is a bind parameter. The
 `*_sql` functions are pure (they return the text and the arguments) so they can be checked
@@ -13,6 +13,13 @@ from typing import Any
 import asyncpg
 
 from services.dashboard.params import FundingFilter, LiquidationFilter, Page, PositionFilter
+from shared.readmodel.queries import (
+    FUNDING_SELECT,
+    LIQUIDATION_SELECT,
+    POSITION_EVENTS_SQL,
+    POSITION_SELECT,
+    SYNC_STATUS_SQL,
+)
 
 # Sort keys (validated in params.POSITION_SORTS) -> the sort column. token_id breaks ties.
 # `closed` sorts positions still open (closed_block NULL) last in both directions, written
@@ -42,30 +49,6 @@ def position_order_sql(sort: str, order: str) -> str:
     if column is None:
         return f"p.token_id {direction}"
     return f"{column} {direction}, p.token_id {direction}"
-
-
-POSITION_SELECT = """
-SELECT p.token_id, p.market_id, COALESCE(p.market, m.pair) AS market, p.owner, p.is_long,
-       p.status, p.collateral, p.leverage, p.size, p.notional, p.entry_price,
-       p.entry_funding_index, p.open_fee, p.opened_block, p.opened_timestamp, p.opened_tx,
-       p.closed_block, p.closed_timestamp, p.closed_tx, p.exit_price, p.realized_pnl,
-       p.funding_payment, p.payout, p.updated_block, p.close_fee
-FROM positions p LEFT JOIN markets m ON m.market_id = p.market_id
-"""
-
-LIQUIDATION_SELECT = """
-SELECT l.token_id, l.market_id, m.pair AS market, l.owner, l.liquidator, l.tx_hash, l.log_index,
-       l.block_number, l.block_timestamp, l.price, l.realized_pnl, l.reward, l.owner_refund,
-       l.bad_debt, l.size, l.remaining_size, l.funding_payment, l.insurance_fee
-FROM liquidations l LEFT JOIN markets m ON m.market_id = l.market_id
-"""
-
-FUNDING_SELECT = """
-SELECT f.market_id, m.pair AS market, f.funding_rate, f.cumulative_funding_index, f.mark_twap,
-       f.index_twap, f.funding_timestamp, f.tx_hash, f.log_index, f.block_number,
-       f.block_timestamp, f.funding_per_second, f.cumulative_funding_short
-FROM funding_updates f LEFT JOIN markets m ON m.market_id = f.market_id
-"""
 
 
 @dataclass
@@ -256,22 +239,6 @@ LEFT JOIN pos ON pos.market_id = ids.market_id
 LEFT JOIN liq ON liq.market_id = ids.market_id
 LEFT JOIN last_funding lf ON lf.market_id = ids.market_id
 ORDER BY pair NULLS LAST, ids.market_id
-"""
-
-SYNC_STATUS_SQL = """
-SELECT contract_address, last_synced_block, last_synced_hash, updated_at,
-       EXTRACT(EPOCH FROM (now() - updated_at))::float8 AS seconds_since_update
-FROM sync_status ORDER BY contract_address
-"""
-
-POSITION_EVENTS_SQL = """
-SELECT name, block_number, block_timestamp, tx_hash, log_index, args
-FROM events WHERE token_id = $1 ORDER BY block_number, log_index
-"""
-# The same for many positions at once (GraphQL's batched `Position.events`).
-POSITIONS_EVENTS_SQL = """
-SELECT token_id, name, block_number, block_timestamp, tx_hash, log_index, args
-FROM events WHERE token_id = ANY($1::numeric[]) ORDER BY token_id, block_number, log_index
 """
 
 

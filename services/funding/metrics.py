@@ -109,8 +109,8 @@ def unregister(updater: Observable) -> None:
 
 def points(updater: Any) -> dict[str, list[tuple[float, dict[str, str]]]]:
     """Every gauge's points for one FundingUpdater."""
+    from services.funding.outcomes import Outcome
     from services.funding.rates import rate_fraction
-    from services.funding.updater import Outcome
 
     out: dict[str, list[tuple[float, dict[str, str]]]] = {name: [] for name in GAUGES}
     for state in updater.markets.values():

@@ -19,7 +19,7 @@ from eth_utils import function_signature_to_4byte_selector
 
 from services.indexer.bridge import BridgeFollower, make_follower
 from services.indexer.chunking import Outcome
-from services.indexer.decode import EventSpec, LogDecoder, build_event_table
+from services.indexer.event_specs import EventSpec, build_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.metrics import OutboxMonitor
 from services.indexer.outbox import OutboxDrainer
@@ -87,10 +87,6 @@ def load_event_table() -> dict[str, EventSpec]:
     return build_event_table({name: load_abi(name) for name in EMITTERS})
 
 
-def make_decoder(targets: IndexTargets, table: dict[str, EventSpec] | None = None) -> LogDecoder:
-    return LogDecoder(table or load_event_table(), targets.contracts)
-
-
 @dataclass
 class IndexerApp:
     settings: IndexerSettings
@@ -138,7 +134,7 @@ class IndexerApp:
 
     async def wait_drained(self, stop: asyncio.Event, poll: float = 0.01) -> None:
         while not stop.is_set():
-            if await self.store.outbox_pending() == 0:
+            if await self.store.outbox.pending_messages() == 0:
                 return
             self.drainer.notify()
             await asyncio.sleep(poll)
@@ -186,7 +182,7 @@ async def open_app(
         await _writer_lock(lock_conn, lock_wait, stop)
         await store.seed_markets(targets.markets.values())
         drainer = OutboxDrainer(
-            store,
+            store.outbox,
             settings.kafka_bootstrap_servers,
             settings.kafka_topic,
             batch=settings.outbox_batch,
@@ -195,7 +191,6 @@ async def open_app(
             memory_messages=settings.outbox_memory_messages,
             pairs={mid: info.pair for mid, info in targets.markets.items()},
         )
-        drainer.rebuild_upto = await store.last_outbox_id()
         fetch_pool = FetchPool(
             FetchConfig(
                 rpc_url=settings.rpc_url,

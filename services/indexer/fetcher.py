@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.indexer.chunking import Outcome
-from services.indexer.decode import DecodedLog, DecodeFailure, EventSpec, LogDecoder
+from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder
+from services.indexer.event_specs import EventSpec
 from services.indexer.rpc import BlockHeader, BlockingRpc, RpcError
 
 log = logging.getLogger(__name__)

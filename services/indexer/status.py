@@ -30,14 +30,10 @@ from shared.config import (
     redact_dsn,
     redact_url,
 )
+from shared.readmodel.queries import SYNC_STATUS_SQL
 
 TIMEOUT_S = 5.0
 
-SYNC_SQL = """
-SELECT contract_address, last_synced_block, last_synced_hash, updated_at,
-       EXTRACT(EPOCH FROM (now() - updated_at))::float8 AS seconds_since_update
-FROM sync_status ORDER BY contract_address
-"""
 OUTBOX_SQL = """
 SELECT coalesce(sum(message_count), 0)::bigint AS messages, count(*) AS rows,
        EXTRACT(EPOCH FROM (now() - min(created_at)))::float8 AS oldest_age_s
@@ -115,7 +111,7 @@ async def read_database(dsn: str, status: Status, names: dict[str, str]) -> None
         status.errors["database"] = f"cannot reach {where}: {type(exc).__name__}: {exc}"
         return
     try:
-        rows = await conn.fetch(SYNC_SQL)
+        rows = await conn.fetch(SYNC_STATUS_SQL)
         outbox = await conn.fetchrow(OUTBOX_SQL)
     except asyncpg.UndefinedTableError:
         status.errors["database"] = (

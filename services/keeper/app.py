@@ -34,7 +34,7 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -93,7 +93,6 @@ class RoundStats:
     liquidations_started: int = 0
     last_block: int | None = None
     last_round_ms: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Keeper:

@@ -26,9 +26,9 @@ from operator_harness import (
 
 from services.operator.config import OperatorConfig
 from services.operator.handlers import refresh
-from services.operator.kube import KubeApi
 from services.operator.spec import HEX_KEY_RE
 from services.operator.status import now_iso
+from shared.kube import KubeApi
 
 UID = "8b6f4a52-1d5e-4d0b-9d4e-0a1b2c3d4e5f"
 

@@ -27,12 +27,8 @@ from services.dashboard.formatting import format_position_event
 from services.dashboard.graphql.database import GraphQLDatabaseError, Snapshot
 from services.dashboard.graphql.limits import operation_cost, root_fields
 from services.dashboard.params import ParamError, PositionFilter
-from services.dashboard.repository import (
-    POSITION_GROUPS_SQL,
-    POSITIONS_EVENTS_SQL,
-    groups_answer,
-    total_from_groups,
-)
+from services.dashboard.repository import POSITION_GROUPS_SQL, groups_answer, total_from_groups
+from shared.readmodel.queries import POSITIONS_EVENTS_SQL
 
 if TYPE_CHECKING:
     from services.dashboard.graphql.service import GraphQLService

@@ -27,10 +27,10 @@ from typing import Any
 import asyncpg
 
 from shared.config import redact_dsn
+from shared.readmodel.tables import READ_TABLES
 
 log = logging.getLogger("perpex.dashboard.graphql")
 
-READ_TABLES = ("markets", "positions", "liquidations", "funding_updates", "events", "sync_status")
 WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 ROLE_LOCK_KEY = 0x5045_5250_4751_4C  # "PERPGQL"

@@ -40,7 +40,8 @@ from services.dashboard.keyset import (
     position_ordering,
     positions_page_sql,
 )
-from services.dashboard.repository import MARKET_STATS_SQL, POSITION_SELECT
+from services.dashboard.repository import MARKET_STATS_SQL
+from shared.readmodel.queries import POSITION_SELECT
 
 
 def _ctx(info: strawberry.Info) -> OperationContext:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from services.dashboard.formatting import format_sync
-from services.dashboard.repository import SYNC_STATUS_SQL
 from shared.config import redact_url
+from shared.readmodel.queries import SYNC_STATUS_SQL
 
 log = logging.getLogger("perpex.dashboard.graphql")
 
