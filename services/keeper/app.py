@@ -538,11 +538,7 @@ class Keeper:
             for h in batch_result:
                 c = by_token.get(h.token_id)
                 action = decide(h, self.executor.in_flight(h.token_id))
-                # (not a read from before our liquidation was mined, nor without a price)
-                if block >= self._settled.get(h.token_id, block) and (
-                    h.index_price or not h.exists
-                ):
-                    self.latency.observe(h.token_id, block, h.exists and h.liquidatable)
+                self.latency.read(h, block, self._settled.get(h.token_id))
                 if c is None:  # swept, not a candidate: the mirror said far from maintenance
                     if action is Action.LIQUIDATE:
                         self.metrics.mirror_mismatch.add(1)

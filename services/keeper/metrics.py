@@ -180,6 +180,15 @@ class LiquidatableClock:
         else:
             self.since.pop(token, None)
 
+    def read(self, health: Any, block: int, settled: int | None) -> None:
+        """A health round read `health` (a position's on-chain health view) at `block`;
+        `settled`: the block our last liquidation of it was mined in. A read from before that
+        block, or one without a price (the oracle down), tells nothing."""
+        if settled is not None and block < settled:
+            return
+        if health.index_price or not health.exists:
+            self.observe(health.token_id, block, health.exists and health.liquidatable)
+
     def mined(self, token: int, block: int) -> int | None:
         """Its liquidation was mined in `block`: the latency recorded (None: not tracked)."""
         since = self.since.pop(token, None)
