@@ -19,7 +19,7 @@ from eth_utils import function_signature_to_4byte_selector
 
 from services.indexer.bridge import BridgeFollower, make_follower
 from services.indexer.chunking import Outcome
-from services.indexer.event_specs import EventSpec, build_event_table
+from services.indexer.event_specs import load_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.metrics import OutboxMonitor
 from services.indexer.outbox import OutboxDrainer
@@ -27,16 +27,12 @@ from services.indexer.rpc import JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets, resolve_targets
 from services.indexer.store import WRITER_LOCK_KEY, Store
 from services.indexer.sync import Indexer
-from shared.chain.abi import load_abi
 from shared.config import ConfigError, check_chain_id, check_markets
 from shared.db import create_pool
 from shared.dependencies import Dependencies, broker, is_transient_failure, postgres, rpc
 from shared.health import HealthState
 
 log = logging.getLogger(__name__)
-
-
-EMITTERS = ("PositionManager", "PositionNFT", "PerpExGovernor")
 
 
 def dependencies(settings: IndexerSettings, health: HealthState | None = None) -> Dependencies:
@@ -81,10 +77,6 @@ async def check_market_filter(rpc: JsonRpc, targets: IndexTargets) -> None:
         {mid: info.pair for mid, info in targets.markets.items()},
         targets.position_manager,
     )
-
-
-def load_event_table() -> dict[str, EventSpec]:
-    return build_event_table({name: load_abi(name) for name in EMITTERS})
 
 
 @dataclass

@@ -8,8 +8,11 @@ from typing import Any
 
 from eth_utils import keccak
 
+from shared.chain.abi import load_abi
 from shared.events.names import EVENT_NAMES
 
+# The contracts whose events the indexer follows (their ABIs name the events).
+EMITTERS = ("PositionManager", "PositionNFT", "PerpExGovernor")
 STATIC_TYPES = frozenset({"uint256", "int256", "bool", "address", "bytes32"})
 
 
@@ -57,3 +60,8 @@ def build_event_table(abis: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[s
                 spec = event_spec(entry, emitter)
                 table[spec.topic0] = spec
     return table
+
+
+def load_event_table() -> dict[str, EventSpec]:
+    """The table for the emitters' ABIs from the build output."""
+    return build_event_table({name: load_abi(name) for name in EMITTERS})

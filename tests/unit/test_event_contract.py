@@ -11,8 +11,8 @@ import pytest
 from aiokafka import TopicPartition
 from test_event_schema import TX, _fields
 
-from services.indexer.app import load_event_table
 from services.indexer.decode import DecodedLog
+from services.indexer.event_specs import load_event_table
 from services.keeper.partitions import Ownership
 from shared.events.dedup import RecentKeys, delivery_key
 from shared.events.keys import event_key, market_key, partition_for, token_key

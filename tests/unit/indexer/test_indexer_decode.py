@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.indexer import decode as decode_module
-from services.indexer.app import load_event_table
 from services.indexer.decode import (
     DecodedLog,
     DecodeFailure,
@@ -18,6 +17,7 @@ from services.indexer.decode import (
     market_id_of,
     trace_json,
 )
+from services.indexer.event_specs import load_event_table
 from services.indexer.static_decode import compile_static_decoder
 from shared.events.schema import SCHEMA_VERSION, decode_event, encode_event
 
