@@ -4,18 +4,17 @@ collected spans back to find the trace that links a chain event to its liquidati
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import uvicorn
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from shared.http_server import serve_in_thread
 
 
 @dataclass(frozen=True)
@@ -104,23 +103,6 @@ class OtlpSink:
         )
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield
-
-
 def start_sink_thread(sink: OtlpSink, port: int) -> Callable[[], None]:
     """Serve `sink` on 127.0.0.1:`port` from a background thread; returns a stop function."""
-    server = _Server(uvicorn.Config(sink.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="otlp-sink", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(5)
-
-    return stop
+    return serve_in_thread(sink.app(), "127.0.0.1", port)

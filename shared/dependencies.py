@@ -88,7 +88,7 @@ def is_transient_failure(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    from shared.service import redact_urls
+    from shared.logs import redact_urls
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     text = redact_urls(text)[:160]
@@ -316,7 +316,11 @@ def broker(bootstrap_servers: str, **kw: Any) -> Dependency:
 
 
 def rpc(
-    url: str, chain_id: int | None = None, timeout: float = PROBE_TIMEOUT_S, **kw: Any
+    url: str,
+    chain_id: int | None = None,
+    timeout: float = PROBE_TIMEOUT_S,
+    name: str = "RPC",
+    **kw: Any,
 ) -> Dependency:
     """The JSON-RPC node: eth_chainId, checked against `chain_id` (CHAIN_ID) when given."""
 
@@ -334,4 +338,4 @@ def rpc(
         if chain_id is not None:
             check_chain_id_value(chain_id, int(reply["result"], 16))
 
-    return Dependency("RPC", redact_url(url), probe, **kw)
+    return Dependency(name, redact_url(url), probe, **kw)

@@ -2,7 +2,9 @@
 
 `setup_telemetry(service)` configures tracer and meter providers from the standard OTEL_*
 variables: an OTLP/HTTP exporter when OTEL_EXPORTER_OTLP_ENDPOINT (or the per-signal variant)
-is set, nothing exported otherwise. Tests pass their own in-memory exporter/reader.
+is set, nothing pushed otherwise. Metrics are also readable in the Prometheus format
+(shared/metrics.py: GET /metrics on HEALTH_PORT), unless OTEL_SDK_DISABLED=true turns all
+telemetry off. Tests pass their own in-memory exporter/reader.
 
 W3C trace context crosses Kafka in message headers (`traceparent`, `tracestate`): the indexer
 stores `trace_carrier()` of its span with each outbox row and sends it as headers; consumers call `context_from_headers()` and start their
@@ -28,8 +30,13 @@ log = logging.getLogger(__name__)
 _configured = False
 
 
+def sdk_disabled() -> bool:
+    """OTEL_SDK_DISABLED=true: no telemetry at all (no OTLP export, and /metrics answers 404)."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
 def _otlp_enabled(signal: str) -> bool:
-    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if sdk_disabled():
         return False
     return bool(
         os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -42,8 +49,10 @@ def setup_telemetry(
     span_processors: Sequence[SpanProcessor] = (),
     metric_readers: Sequence[MetricReader] = (),
     force: bool = False,
+    prometheus: bool = True,
 ) -> None:
-    """Install global tracer/meter providers once per process (or again with force=True)."""
+    """Install global tracer/meter providers once per process (or again with force=True).
+    `prometheus`: also expose the metrics for /metrics (shared/metrics.py)."""
     global _configured
     if _configured and not force:
         return
@@ -68,6 +77,10 @@ def setup_telemetry(
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if prometheus and not sdk_disabled():
+        from shared.metrics import prometheus_reader
+
+        readers.append(prometheus_reader())
     _set_providers(
         None if reuse else tracer_provider, MeterProvider(resource=resource, metric_readers=readers)
     )

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.dashboard import metrics
 from services.dashboard.bridge import bridge_transfers, parse_transfer_filter
 from services.dashboard.cache import QueryCache
 from services.dashboard.feed import KafkaFeed
@@ -77,7 +78,12 @@ def _listing(items: list[dict[str, Any]], total: int, page: Page) -> dict[str, A
 class Dashboard:
     """The app's state and handlers."""
 
-    def __init__(self, settings: DashboardSettings, enable_feed: bool | None = None):
+    def __init__(
+        self,
+        settings: DashboardSettings,
+        enable_feed: bool | None = None,
+        health: HealthState | None = None,
+    ):
         self.settings = settings
         self.hub = Hub(settings.dashboard_ws_queue, settings.dashboard_max_clients)
         self.cache = QueryCache(ttl=settings.dashboard_cache_ttl)
@@ -96,7 +102,8 @@ class Dashboard:
         self._feed_task: asyncio.Task[None] | None = None
         # PostgreSQL gates readiness; the broker (the live feed) is watched and reported but
         # does not: without it the page and the API still answer from the database.
-        self.health = HealthState()
+        self.health = health or HealthState()
+        self.health.set_readiness_check(self.database_check)
         deps = [postgres(settings.db_uri)]
         if enabled:
             deps.append(
@@ -106,6 +113,7 @@ class Dashboard:
             deps, self.health, log, interval_s=settings.dependency_check_s
         )
         self._deps_task: asyncio.Task[None] | None = None
+        metrics.register(self)
 
     @property
     def repo(self) -> DashboardRepository:
@@ -130,6 +138,7 @@ class Dashboard:
             self._feed_task = asyncio.create_task(self.feed.run(), name="dashboard-kafka-feed")
         stop = asyncio.Event()
         self._deps_task = asyncio.create_task(self._follow_dependencies(stop), name="dependencies")
+        self.health.set_ready(True, "serving")
         log.info(
             "dashboard up: topic %s, feed %s",
             self.settings.kafka_topic,
@@ -138,6 +147,7 @@ class Dashboard:
         try:
             yield
         finally:
+            self.health.set_ready(False, "stopping")
             stop.set()
             if self._deps_task is not None:
                 self._deps_task.cancel()
@@ -241,12 +251,17 @@ class Dashboard:
         return PlainTextResponse("ok")
 
     async def readyz(self, _: Request) -> Response:
+        ready, reason = await self.health.readiness()
+        return PlainTextResponse(reason, 200 if ready else 503)
+
+    async def database_check(self) -> tuple[bool, str]:
+        """Readiness on every probe (here and on HEALTH_PORT): the database answers a ping."""
         try:
             await asyncio.wait_for(self.repo.ping(), timeout=3)
         except (*DB_ERRORS, RuntimeError) as exc:
-            return PlainTextResponse(f"database unavailable: {type(exc).__name__}", 503)
+            return False, f"database unavailable: {type(exc).__name__}"
         feed = "feed off" if self.feed is None else f"feed {'live' if self.feed.live else 'down'}"
-        return PlainTextResponse(f"ready: database ok, {feed}")
+        return True, f"ready: database ok, {feed}"
 
     # ---- page ----
     async def index(self, _: Request) -> Response:
@@ -355,14 +370,13 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def probe_app(app: Starlette) -> Starlette:
-    """Only /healthz and /readyz of a dashboard app, for the HEALTH_PORT listener."""
-    d: Dashboard = app.state.dashboard
-    return Starlette(routes=[Route("/healthz", d.healthz), Route("/readyz", d.readyz)])
-
-
-def create_app(settings: DashboardSettings, enable_feed: bool | None = None) -> Starlette:
-    d = Dashboard(settings, enable_feed)
+def create_app(
+    settings: DashboardSettings,
+    enable_feed: bool | None = None,
+    health: HealthState | None = None,
+) -> Starlette:
+    """The dashboard's app; `health`: the service skeleton's (served on HEALTH_PORT too)."""
+    d = Dashboard(settings, enable_feed, health)
     api = _json_errors
     graphql = None
     if settings.dashboard_graphql:

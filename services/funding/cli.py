@@ -23,70 +23,57 @@ from services.funding.settings import (
     load_funding_settings,
     load_status_settings,
 )
-from shared.config import ConfigError, exit_on_config_error, redact_url
-from shared.dependencies import StopRequested, retry_transient, run_opened
-from shared.health import HealthState
-from shared.service import configure_logging, redact_urls, run_guarded, service_scope
-from shared.telemetry import setup_telemetry
+from shared.config import EXIT_CONFIG_ERROR, ConfigError, exit_on_config_error, redact_url
+from shared.dependencies import retry_transient, run_opened
+from shared.service import Service, configure_logging, redact_urls, run_main, run_service
+from shared.service import wedged_after as wedged_after_s
 
 log = logging.getLogger("perpex.funding")
+ON_STOP = "finishing any send in progress, then exiting"
+QUIET = {"web3": logging.WARNING}
 
 
-def _logging(level: str) -> None:
-    configure_logging(level, {"web3": logging.WARNING})
+async def run_funding(settings: FundingSettings) -> int:
+    """The funding updater in the service skeleton (shared/service.py); its exit status."""
+
+    async def main(svc: Service) -> None:
+        from services.funding.app import dependencies
+
+        await svc.wait_for(dependencies(settings, svc.health))
+        await _open_and_run(settings, svc)
+
+    return await run_service("funding updater", log, ON_STOP, main, settings.health_port)
 
 
-async def run_service(settings: FundingSettings) -> int:
-    from services.funding.app import dependencies
-
-    async with service_scope(log, "finishing any send in progress, then exiting") as (stop, state):
-        deps = dependencies(settings, state)
-
-        async def main() -> None:
-            state.set_ready(False, "starting: waiting for dependencies")
-            if not await deps.wait(stop):
-                raise StopRequested("stopped while waiting for dependencies")
-            watch = deps.start_watch(stop)
-            try:
-                await _open_and_run(settings, state, stop)
-            finally:
-                watch.cancel()
-
-        return await run_guarded(log, "funding updater", main)
-
-
-async def _open_and_run(settings: FundingSettings, state: HealthState, stop: asyncio.Event) -> None:
+async def _open_and_run(settings: FundingSettings, svc: Service) -> None:
     """Build the updater (chain id, markets, wallet) and run it (building retried while it
     fails transiently)."""
     from services.funding.app import open_updater
     from services.funding.updater import FundingUpdater
 
     async def body(updater: FundingUpdater) -> None:
-        state._status = updater.status
-        watchdog = asyncio.create_task(_watch(updater, state, stop), name="watchdog")
+        svc.health.set_status(updater.status)
+
+        def readiness() -> tuple[bool, str]:
+            if updater.ready:
+                role = "leader" if updater.leader.is_leader else "standby"
+                return True, f"{role}; {len(updater.markets)} market(s) read"
+            return False, "chain not read yet"
+
+        # A send may legitimately take the fence wait plus the receipt wait.
+        cfg = updater.config
+        watchdog = svc.watchdog(
+            lambda: min(s.heartbeat for s in updater.markets.values()),
+            wedged_after_s(cfg.max_sleep_s, cfg.fence_timeout_s),
+            readiness,
+            clock=updater.clock,
+        )
         try:
-            await updater.run(stop)
+            await updater.run(svc.stop)
         finally:
             watchdog.cancel()
 
-    await run_opened(lambda: open_updater(settings), body, stop, state, log)
-
-
-async def _watch(updater: object, state: HealthState, stop: asyncio.Event) -> None:
-    from services.funding.updater import FundingUpdater
-
-    assert isinstance(updater, FundingUpdater)
-    # A send may legitimately take the fence wait plus the receipt wait.
-    cfg = updater.config
-    wedged_after = max(120.0, 5 * cfg.max_sleep_s, 2 * cfg.fence_timeout_s + 60)
-    while not stop.is_set():
-        state.alive = not updater.wedged(wedged_after)
-        if updater.ready:
-            role = "leader" if updater.leader.is_leader else "standby"
-            state.set_ready(True, f"{role}; {len(updater.markets)} market(s) read")
-        else:
-            state.set_ready(False, "chain not read yet")
-        await asyncio.sleep(1.0)
+    await run_opened(lambda: open_updater(settings), body, svc.stop, svc.health, log)
 
 
 @click.group("funding", invoke_without_command=True)
@@ -100,10 +87,7 @@ def funding(ctx: click.Context) -> None:
 @funding.command("run")
 def run() -> None:
     """Update every market's funding rate once per interval (one leader among replicas)."""
-    settings = exit_on_config_error(load_funding_settings)
-    _logging(settings.log_level)
-    setup_telemetry("perpex-funding")
-    sys.exit(asyncio.run(run_service(settings)))
+    run_main("funding", load_funding_settings, run_funding, QUIET)
 
 
 @funding.command("status")
@@ -114,7 +98,7 @@ def status(as_json: bool) -> None:
     from services.funding.status import format_status_table
 
     settings = exit_on_config_error(load_status_settings)
-    _logging("WARNING")
+    configure_logging("WARNING", QUIET, secrets=[settings])
     try:
         rows = asyncio.run(
             retry_transient(
@@ -123,7 +107,7 @@ def status(as_json: bool) -> None:
         )
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG_ERROR)
     except Exception as exc:
         where = redact_url(settings.rpc_url)
         raise click.ClickException(

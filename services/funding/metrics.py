@@ -1,14 +1,21 @@
-"""Funding updater metrics (OpenTelemetry, through shared.telemetry's meter).
+"""Funding updater metrics (OpenTelemetry, through shared.telemetry's meter; OTLP when
+configured, /metrics always: docs/observability.md).
 
 - perpex_funding_seconds_to_next_window{market}  observable gauge, chain seconds (0 when due)
+- perpex_funding_next_update_time{market}        observable gauge, when the next window opens
+                                                 (chain time, unix seconds)
 - perpex_funding_overdue_seconds{market}         observable gauge, how long an open window waits
 - perpex_funding_rate{market}                    observable gauge, last rate, fraction per interval
 - perpex_funding_last_update_time{market}        observable gauge, lastFundingTime (unix seconds)
+- perpex_funding_last_outcome{market,outcome}    observable gauge, 1 for the outcome of the
+                                                 market's last attempt, 0 for the others
 - perpex_funding_wallet_balance_eth              observable gauge
 - perpex_funding_leader                          observable gauge, 1 while this replica leads
 - perpex_funding_updates_sent{market}            counter: updateFundingRate transactions sent
 - perpex_funding_updates_confirmed{market}       counter: ... that updated the rate
 - perpex_funding_reverts{market,reason}          counter: simulations or receipts that reverted
+
+Units are in the names, not OTel units (which Prometheus would append to the names again).
 
 Observable gauges read every live updater in the process (a test may run two), so each
 instrument is created once per meter provider.
@@ -34,12 +41,14 @@ class Observable(Protocol):
 _live: weakref.WeakSet[Any] = weakref.WeakSet()
 
 GAUGES = {
-    "perpex_funding_seconds_to_next_window": ("s", "chain seconds until the next funding window"),
-    "perpex_funding_overdue_seconds": ("s", "chain seconds an open window has waited"),
-    "perpex_funding_rate": ("1", "last funding rate, fraction of the index per interval"),
-    "perpex_funding_last_update_time": ("s", "lastFundingTime, unix seconds"),
-    "perpex_funding_wallet_balance_eth": ("ETH", "funding wallet balance"),
-    "perpex_funding_leader": ("1", "1 while this replica is the funding leader"),
+    "perpex_funding_seconds_to_next_window": "chain seconds until the next funding window",
+    "perpex_funding_next_update_time": "next funding window, chain time (unix seconds)",
+    "perpex_funding_overdue_seconds": "chain seconds an open window has waited",
+    "perpex_funding_rate": "last funding rate, fraction of the index per interval",
+    "perpex_funding_last_update_time": "lastFundingTime, unix seconds",
+    "perpex_funding_last_outcome": "1 for the outcome of the market's last attempt, else 0",
+    "perpex_funding_wallet_balance_eth": "funding wallet balance (ETH)",
+    "perpex_funding_leader": "1 while this replica is the funding leader",
 }
 
 
@@ -70,10 +79,8 @@ def instruments() -> _Instruments:
     provider = metrics.get_meter_provider()
     if _current is None or _current.provider is not provider:
         m = meter("perpex.funding")
-        for name, (unit, description) in GAUGES.items():
-            m.create_observable_gauge(
-                name, callbacks=[_callback(name)], unit=unit, description=description
-            )
+        for name, description in GAUGES.items():
+            m.create_observable_gauge(name, callbacks=[_callback(name)], description=description)
         _current = _Instruments(
             provider=provider,
             sent=m.create_counter(
@@ -98,3 +105,39 @@ def register(updater: Observable) -> None:
 
 def unregister(updater: Observable) -> None:
     _live.discard(updater)
+
+
+def points(updater: Any) -> dict[str, list[tuple[float, dict[str, str]]]]:
+    """Every gauge's points for one FundingUpdater."""
+    from services.funding.outcomes import Outcome
+    from services.funding.rates import rate_fraction
+
+    out: dict[str, list[tuple[float, dict[str, str]]]] = {name: [] for name in GAUGES}
+    for state in updater.markets.values():
+        attrs = {"market": state.ref.pair}
+        last = state.last_outcome
+        if last is not None:
+            for outcome in Outcome:
+                out["perpex_funding_last_outcome"].append(
+                    (1 if outcome is last else 0, {**attrs, "outcome": outcome.value})
+                )
+        snap = state.snapshot
+        if snap is None:
+            continue
+        now = updater._chain_now(state)
+        out["perpex_funding_seconds_to_next_window"].append(
+            (max(0, snap.next_funding_time - now), attrs)
+        )
+        out["perpex_funding_next_update_time"].append((snap.next_funding_time, attrs))
+        out["perpex_funding_overdue_seconds"].append((max(0, now - snap.next_funding_time), attrs))
+        out["perpex_funding_rate"].append((float(rate_fraction(snap.rate_wad)), attrs))
+        out["perpex_funding_last_update_time"].append((snap.last_funding_time, attrs))
+    sender = updater.sender
+    if sender.last_balance_wei is not None:
+        out["perpex_funding_wallet_balance_eth"].append(
+            (sender.last_balance_wei / 1e18, {"wallet": sender.address})
+        )
+    out["perpex_funding_leader"].append(
+        (1 if updater.leader.is_leader else 0, {"election": updater.leader.name})
+    )
+    return out

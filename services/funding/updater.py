@@ -40,7 +40,7 @@ from services.funding.outcomes import (
     remember,
     simulation_reverted,
 )
-from services.funding.rates import format_duration, format_rate, format_timestamp, rate_fraction
+from services.funding.rates import format_duration, format_rate, format_timestamp
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
 from shared.chain.tx import PendingTx, TxSender
 from shared.telemetry import tracer
@@ -481,31 +481,7 @@ class FundingUpdater:
         }
 
     def metric_points(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
-        points: dict[str, list[tuple[float, dict[str, str]]]] = {
-            name: [] for name in metrics.GAUGES
-        }
-        for state in self.markets.values():
-            snap = state.snapshot
-            if snap is None:
-                continue
-            attrs = {"market": state.ref.pair}
-            now = self._chain_now(state)
-            points["perpex_funding_seconds_to_next_window"].append(
-                (max(0, snap.next_funding_time - now), attrs)
-            )
-            points["perpex_funding_overdue_seconds"].append(
-                (max(0, now - snap.next_funding_time), attrs)
-            )
-            points["perpex_funding_rate"].append((float(rate_fraction(snap.rate_wad)), attrs))
-            points["perpex_funding_last_update_time"].append((snap.last_funding_time, attrs))
-        if self.sender.last_balance_wei is not None:
-            points["perpex_funding_wallet_balance_eth"].append(
-                (self.sender.last_balance_wei / 1e18, {"wallet": self.sender.address})
-            )
-        points["perpex_funding_leader"].append(
-            (1 if self.leader.is_leader else 0, {"election": self.leader.name})
-        )
-        return points
+        return metrics.points(self)
 
 
 def _hex(value: Any) -> str:

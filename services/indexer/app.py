@@ -21,6 +21,7 @@ from services.indexer.bridge import BridgeFollower, make_follower
 from services.indexer.chunking import Outcome
 from services.indexer.event_specs import load_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
+from services.indexer.metrics import OutboxMonitor
 from services.indexer.outbox import OutboxDrainer
 from services.indexer.rpc import JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets, resolve_targets
@@ -95,6 +96,10 @@ class IndexerApp:
         target and the outbox is empty (or `stop`)."""
         drainer_stop = asyncio.Event()
         drain_task = asyncio.create_task(self.drainer.run(drainer_stop), name="outbox")
+        monitor = OutboxMonitor(
+            self.pool, self.drainer, min(5.0, max(1.0, self.settings.poll_interval))
+        )
+        monitor_task = asyncio.create_task(monitor.run(drainer_stop), name="outbox-metrics")
         bridge_task = (
             asyncio.create_task(self.bridge.run(stop, until_caught_up), name="bridge")
             if self.bridge is not None
@@ -112,6 +117,7 @@ class IndexerApp:
                 with contextlib.suppress(BaseException):
                     await bridge_task
             drainer_stop.set()
+            monitor_task.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(drain_task, 10)
             # What could not be sent stays in the outbox for the next start.

@@ -10,77 +10,59 @@ contracts), 1 on a reorg deeper than REORG_WINDOW or another fatal error, logged
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
-import time
 
 import click
 
 from services.indexer.settings import IndexerSettings, load_indexer_settings
-from shared.config import exit_on_config_error
 from shared.dependencies import StopRequested, run_opened
-from shared.health import HealthState
-from shared.service import configure_logging, run_guarded, service_scope
-from shared.telemetry import setup_telemetry
+from shared.service import Service, run_main, run_service, wedged_after
 
 log = logging.getLogger("perpex.indexer")
+ON_STOP = "finishing the current chunk, then exiting"
 
 
-async def run_service(settings: IndexerSettings, until_caught_up: bool = False) -> int:
-    from services.indexer.app import dependencies
+async def run_indexer(settings: IndexerSettings, until_caught_up: bool = False) -> int:
+    """The indexer in the service skeleton (shared/service.py); its exit status."""
 
-    async with service_scope(log, "finishing the current chunk, then exiting") as (stop, state):
-        deps = dependencies(settings, state)
+    async def main(svc: Service) -> None:
+        from services.indexer.app import dependencies
 
-        async def main() -> None:
-            state.set_ready(False, "starting: waiting for RPC and PostgreSQL")
-            if not await deps.wait(stop):
-                raise StopRequested("stopped while waiting for dependencies")
-            watch = deps.start_watch(stop)
-            try:
-                await _open_and_run(settings, state, stop, until_caught_up)
-            finally:
-                watch.cancel()
+        await svc.wait_for(dependencies(settings, svc.health))
+        await _open_and_run(settings, svc, until_caught_up)
 
-        return await run_guarded(log, "indexer", main)
+    return await run_service("indexer", log, ON_STOP, main, settings.health_port)
 
 
-async def _open_and_run(
-    settings: IndexerSettings, state: HealthState, stop: asyncio.Event, until_caught_up: bool
-) -> None:
+async def _open_and_run(settings: IndexerSettings, svc: Service, until_caught_up: bool) -> None:
     """Open the app (connect, migrate, take the writer lock; retried while it fails
     transiently) and run it."""
     from services.indexer.app import IndexerApp, StoppedWaiting, open_app, transient
 
     async def body(app: IndexerApp) -> None:
-        state._status = app.status
-        watchdog = asyncio.create_task(_watch(app, state, stop), name="watchdog")
+        svc.health.set_status(app.status)
+        indexer = app.indexer
+
+        def readiness() -> tuple[bool, str]:
+            if indexer.ready:
+                return True, f"synced to block {indexer.last_block}"
+            return False, "syncing not started or failing"
+
+        watchdog = svc.watchdog(
+            lambda: indexer.heartbeat, wedged_after(settings.poll_interval), readiness
+        )
         try:
-            await app.run(stop, until_caught_up=until_caught_up)
+            await app.run(svc.stop, until_caught_up=until_caught_up)
         finally:
             watchdog.cancel()
         log.info("indexer stopped")
 
     try:
-        await run_opened(lambda: open_app(settings, stop=stop), body, stop, state, log, transient)
+        await run_opened(
+            lambda: open_app(settings, stop=svc.stop), body, svc.stop, svc.health, log, transient
+        )
     except StoppedWaiting as exc:
         raise StopRequested(str(exc)) from None
-
-
-async def _watch(app: object, state: HealthState, stop: asyncio.Event) -> None:
-    from services.indexer.app import IndexerApp
-
-    assert isinstance(app, IndexerApp)
-    wedged_after = max(120.0, 20 * app.settings.poll_interval)
-    while not stop.is_set():
-        indexer = app.indexer
-        state.alive = time.monotonic() - indexer.heartbeat < wedged_after
-        if indexer.ready:
-            state.set_ready(True, f"synced to block {indexer.last_block}")
-        else:
-            state.set_ready(False, "syncing not started or failing")
-        await asyncio.sleep(1.0)
 
 
 @click.command("indexer")
@@ -91,9 +73,10 @@ async def _watch(app: object, state: HealthState, stop: asyncio.Event) -> None:
 )
 def indexer(until_caught_up: bool) -> None:
     """Index PositionManager/PositionNFT events into PostgreSQL and Kafka."""
-    settings = exit_on_config_error(load_indexer_settings)
     # the drainer logs broker outages itself
-    configure_logging(settings.log_level, {"aiokafka": logging.CRITICAL})
-    setup_telemetry("perpex-indexer")
-    code = asyncio.run(run_service(settings, until_caught_up))
-    sys.exit(code)
+    run_main(
+        "indexer",
+        load_indexer_settings,
+        lambda settings: run_indexer(settings, until_caught_up),
+        {"aiokafka": logging.CRITICAL},
+    )

@@ -34,11 +34,10 @@ from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
 from services.indexer.sync_types import FetchedChunk, IndexerStats, ReorgInFlight, ReorgTooDeepError
 from shared.readmodel.tables import MarketState, PositionRow
-from shared.telemetry import meter, trace_carrier, tracer
+from shared.telemetry import trace_carrier, tracer
 
 log = logging.getLogger(__name__)
 _tracer = tracer("perpex.indexer")
-_meter = meter("perpex.indexer")
 
 
 @dataclass
@@ -97,36 +96,14 @@ class Indexer:
 
     # ---------------------------------------------------------------- metrics
     def _register_metrics(self) -> None:
-        from opentelemetry.metrics import CallbackOptions, Observation
+        from services.indexer.metrics import register
 
-        def lag(_: CallbackOptions) -> list[Observation]:
-            value = self.stats.lag
-            return [] if value is None else [Observation(value)]
-
-        def eps(_: CallbackOptions) -> list[Observation]:
-            return [Observation(self.stats.events_per_s)]
-
-        def chunk(_: CallbackOptions) -> list[Observation]:
-            return [Observation(self.policy.size)]
-
-        _meter.create_observable_gauge(
-            "perpex_indexer_lag_blocks", [lag], description="head - confirmations - last synced"
-        )
-        _meter.create_observable_gauge(
-            "perpex_indexer_events_per_second", [eps], description="recent indexing rate"
-        )
-        _meter.create_observable_gauge(
-            "perpex_indexer_chunk_size_blocks", [chunk], description="current eth_getLogs span"
-        )
-        self._events_counter = _meter.create_counter(
-            "perpex_indexer_events", description="decoded events committed"
-        )
-        self._failures_counter = _meter.create_counter(
-            "perpex_indexer_decode_failures", description="unknown or malformed logs"
-        )
-        self._reorg_counter = _meter.create_counter(
-            "perpex_indexer_reorgs", description="reorgs rolled back"
-        )
+        (
+            self._events_counter,
+            self._failures_counter,
+            self._reorg_counter,
+            self._reorg_depth,
+        ) = register(self)
 
     # ---------------------------------------------------------------- state
     async def load(self) -> None:
@@ -462,6 +439,7 @@ class Indexer:
         self.stats.reorgs += 1
         self.stats.reverted_events += result.removed
         self._reorg_counter.add(1)
+        self._reorg_depth.record(max(1, self.last_block - result.first_removed_block + 1))
         log.warning(
             "reorg: rolled back blocks >= %d (%d events, %d positions rebuilt); "
             "compensating events queued",

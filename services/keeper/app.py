@@ -45,7 +45,7 @@ from services.keeper.chain import ChainReader, RpcCallError
 from services.keeper.consumer import EventConsumer
 from services.keeper.decisions import Action, CheckTracker, decide
 from services.keeper.executor import Callbacks, Executor
-from services.keeper.metrics import KeeperMetrics
+from services.keeper.metrics import KeeperMetrics, LiquidatableClock
 from services.keeper.partitions import Ownership
 from services.keeper.ranking import Candidate, Ranker
 from services.keeper.rpc import RpcCounter, counting_web3
@@ -66,6 +66,7 @@ from shared.dependencies import (
     rpc,
 )
 from shared.health import HealthState
+from shared.service import watchdog, wedged_after
 
 log = logging.getLogger("perpex.keeper")
 
@@ -98,7 +99,7 @@ class Keeper:
     def __init__(self, settings: KeeperSettings, health: HealthState | None = None):
         self.settings = settings
         self.health = health or HealthState()
-        self.health._status = self.status
+        self.health.set_status(self.status)
         self.targets: KeeperTargets = resolve_targets(settings)
         self.health_rpc = RpcCounter()
         self.exec_rpc = RpcCounter()
@@ -128,13 +129,8 @@ class Keeper:
         self.book = PositionBook(owns=lambda _t: False)
         self.ranker = Ranker(settings.margin_buffer)
         self.tracker = CheckTracker()
-        self.metrics = KeeperMetrics(
-            pending=lambda: len(self.sender.pending),
-            balance_wei=lambda: self.sender.last_balance_wei,
-            book_size=lambda: len(self.book),
-            stuck=lambda: self.sender.stuck() is not None,
-            oldest_pending_s=self.sender.oldest_pending_s,
-        )
+        self.latency = LiquidatableClock(lambda n: self.metrics.liquidation_latency.record(n))
+        self.metrics = KeeperMetrics.of(self.sender, lambda: len(self.book), self.latency)
         self.executor = Executor(
             self.sender,
             self.chain,
@@ -398,6 +394,7 @@ class Keeper:
         block = receipt.get("blockNumber")
         if isinstance(block, int):
             self._settled[token] = block
+            self.latency.mined(token, block)
         self.tracker.invalidate(token)
         self.ranker.forget(token)
 
@@ -407,6 +404,7 @@ class Keeper:
         self.tracker.invalidate(token)
         self.ranker.forget(token)
         self._settled.pop(token, None)
+        self.latency.forget(token)
 
     def _retry(self, token: int, reason: str) -> None:
         self.tracker.invalidate(token)
@@ -433,10 +431,8 @@ class Keeper:
 
     async def _watchdog(self) -> None:
         """Liveness: the health loop must come around (even failing, it backs off <= 30 s)."""
-        wedged_after = max(90.0, 20 * self.settings.poll_interval)
-        while not self._stop.is_set():
-            self.health.alive = time.monotonic() - self.heartbeat < wedged_after
-            await _wait(self._stop, 1.0)
+        wedged_s = wedged_after(self.settings.poll_interval)
+        await watchdog(self.health, lambda: self.heartbeat, wedged_s, self._stop)
 
     async def _slow_loop(self) -> None:
         """Market ratios every MARKET_REFRESH_S; the wallet balance."""
@@ -542,6 +538,7 @@ class Keeper:
             for h in batch_result:
                 c = by_token.get(h.token_id)
                 action = decide(h, self.executor.in_flight(h.token_id))
+                self.latency.read(h, block, self._settled.get(h.token_id))
                 if c is None:  # swept, not a candidate: the mirror said far from maintenance
                     if action is Action.LIQUIDATE:
                         self.metrics.mirror_mismatch.add(1)

@@ -10,46 +10,42 @@ waited for, never fatal.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 
 import click
 
 from services.keeper.settings import KeeperSettings, load_keeper_settings
-from shared.config import exit_on_config_error
-from shared.service import configure_logging, run_guarded, service_scope
-from shared.telemetry import setup_telemetry
+from shared.service import Service, run_main, run_service
 
 log = logging.getLogger("perpex.keeper")
+ON_STOP = "no new liquidations; waiting for pending ones, then exiting"
 
 
-async def run_service(settings: KeeperSettings, health_port: int | None = None) -> int:
+async def run_keeper(settings: KeeperSettings, health_port: int | None = None) -> int:
+    """The keeper in the service skeleton (shared/service.py); its exit status."""
     from services.keeper.app import Keeper
 
-    on_stop = "no new liquidations; waiting for pending ones, then exiting"
-    async with service_scope(log, on_stop, health_port) as (stop, state):
-        keeper: Keeper | None = None
-
-        async def main() -> None:
-            nonlocal keeper
-            keeper = Keeper(settings, state)
-            await keeper.start(stop)
-            await keeper.run(stop)
-
+    async def main(svc: Service) -> None:
+        keeper = Keeper(settings, svc.health)
         try:
-            return await run_guarded(log, "keeper", main)
+            await keeper.start(svc.stop)
+            await keeper.run(svc.stop)
         finally:
-            if keeper is not None and not keeper.stopped:
+            if not keeper.stopped:
                 await keeper.shutdown()
+
+    port = settings.health_port if health_port is None else health_port
+    return await run_service("keeper", log, ON_STOP, main, port)
 
 
 @click.command("keeper")
 def keeper() -> None:
     """Liquidate every position that becomes liquidatable, exactly once."""
-    settings = exit_on_config_error(load_keeper_settings)
     # aiokafka logs broker trouble with tracebacks; the consumer and the dependency watch say it
     # in one line each ("broker at ... unreachable", "kafka: ...; retrying")
-    configure_logging(settings.log_level, {"web3": logging.WARNING, "aiokafka": logging.CRITICAL})
-    setup_telemetry("perpex-keeper")
-    sys.exit(asyncio.run(run_service(settings)))
+    run_main(
+        "keeper",
+        load_keeper_settings,
+        run_keeper,
+        {"web3": logging.WARNING, "aiokafka": logging.CRITICAL},
+    )

@@ -1,4 +1,12 @@
-"""`perpex operator`: the PerpMarket operator (kopf), with /healthz and /readyz on HEALTH_PORT.
+"""`perpex operator`: the PerpMarket operator (kopf), in the service skeleton
+(shared/service.py): /healthz, /readyz, /status and /metrics on HEALTH_PORT (0: off), logs
+with secrets redacted (kopf's lines and the Kubernetes Events it posts included), exit 2 on bad
+configuration, 1 (one log line) on a failure.
+
+Signals: while it waits for the Kubernetes API the skeleton's handlers stop the wait (exit 0);
+kopf then runs with the skeleton's stop event as its stop flag, and once kopf has started the
+skeleton takes SIGTERM/SIGINT back from it, so the first signal stops kopf gracefully (its
+cleanup handlers run) and a second exits at once.
 
 Replicas coordinate through kopf peering: each one announces itself in the ClusterKopfPeering
 (or, when watching namespaces, the KopfPeering in each namespace) named by --peering, and only
@@ -10,26 +18,24 @@ PERPEX_OPERATOR_PRIORITY or --priority is given each process draws a random one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
-import signal
-import sys
 from typing import Any
 
 import click
 import kopf
 
-from services.operator.config import OperatorConfig, OperatorConfigError
+from services.operator import metrics
+from services.operator.config import OperatorConfig
 from services.operator.handlers import register
-from services.operator.health import HealthServer
 from shared.config import ConfigError
 from shared.dependencies import Dependencies, Dependency
-from shared.health import HealthState
+from shared.logs import install_redaction
+from shared.service import Service, install_signal_handlers, run_main, run_service
 
-EXIT_CONFIG_ERROR = 2
 log = logging.getLogger("perpex.operator")
+ON_STOP = "stopping kopf (cleanup handlers run), then exiting"
 
 
 def kubernetes_api() -> Dependency:
@@ -62,30 +68,16 @@ async def run_operator(
     peering: str | None,
     priority: int,
     health_host: str = "0.0.0.0",
-) -> None:
+) -> int:
+    """The operator in the service skeleton; its exit status."""
     registry = kopf.get_default_registry()
     register(registry, config)
-    ready = asyncio.Event()
-    state = HealthState()
-    deps = Dependencies([kubernetes_api()], state, log)
-    health = HealthServer(ready, host=health_host, port=config.health_port, state=state)
-    await health.start()
-    stop = asyncio.Event()
-    watch: asyncio.Task[None] | None = None
-    try:
-        # Until kopf takes over SIGTERM/SIGINT, they end the wait for the API (exit 0).
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            if not await deps.wait(stop):
-                log.info("stopped while waiting for the Kubernetes API")
-                return
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        watch = deps.start_watch(stop)
-        # kopf handles SIGTERM/SIGINT itself (graceful stop, then cleanup handlers).
+    metrics.start()
+
+    async def main(svc: Service) -> None:
+        await svc.wait_for(Dependencies([kubernetes_api()], svc.health, log))
+        ready = asyncio.Event()
+        svc.spawn(_follow_kopf(svc, ready), "kopf-started")
         await kopf.operator(
             registry=registry,
             clusterwide=not namespaces,
@@ -94,15 +86,29 @@ async def run_operator(
             peering_name=peering,
             priority=priority,
             ready_flag=ready,
+            stop_flag=svc.stop,
             memo=kopf.Memo(),
         )
-    finally:
-        stop.set()
-        if watch is not None:
-            watch.cancel()
-            with contextlib.suppress(BaseException):
-                await watch
-        await health.stop()
+
+    return await run_service("operator", log, ON_STOP, main, config.health_port, health_host)
+
+
+async def _follow_kopf(svc: Service, ready: asyncio.Event) -> None:
+    """Ready once kopf has started (and while the API answers); the signals back to the
+    skeleton (kopf installed its own handlers when it started)."""
+    svc.health.set_ready(False, "starting kopf")
+    await ready.wait()
+    install_signal_handlers(svc, ON_STOP)
+    svc.health.set_ready(True, "kopf started")
+    await svc.stop.wait()
+    svc.health.set_ready(False, "stopping")
+
+
+def setup_logging(verbose: bool) -> None:
+    """kopf's log format, with every line and posted Event redacted (shared/logs.py)."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
+    install_redaction()
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 @click.command(name="operator")
@@ -137,22 +143,11 @@ def operator(
     verbose: bool,
 ) -> None:
     """Run the PerpMarket operator (reconciles keeper/funding Deployments per market)."""
-    try:
-        config = OperatorConfig.from_env()
-    except OperatorConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG_ERROR) from None
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     chosen = priority if priority is not None else random.SystemRandom().randrange(1, 2**31)
-    kwargs: dict[str, Any] = {
-        "config": config,
-        "namespaces": namespaces,
-        "peering": None if standalone else peering,
-        "priority": chosen,
-    }
-    try:
-        asyncio.run(run_operator(**kwargs))
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG_ERROR) from None
+
+    def run(config: OperatorConfig) -> Any:
+        return run_operator(config, namespaces, None if standalone else peering, chosen)
+
+    run_main(
+        "operator", OperatorConfig.from_env, run, configure=lambda _config: setup_logging(verbose)
+    )

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.operator.spec import KeyRef
+from shared.config import ConfigError
 
 WORKLOAD_ENV_PREFIX = "PERPEX_WORKLOAD_ENV_"
 SECRET_LIKE_ENV = re.compile(r"(?i)(PRIVATE_KEY|PASSWORD|SECRET|TOKEN|DB_URI|MNEMONIC)")
@@ -32,8 +33,11 @@ ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 
 
-class OperatorConfigError(ValueError):
-    pass
+class OperatorConfigError(ConfigError, ValueError):
+    """Invalid operator configuration: every problem by variable (exit 2, as every service)."""
+
+    def __init__(self, problems: dict[str, str]):
+        super().__init__(problems, "operator")
 
 
 @dataclass(frozen=True)
@@ -50,21 +54,23 @@ class OperatorConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
         env = os.environ if environ is None else environ
-        problems: list[str] = []
+        problems: dict[str, str] = {}
         policy = env.get("PERPEX_OPERATOR_IMAGE_PULL_POLICY", "IfNotPresent")
         if policy not in PULL_POLICIES:
-            problems.append(f"PERPEX_OPERATOR_IMAGE_PULL_POLICY: must be one of {PULL_POLICIES}")
+            problems["PERPEX_OPERATOR_IMAGE_PULL_POLICY"] = f"must be one of {PULL_POLICIES}"
         try:
             interval = float(env.get("PERPEX_OPERATOR_STATUS_INTERVAL", "30"))
             if not 0.1 <= interval <= 3600:
                 raise ValueError
         except ValueError:
-            problems.append("PERPEX_OPERATOR_STATUS_INTERVAL: must be seconds in [0.1, 3600]")
+            problems["PERPEX_OPERATOR_STATUS_INTERVAL"] = "must be seconds in [0.1, 3600]"
             interval = 30.0
         try:
             health_port = int(env.get("HEALTH_PORT", "8080"))
+            if not 0 <= health_port <= 65535:
+                raise ValueError
         except ValueError:
-            problems.append("HEALTH_PORT: must be a port number")
+            problems["HEALTH_PORT"] = "must be a port number (0 turns the probes off)"
             health_port = 8080
         workload_env: dict[str, str] = {}
         for key, value in sorted(env.items()):
@@ -72,9 +78,9 @@ class OperatorConfig:
                 continue
             name = key.removeprefix(WORKLOAD_ENV_PREFIX)
             if not ENV_NAME_RE.match(name):
-                problems.append(f"{key}: {name!r} is not a valid variable name")
+                problems[key] = f"{name!r} is not a valid variable name"
             elif SECRET_LIKE_ENV.search(name):
-                problems.append(f"{key}: secrets may not be passed as plain workload env")
+                problems[key] = "secrets may not be passed as plain workload env"
             elif value != "":
                 workload_env[name] = value
         db_name = env.get("PERPEX_OPERATOR_DB_SECRET_NAME", "")
@@ -84,7 +90,7 @@ class OperatorConfig:
             else None
         )
         if problems:
-            raise OperatorConfigError("invalid operator configuration:\n  " + "\n  ".join(problems))
+            raise OperatorConfigError(problems)
         pull_secrets = tuple(
             s.strip()
             for s in env.get("PERPEX_OPERATOR_IMAGE_PULL_SECRETS", "").split(",")

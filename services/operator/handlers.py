@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from services.operator import metrics
 from services.operator.config import OperatorConfig
 from services.operator.manifests import GROUP, PLURAL, VERSION
 from services.operator.reconcile import ReconcileResult, cleanup, reconcile
@@ -59,6 +61,15 @@ def _log(logger: Any, result: ReconcileResult) -> None:
 PERP_MARKETS = Kind(f"{GROUP}/{VERSION}", PLURAL)
 
 
+def _key(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata", {})
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _count(body: Mapping[str, Any], trigger: str, result: ReconcileResult, started: float) -> None:
+    metrics.reconciled(_key(body), trigger, result.status, result.error, time.monotonic() - started)
+
+
 def _reconcile_lock(memo: kopf.Memo) -> asyncio.Lock:
     """One reconcile at a time per market (the memo is per object): the update handler and
     the refresh timer run in tasks of their own."""
@@ -102,8 +113,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def reconcile_market(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Any, **_: Any
     ) -> None:
+        started = time.monotonic()
         async with _reconcile_lock(memo):
             result = await reconcile(memo["kube"], body, config)
+        _count(body, "change", result, started)
         _apply_status(patch, body, result)
         _log(logger, result)
         if result.error is not None:
@@ -123,9 +136,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         # Re-reconciling is read-only when nothing drifted; it repairs drift when it did
         # (a deleted or hand-edited Deployment), and refreshes ready replica counts.
+        started = time.monotonic()
         refreshed = await refresh(memo["kube"], body, config, _reconcile_lock(memo))
         if refreshed is not None:
             fresh, result = refreshed
+            _count(fresh, "refresh", result, started)
             _apply_status(patch, fresh, result)
             _log(logger, result)
 
@@ -133,3 +148,4 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def delete_market(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
         for deleted in await cleanup(memo["kube"], body, config):
             logger.info("deleted %s", deleted)
+        metrics.deleted(_key(body))

@@ -55,6 +55,7 @@ class Lane:
     failures: int = 0
     verified: int = 0
     delivered: int = 0
+    refused: int = 0  # deliveries the destination refused (retried)
     last_error: str | None = None
     head: int = 0
 
@@ -69,6 +70,7 @@ class Lane:
             "pending": len(self.state.pending),
             "verified": self.verified,
             "delivered": self.delivered,
+            "refused": self.refused,
             "last_error": self.last_error,
         }
 

@@ -2,64 +2,69 @@
 
 SIGTERM/SIGINT: the step in progress finishes (a transaction being confirmed is waited for) and
 the process exits 0. SIGKILL at any moment is safe too: the next start reads the chains and
-continues where they are. Exit 2 on bad configuration, 1 on another fatal error.
+continues where they are. At start it waits (with backoff, logging what for, not ready
+meanwhile) for both chains' nodes. Exit 2 on bad configuration, 1 on another fatal error,
+logged as one line.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 
 import click
 
+from services.relayer import metrics
 from services.relayer.settings import RelayerSettings, load_relayer_settings
-from shared.config import ConfigError, exit_on_config_error
+from shared.dependencies import Dependencies, rpc
 from shared.health import HealthState
-from shared.service import configure_logging, service_scope
-from shared.telemetry import setup_telemetry
+from shared.service import Service, run_main, run_service, wedged_after
 
 log = logging.getLogger("perpex.relayer")
+ON_STOP = "finishing the current step, then exiting"
 
 
-async def run_service(settings: RelayerSettings, until_idle: bool = False) -> int:
+def dependencies(settings: RelayerSettings, health: HealthState | None = None) -> Dependencies:
+    """Both chains' nodes (their chain ids are checked by the relayer itself, naming which)."""
+    return Dependencies(
+        [
+            rpc(settings.rpc_url, name="RPC (home)"),
+            rpc(settings.remote_rpc_url, name="RPC (remote)"),
+        ],
+        health,
+        log,
+        interval_s=settings.dependency_check_s,
+    )
+
+
+async def run_relayer(settings: RelayerSettings, until_idle: bool = False) -> int:
+    """The relayer in the service skeleton (shared/service.py); its exit status."""
     from services.relayer.app import open_relayer
-
-    async with service_scope(log, "finishing the current step, then exiting") as (stop, state):
-        try:
-            async with open_relayer(settings) as relayer:
-                state._status = relayer.status
-                watchdog = asyncio.create_task(_watch(relayer, state, stop), name="watchdog")
-                log.info(
-                    "relaying between chain %d (home) and chain %d (remote) as %s",
-                    relayer.home.side.chain_id,
-                    relayer.remote.side.chain_id,
-                    relayer.home.sender.address,
-                )
-                try:
-                    await relayer.run(stop, until_idle=until_idle)
-                finally:
-                    watchdog.cancel()
-            log.info("relayer stopped")
-            return 0
-        except ConfigError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
-        except Exception:
-            log.exception("relayer failed")
-            return 1
-
-
-async def _watch(relayer: object, state: HealthState, stop: asyncio.Event) -> None:
     from services.relayer.relay import Relayer
 
-    assert isinstance(relayer, Relayer)
-    wedged_after = max(120.0, 2 * relayer.home.sender.confirm_timeout_s)
-    while not stop.is_set():
-        state.alive = not relayer.wedged(wedged_after)
+    async def main(svc: Service) -> None:
+        await svc.wait_for(dependencies(settings, svc.health))
+        async with open_relayer(settings) as relayer:
+            svc.health.set_status(relayer.status)
+            metrics.register(relayer)
+            log.info(
+                "relaying between chain %d (home) and chain %d (remote) as %s",
+                relayer.home.side.chain_id,
+                relayer.remote.side.chain_id,
+                relayer.home.sender.address,
+            )
+            svc.watchdog(
+                lambda: relayer.heartbeat,
+                wedged_after(settings.poll_interval, settings.relayer_confirm_timeout_s),
+                lambda: _readiness(relayer),
+            )
+            await relayer.run(svc.stop, until_idle=until_idle)
+        log.info("relayer stopped")
+
+    def _readiness(relayer: Relayer) -> tuple[bool, str]:
         pending = sum(len(lane.state.pending) for lane in relayer.lanes)
-        state.set_ready(relayer.ready, f"{pending} packet(s) in flight" if relayer.ready else "")
-        await asyncio.sleep(1.0)
+        return relayer.ready, f"{pending} packet(s) in flight" if relayer.ready else ""
+
+    return await run_service("relayer", log, ON_STOP, main, settings.health_port)
 
 
 @click.command("relayer")
@@ -71,7 +76,9 @@ async def _watch(relayer: object, state: HealthState, stop: asyncio.Event) -> No
 def relayer(until_idle: bool) -> None:
     """Relay the bridge's LayerZero packets between the home and the remote chain: verify them
     on the destination (SimpleMessageLib.validatePacket), then deliver them (lzReceive)."""
-    settings = exit_on_config_error(load_relayer_settings)
-    configure_logging(settings.log_level, {"web3": logging.WARNING})
-    setup_telemetry("perpex-relayer")
-    sys.exit(asyncio.run(run_service(settings, until_idle)))
+    run_main(
+        "relayer",
+        load_relayer_settings,
+        lambda settings: run_relayer(settings, until_idle),
+        {"web3": logging.WARNING},
+    )

@@ -56,16 +56,10 @@ from shared.chain.deployment import BridgeDeployment
 from shared.chain.errors import TxRevertedError
 from shared.chain.tx import is_transient
 from shared.config import ConfigError
-from shared.telemetry import meter, tracer
+from shared.telemetry import tracer
 
 log = logging.getLogger("perpex.relayer")
 _tracer = tracer("perpex.relayer")
-_meter = meter("perpex.relayer")
-_verified = _meter.create_counter("perpex_relayer_verified", description="packets verified")
-_delivered = _meter.create_counter("perpex_relayer_delivered", description="packets delivered")
-_refused = _meter.create_counter(
-    "perpex_relayer_delivery_refused", description="deliveries the destination refused (retried)"
-)
 
 PACKET_SENT_TOPIC = "0x" + keccak(text="PacketSent(bytes,bytes,address)").hex()
 T = TypeVar("T")
@@ -360,7 +354,7 @@ class Relayer:
                 lane.retry_at = time.monotonic() + delay
                 lane.last_error = f"{role} nonce {packet.nonce}: {exc.reason}"
                 if role == "deliver":
-                    _refused.add(1, {"lane": lane.name})
+                    lane.refused += 1
                 log.warning(
                     "%s: %s of nonce %d (%s) refused: %s; retrying in %.1fs",
                     lane.name,
@@ -375,10 +369,8 @@ class Relayer:
         lane.last_error = None
         if role == "verify":
             lane.verified += 1
-            _verified.add(1, {"lane": lane.name})
         else:
             lane.delivered += 1
-            _delivered.add(1, {"lane": lane.name})
         log.info(
             "%s: %s nonce %d guid %s (%s) in tx %s",
             lane.name,

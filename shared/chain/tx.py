@@ -85,6 +85,7 @@ from shared.chain.tx_model import (
     ReconcileResult,
     SenderStats,
     hex_str,
+    kind_of,
     nonce_ranges,
     rebroadcast_counter,
     sent_counter,
@@ -408,7 +409,7 @@ class TxSender(LedgerSupervisor):
                 if maybe_delivered(exc) and not maybe_out:
                     maybe_out = True
                     self.stats.sent += 1  # out, as far as anyone knows
-                    sent_counter.add(1, {"label": pending.label})
+                    sent_counter.add(1, kind_of(pending))
                     log.warning(
                         "%s nonce=%d: no answer to the broadcast (%s: %s); sending the same "
                         "bytes again until the node knows %s",
@@ -426,10 +427,10 @@ class TxSender(LedgerSupervisor):
         pending.sent_at = time.monotonic()
         if maybe_out:
             self.stats.rebroadcast += 1
-            rebroadcast_counter.add(1, {"label": pending.label})
+            rebroadcast_counter.add(1, kind_of(pending))
             return
         self.stats.sent += 1
-        sent_counter.add(1, {"label": pending.label})
+        sent_counter.add(1, kind_of(pending))
         log.info(
             "sent %s nonce=%d hash=%s maxFee=%d",
             pending.label,

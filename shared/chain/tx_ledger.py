@@ -15,7 +15,7 @@ from web3.exceptions import Web3RPCError
 
 from shared.chain.errors import ErrorKind, InsufficientBalanceError, classify_message
 from shared.chain.fees import FeeCapExceeded, Fees, max_cost_wei
-from shared.chain.nonces import Broadcast, stuck_reason
+from shared.chain.nonces import Broadcast, holes, stuck_reason
 from shared.chain.tx_errors import is_transient, maybe_delivered
 from shared.chain.tx_model import (
     CANCEL_GAS,
@@ -23,6 +23,7 @@ from shared.chain.tx_model import (
     SenderStats,
     cancelled_counter,
     hex_str,
+    kind_of,
     sent_counter,
 )
 from shared.chain.tx_reads import WalletReads
@@ -124,7 +125,7 @@ class TxLedger(WalletReads):
         if pending.kind == "cancel" or pending.cancelling:
             pending.cancel_hashes.add(tx_hash)
         self.stats.sent += 1
-        sent_counter.add(1, {"label": pending.label})
+        sent_counter.add(1, kind_of(pending))
         log.info(
             "sent %s nonce=%d hash=%s maxFee=%d",
             pending.label,
@@ -268,6 +269,14 @@ class TxLedger(WalletReads):
         if not self.pending:
             return 0.0
         return time.monotonic() - min(p.created_at for p in self.pending.values())
+
+    def nonce_gap(self) -> int:
+        """How many nonces the chain waits for that no tracked transaction holds (from the
+        last mined nonce read), the ones the node refuses to fill included: 0 normally."""
+        gaps = set(self._unfillable)
+        if self._mined_nonce is not None:
+            gaps.update(holes(self._mined_nonce[1], list(self.pending)))
+        return len(gaps)
 
     def _log_stuck(self) -> None:
         reason = self.stuck()

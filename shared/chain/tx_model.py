@@ -4,6 +4,7 @@ by its parts (shared/chain/tx.py)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,13 @@ cancelled_counter = _meter.create_counter(
 )
 
 CANCEL_GAS = 21_000
+
+
+def kind_of(pending: PendingTx) -> dict[str, str]:
+    """The counters' attribute: the kind of transaction (`liquidate`, `updateFundingRate`,
+    `verify`, `cancel`...), the label's first word, never the label itself (which names a
+    token or nonce: one series per transaction)."""
+    return {"kind": re.split(r"[\s:#]", pending.label, maxsplit=1)[0] or "tx"}
 
 
 @dataclass

@@ -17,7 +17,13 @@ from shared.chain.fees import FeeCapExceeded
 from shared.chain.nonces import Broadcast, Step, entry_step, holes, recheck_delay
 from shared.chain.tx_errors import TxCancelledError, TxNonceConsumedError, is_transient
 from shared.chain.tx_ledger import TxLedger
-from shared.chain.tx_model import PendingTx, each_pending, rebroadcast_counter, replaced_counter
+from shared.chain.tx_model import (
+    PendingTx,
+    each_pending,
+    kind_of,
+    rebroadcast_counter,
+    replaced_counter,
+)
 
 log = logging.getLogger("shared.chain.tx")
 
@@ -213,7 +219,7 @@ class LedgerSupervisor(TxLedger):
         pending.broadcast = Broadcast.SENT
         self._unfillable.pop(pending.nonce, None)
         self.stats.rebroadcast += 1
-        rebroadcast_counter.add(1, {"label": pending.label})
+        rebroadcast_counter.add(1, kind_of(pending))
         log.warning(
             "%s nonce=%d: the node did not have %s; sent the same transaction again",
             pending.label,
@@ -267,7 +273,7 @@ class LedgerSupervisor(TxLedger):
                 return
             raise
         self.stats.replaced += 1
-        replaced_counter.add(1, {"label": pending.label})
+        replaced_counter.add(1, kind_of(pending))
         log.warning(
             "replaced %s nonce=%d: maxFee %d -> %d, priority %d -> %d",
             pending.label,

@@ -52,6 +52,7 @@ def test_chart_has_its_parts():
         "templates/indexer.yaml",
         "templates/dashboard.yaml",
         "templates/markets.yaml",
+        "templates/monitoring.yaml",
         "values.schema.json",
     ):
         assert (CHART / part).is_file(), part

@@ -103,6 +103,25 @@ def test_lint_namespaced_operator_with_replicas(tmp_path: Path):
     assert problems(result, stderr) == []
 
 
+def test_lint_with_every_monitor_on(tmp_path: Path):
+    """ServiceMonitors (operator, indexer, dashboard), the market PodMonitor, extra labels."""
+    result, stderr = lint(
+        tmp_path,
+        example_values(),
+        {
+            "metrics": {
+                "serviceMonitor": {"enabled": True},
+                "podMonitor": {"enabled": True},
+                "interval": "15s",
+                "labels": {"release": "kube-prometheus-stack"},
+            },
+            "operator": {"watchNamespaces": ["markets-a"]},
+        },
+    )
+    assert problems(result, stderr) == []
+    assert result["errors"] == 0
+
+
 BAD_VALUES = {
     "unknown log level": {"config": {"logLevel": "LOUD"}},
     "typo in a section": {"operater": {"enabled": True}},
@@ -129,6 +148,8 @@ BAD_VALUES = {
         ]
     },
     "missing database secret": {"config": {"database": {"existingSecret": ""}}},
+    "scrape interval not a duration": {"metrics": {"interval": "often"}},
+    "typo in the monitor flag": {"metrics": {"serviceMonitor": {"enable": True}}},
     "graphql secret without a key": {"dashboard": {"graphql": {"dbSecret": {"key": ""}}}},
 }
 

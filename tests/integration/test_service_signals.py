@@ -18,9 +18,9 @@ from shared.service import configure_logging, service_scope
 async def main():
     configure_logging("INFO")
     log = logging.getLogger("hung")
-    async with service_scope(log, "finishing (never)", health_port=0) as (stop, _):
+    async with service_scope(log, "finishing (never)", health_port=0) as svc:
         print("ready", flush=True)
-        await stop.wait()
+        await svc.stop.wait()
         await asyncio.sleep(3600)  # a graceful stop that never ends
 
 asyncio.run(main())

@@ -15,9 +15,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import kmock as km
 import pytest
 import yaml
 from operator_harness import DEPLOY, NS, PM, ROOT, CrdValidator, OperatorEnv, OperatorFactory
+
+from services.operator.manifests import Owner, labels
 
 HELM_PYTHON = ROOT / ".venv-helm" / "bin" / "python"
 HELM_ACTION = ROOT / "tests" / "helm" / "helm_action.py"
@@ -183,3 +186,74 @@ async def test_chart_markets_are_reconciled_until_ready(
         },
     } in volumes
     assert env.get(PM, "btc-usdt")["status"]["keepers"] == "1/1"  # type: ignore[index]
+
+
+async def test_helm_install_renders_the_monitors_when_enabled(
+    emulator: OperatorEnv, tmp_path: Path
+):
+    """metrics.serviceMonitor / podMonitor: a headless Service on the health port and a
+    ServiceMonitor per chart service, a PodMonitor for the operator's keeper and funding
+    pods; none of them with the defaults (the first test installs those)."""
+    env = emulator
+    every = ["get", "list", "watch", "create", "patch", "update", "delete"]
+    for plural, kind in (("servicemonitors", "ServiceMonitor"), ("podmonitors", "PodMonitor")):
+        env.kmock.resources[f"monitoring.coreos.com/v1/{plural}"] = km.ResourceInfo(
+            kind=kind, namespaced=True, verbs=every
+        )
+    values = yaml.safe_load(EXAMPLE_VALUES.read_text())
+    values["metrics"] = {
+        "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True},
+        "interval": "15s",
+        "labels": {"release": "kube-prometheus-stack"},
+    }
+    await helm_install(env, tmp_path, values)
+
+    monitors = {m["metadata"]["name"]: m for m in objects_of(env, "servicemonitors")}
+    assert set(monitors) == {"perpex-operator", "perpex-indexer", "perpex-dashboard"}
+    services = {s["metadata"]["name"]: s for s in objects_of(env, "services")}
+    deployments = {d["metadata"]["name"]: d for d in objects_of(env, "deployments")}
+    for component in ("operator", "indexer", "dashboard"):
+        monitor = monitors[f"perpex-{component}"]
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint == {
+            "port": "health",
+            "path": "/metrics",
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+        }
+        assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/component"
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NS]}
+        # it selects exactly the metrics Service, which selects the component's pods on the
+        # port the probes (and /metrics) are served on
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        (service,) = [
+            s for s in services.values() if wanted.items() <= s["metadata"]["labels"].items()
+        ]
+        assert service["metadata"]["name"] == f"perpex-{component}-metrics"
+        assert service["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["ports"] == [
+            {"name": "health", "port": 8080, "targetPort": "health", "protocol": "TCP"}
+        ]
+        pod = deployments[f"perpex-{component}"]["spec"]["template"]
+        assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+
+    (pods,) = objects_of(env, "podmonitors")
+    assert pods["metadata"]["name"] == "perpex-markets"
+    assert pods["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = pods["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "health" and endpoint["path"] == "/metrics"
+    # the selector matches the pods the operator makes for a market's keeper and funding
+    owner = Owner(name="eth-usdt", namespace=NS, uid="u")
+    selector = pods["spec"]["selector"]
+    (expression,) = selector["matchExpressions"]
+    for component, selected in (("keeper", True), ("funding", True), ("market", False)):
+        pod_labels = labels(owner, component)
+        matches = selector["matchLabels"].items() <= pod_labels.items() and (
+            pod_labels.get(expression["key"]) in expression["values"]
+        )
+        assert matches is selected, component

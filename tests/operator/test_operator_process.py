@@ -1,7 +1,8 @@
 """`perpex operator` as a process, the way the container runs it: kopf's own login from a
 kubeconfig (pointing at the kmock emulator, through a TCP proxy that keeps the API away for the
 first ~10 s: the operator waits for it, not ready, and becomes ready without a restart), the
-health endpoints, and a graceful SIGTERM."""
+health endpoints, /metrics (read with Prometheus' text parser: the reconciles and the markets by
+state), and a graceful SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from metrics_scrape import Scrape, scrape, scrape_until
 from operator_harness import DEPLOY, ROOT, OperatorEnv, market_spec, perpmarket
 
 from shared.devstack.tcp_proxy import TcpProxy
@@ -91,6 +93,10 @@ async def _run(emulator: OperatorEnv, tmp_path: Path, api: TcpProxy) -> None:
             assert not await poll(readyz)
             await asyncio.sleep(0.25)
         assert await poll(healthz)
+        m = await scrape(port)
+        assert m.value("perpex_service_ready") == 0
+        assert m.value("perpex_service_alive") == 1
+        assert m.value("perpex_service_dependency_up", dependency="Kubernetes API") == 0
         await api.up()
         for _ in range(300):  # up to 30 s: a cold interpreter importing kopf on a busy CI box
             if await poll(readyz):
@@ -110,6 +116,26 @@ async def _run(emulator: OperatorEnv, tmp_path: Path, api: TcpProxy) -> None:
         await emulator.wait_for(
             lambda: emulator.condition("eth-usdt", "Progressing"), "status", within=30
         )
+
+        def reconciled(m: Scrape) -> bool:
+            markets = {s.labels["state"]: s.value for s in m.samples("perpex_operator_markets")}
+            # the create handler's reconcile (the status timer's may come first)
+            changes = m.samples("perpex_operator_reconciles_total", trigger="change")
+            return sum(markets.values()) == 1 and bool(changes)
+
+        m = await scrape_until(port, reconciled, within=30, what="the market reconciled")
+        m.has(
+            "perpex_operator_reconciles",
+            "perpex_operator_reconcile_seconds",
+            "perpex_operator_markets",
+            "perpex_service_ready",
+        )
+        assert m.value("perpex_service_ready") == 1
+        assert m.value("perpex_service_dependency_up", dependency="Kubernetes API") == 1
+        changes = m.samples("perpex_operator_reconciles_total", trigger="change")
+        assert sum(s.value for s in changes) >= 1, changes
+        assert {s.labels["outcome"] for s in changes} <= {"ok", "degraded"}, changes
+        assert m.value("perpex_operator_reconcile_seconds_count", trigger="change") >= 1
         # kopf authenticated with the kubeconfig's token.
         assert any(
             r.headers.get("Authorization") == "Bearer test-token" for r in list(emulator.kmock)

@@ -362,23 +362,50 @@ def test_cli_exits_2_on_bad_config(monkeypatch: pytest.MonkeyPatch):
     assert "PERPEX_OPERATOR_IMAGE_PULL_POLICY" in result.output
 
 
-async def test_health_endpoints():
+async def test_health_endpoints_follow_kopf_start_and_stop():
+    """The operator's probes are the shared health server's (shared/health.py): alive at
+    once, ready only once kopf has started, not ready again once stopping."""
+    import logging
+    import signal
+
     import aiohttp
 
-    from services.operator.health import HealthServer
+    from services.operator.cli import _follow_kopf
+    from shared.devstack.ports import free_port
+    from shared.health import HealthState, serve_health
+    from shared.service import Service
 
-    ready = asyncio.Event()
-    server = HealthServer(ready, host="127.0.0.1", port=0)
-    await server.start()
+    state = HealthState()
+    svc = Service("operator", logging.getLogger("test"), asyncio.Event(), state)
+    port = free_port()
+    server = asyncio.create_task(serve_health(state, port, "127.0.0.1"))
+    kopf_ready = asyncio.Event()
+    follow = asyncio.create_task(_follow_kopf(svc, kopf_ready))
+    loop = asyncio.get_running_loop()
     try:
-        port = server.bound_port
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                assert resp.status == 200
-            async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                assert resp.status == 503
-            ready.set()
-            async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                assert resp.status == 200
+
+            async def status(path: str) -> int:
+                for _ in range(100):
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
+                            return resp.status
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.05)
+                raise AssertionError("the health server did not start")
+
+            assert await status("/healthz") == 200
+            assert await status("/readyz") == 503
+            kopf_ready.set()
+            await asyncio.sleep(0.05)
+            assert await status("/readyz") == 200
+            svc.stop.set()
+            await asyncio.wait_for(follow, 5)
+            assert await status("/readyz") == 503
+            assert await status("/healthz") == 200
     finally:
-        await server.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        follow.cancel()
+        server.cancel()
+        await asyncio.gather(follow, server, return_exceptions=True)

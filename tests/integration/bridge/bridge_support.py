@@ -59,9 +59,13 @@ class BridgeEnv:
             "OTEL_SDK_DISABLED": "true",
         }
 
-    def relayer(self, name: str = "relayer") -> ServiceProcess:
+    def relayer(self, name: str = "relayer", **env: str) -> ServiceProcess:
         svc = ServiceProcess(
-            name, ["relayer"], self.relayer_env(), self.workdir / f"{name}.log", free_port()
+            name,
+            ["relayer"],
+            {**self.relayer_env(), **env},
+            self.workdir / f"{name}.log",
+            free_port(),
         )
         svc.start()
         return svc

@@ -1,5 +1,6 @@
 """Dashboard integration fixtures: the indexer's real schema in a fresh database with known rows,
-and the real app under uvicorn on a free port."""
+and the real app under uvicorn (the services' embedded server, shared/http_server.py) on a free
+port."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-import uvicorn
-from dashboard_support import INDEXER_MIGRATIONS, InLoopServer, Running, StartDashboard, seed
+from dashboard_support import INDEXER_MIGRATIONS, Running, StartDashboard, seed
 
 from services.dashboard.app import create_app
 from services.dashboard.settings import load_dashboard_settings
 from shared.db import apply_migrations
+from shared.http_server import EmbeddedServer
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ async def indexer_db(fresh_db: str) -> str:
 @pytest.fixture
 async def start_dashboard(kafka_bootstrap: str) -> AsyncIterator[StartDashboard]:
     """Start the real app under uvicorn on a free port; every server stops after the test."""
-    servers: list[tuple[InLoopServer, asyncio.Task[None]]] = []
+    servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
 
     async def start(db_uri: str, topic: str | None = None, **settings: Any) -> Running:
         cfg = load_dashboard_settings(
@@ -45,22 +46,20 @@ async def start_dashboard(kafka_bootstrap: str) -> AsyncIterator[StartDashboard]
             **settings,
         )
         app = create_app(cfg)
-        server = InLoopServer(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        )
-        task = asyncio.create_task(server.serve())
+        server = EmbeddedServer(app, "127.0.0.1", 0, lifespan="on")
+        task = asyncio.create_task(server.serve_until_stopped())
         servers.append((server, task))
         for _ in range(500):
             if server.started or task.done():
                 break
             await asyncio.sleep(0.01)
-        assert server.started, "dashboard did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
+        assert server.started and server.bound_port, "dashboard did not start"
+        port = server.bound_port
         return Running(f"http://127.0.0.1:{port}", app)
 
     yield start
     for server, _ in servers:
-        server.should_exit = True
+        server.request_stop()
     for _, task in servers:
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 10)

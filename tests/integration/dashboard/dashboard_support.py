@@ -1,10 +1,9 @@
 """Helpers for the dashboard integration tests: seeded indexer rows (and the values they imply),
-an in-loop uvicorn server, Kafka envelopes and a producer."""
+the running app, Kafka envelopes and a producer."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import uvicorn
 
 from shared.chain.deployment import market_id_hex
 from shared.events.schema import EventEnvelope, encode_event
@@ -155,14 +153,6 @@ async def seed(conn: asyncpg.Connection) -> None:
         " VALUES ($1, 63, '0xhead')",
         PM,
     )
-
-
-class InLoopServer(uvicorn.Server):
-    """uvicorn in the test's event loop; pytest keeps its signal handling."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def,override]
-        yield
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """`perpex dashboard` as a real process: configuration errors exit 2; it serves the API and /ws on
-DASHBOARD_PORT, and SIGTERM stops it cleanly with exit 0."""
+DASHBOARD_PORT, the probes and /metrics (read with Prometheus' text parser: the WebSocket
+clients) on HEALTH_PORT, and SIGTERM stops it cleanly with exit 0."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import websockets
 from dashboard_support import envelope, publish
+from metrics_scrape import scrape, scrape_until
 
 from shared.devstack.ports import free_ports
 
@@ -22,10 +24,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHBOARD_", "KAFKA_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DASHBOARD_", "KAFKA_", "OTEL_"))  # nothing exported over OTLP
+    }
     env.pop("DB_URI", None)
     env["PYTHONPATH"] = str(REPO)
-    env["OTEL_SDK_DISABLED"] = "true"
     env.update(extra)
     return env
 
@@ -84,12 +89,32 @@ async def test_process_serves_and_stops_on_sigterm(
             assert (await client.get(probe + "/healthz")).text == "ok"
             assert "database ok" in (await client.get(probe + "/readyz")).text
             assert (await client.get(probe + "/api/positions")).status_code == 404
+        m = await scrape(health_port)
+        m.has(
+            "perpex_dashboard_websocket_clients",
+            "perpex_dashboard_websocket_messages",
+            "perpex_dashboard_feed_live",
+            "perpex_service_ready",
+            "perpex_service_alive",
+        )
+        assert m.value("perpex_dashboard_websocket_clients") == 0
+        assert m.value("perpex_dashboard_feed_live") == 1
+        assert m.value("perpex_service_ready") == 1
         async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as second:
+                assert json.loads(await asyncio.wait_for(second.recv(), 10))["type"] == "hello"
+                m = await scrape(health_port)
+                assert m.value("perpex_dashboard_websocket_clients") == 2
+            await scrape_until(
+                health_port, lambda m: m.value("perpex_dashboard_websocket_clients") == 1
+            )
             event = envelope("MarketPaused", None, {"paused": True}, tx_hash="0xaa")
             await publish(kafka_bootstrap, topic, event)
             message = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert message["event"]["summary"] == "market ETH/USDT paused"
+            m = await scrape(health_port)
+            assert m.value("perpex_dashboard_websocket_messages_total") >= 1
             proc.send_signal(signal.SIGTERM)
             # The open socket is closed by the server, not left hanging.
             with pytest.raises(websockets.ConnectionClosed):

@@ -75,24 +75,48 @@ async def test_every_panel_query_runs_on_the_indexer_schema(indexer_db: str) -> 
 def test_dashboard_shape() -> None:
     dashboard = load_dashboard()
     assert dashboard["uid"] == "perpex-overview"
-    names = [v["name"] for v in dashboard["templating"]["list"]]
-    assert names == ["datasource", "market"]
-    assert dashboard["templating"]["list"][0]["query"] == "grafana-postgresql-datasource"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert list(variables) == ["datasource", "prometheus", "market"]
+    assert variables["datasource"]["query"] == "grafana-postgresql-datasource"
+    assert variables["prometheus"]["query"] == "prometheus"
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+    sql, promql = [], []
     for panel in dashboard["panels"]:
-        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        if panel["type"] == "row":
+            continue
+        uid = panel["datasource"]["uid"]
+        assert uid in ("${datasource}", "${prometheus}"), panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] == "${datasource}"
-            assert target["rawQuery"] is True and target["format"] in ("table", "time_series")
+            assert target["datasource"]["uid"] == uid, panel["title"]
+            if uid == "${datasource}":
+                assert target["rawQuery"] is True and target["format"] in ("table", "time_series")
+                sql.append(panel["title"])
+            else:
+                assert target["expr"].strip() and "rawSql" not in target, panel["title"]
+                promql.append(panel["title"])
+    # the Prometheus panels sit below the SQL ones, under their row
+    (row,) = [p for p in dashboard["panels"] if p["type"] == "row"]
+    assert row["title"] == "Services (Prometheus)"
+    bottom_sql = max(
+        p["gridPos"]["y"] + p["gridPos"]["h"]
+        for p in dashboard["panels"]
+        if p["type"] != "row" and p["datasource"]["uid"] == "${datasource}"
+    )
+    assert row["gridPos"]["y"] >= bottom_sql
     titles = {p["title"] for p in dashboard["panels"]}
     for wanted in (
         "Open positions by market",
         "Liquidations over time",
         "Funding rate history (% per funding interval)",
         "Indexer lag",
+        "Indexer blocks behind",
+        "Keeper: liquidation latency (blocks)",
+        "Funding: last outcome",
+        "Dashboard WebSocket clients",
     ):
         assert wanted in titles
+    assert len(set(sql)) == 12 and len(set(promql)) >= 15
 
 
 HELM_PYTHON = ROOT / ".venv-helm" / "bin" / "python"

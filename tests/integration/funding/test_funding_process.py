@@ -1,5 +1,7 @@
 """`perpex funding` as a process: restarted mid-window it neither repeats nor misses a window;
-SIGTERM exits 0 and frees the leader lock; `perpex funding status`; bad config exits 2."""
+SIGTERM exits 0 and frees the leader lock; `perpex funding status`; bad config exits 2; /metrics on
+its HEALTH_PORT (read with Prometheus' text parser) tells each market's next window and the
+outcome of its last attempt."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 from funding_support import H8, Chain, wait_for
+from metrics_scrape import Scrape, scrape_until
 
 from services.funding.schedule import window_index
 from shared.devstack.accounts import FUNDING, anvil_key
@@ -184,6 +187,79 @@ async def test_restart_mid_window_neither_repeats_nor_misses(
     assert "Traceback" not in text and " ERROR " not in text, text[-3000:]
     assert text.count("leadership perpex-funding-all acquired") == 3
     assert "funding updater stopped" in text
+
+
+async def test_metrics_from_the_running_updater(
+    funded: Chain,
+    deployment_file: Path,
+    rpc_url: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = _env(
+        rpc_url,
+        deployment_file,
+        LEADER_ELECTION="none",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        KAFKA_TOPIC=topic,
+        HEALTH_PORT=str(port),
+    )
+    log = tmp_path / "funding.log"
+    proc = _start(env, log)
+    try:
+        await _ready(port, proc, log)
+
+        def markets_read(m: Scrape) -> bool:
+            return len(m.samples("perpex_funding_next_update_time")) == len(funded.pairs)
+
+        m = await scrape_until(port, markets_read, within=30, what="every market read")
+        m.has(
+            "perpex_funding_next_update_time",
+            "perpex_funding_seconds_to_next_window",
+            "perpex_funding_overdue_seconds",
+            "perpex_funding_rate",
+            "perpex_funding_last_update_time",
+            "perpex_funding_wallet_balance_eth",
+            "perpex_funding_leader",
+            "perpex_service_ready",
+            "perpex_service_dependency_up",
+        )
+        for pair in funded.pairs:
+            assert m.value("perpex_funding_next_update_time", market=pair) == funded.next_time(pair)
+            assert m.value("perpex_funding_seconds_to_next_window", market=pair) > 0
+            assert m.value("perpex_funding_last_update_time", market=pair) == funded.last(pair)
+        assert m.value("perpex_funding_leader") == 1
+        assert m.value("perpex_funding_wallet_balance_eth") > 1
+        assert m.value("perpex_service_dependency_up", dependency="RPC") == 1
+        assert "perpex_funding_last_outcome" not in m.families  # nothing attempted yet
+
+        before = {p: funded.last(p) for p in funded.pairs}
+        funded.open_next_window()
+
+        def updated(m: Scrape) -> bool:
+            return all(
+                m.value("perpex_funding_last_outcome", market=p, outcome="confirmed") == 1
+                and m.value("perpex_funding_last_update_time", market=p) > before[p]
+                for p in funded.pairs
+            )
+
+        m = await scrape_until(port, updated, within=30, what="every market updated")
+        for pair in funded.pairs:
+            outcomes = {
+                s.labels["outcome"]: s.value
+                for s in m.samples("perpex_funding_last_outcome", market=pair)
+            }
+            assert sum(outcomes.values()) == 1 and outcomes["confirmed"] == 1, outcomes
+            assert m.value("perpex_funding_updates_sent_total", market=pair) == 1
+            assert m.value("perpex_funding_updates_confirmed_total", market=pair) == 1
+            assert m.value("perpex_funding_next_update_time", market=pair) == funded.next_time(pair)
+            assert m.value("perpex_funding_next_update_time", market=pair) > funded.now()
+        _stop(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_status_command(funded: Chain, deployment_file: Path, rpc_url: str) -> None:

@@ -1,5 +1,6 @@
 """`perpex indexer` as a process: SIGTERM finishes the chunk and exits 0; kill -9 mid-sync and a
-restart leave no gap and no duplicate; bad configuration exits 2."""
+restart leave no gap and no duplicate; bad configuration exits 2; /metrics on its HEALTH_PORT
+tells how far behind it is, how many events it indexed, the outbox backlog and the reorgs."""
 
 from __future__ import annotations
 
@@ -18,16 +19,19 @@ from indexer_support import (
     db_rows,
     deploy,
     ids_of,
+    matches_chain,
     settings_for,
     start_indexer,
     subprocess_env,
     synced_to,
     wait_until,
 )
+from metrics_scrape import Scrape, scrape_until
 from web3 import Web3
 
 from services.indexer.loadgen import LoadGen
 from services.indexer.store import WRITER_LOCK_KEY
+from shared.devstack.ports import free_port
 
 
 async def test_sigterm_then_kill9_then_restart(
@@ -145,3 +149,83 @@ async def test_other_contracts_on_an_indexed_database_exit_2_naming_them(
     assert second.wait(timeout=120) == 2, second_log.read_text()[-3000:]
     text = second_log.read_text()
     assert "POSITION_NFT_ADDRESS" in text and "fresh database" in text
+
+
+async def test_metrics_from_the_running_indexer(
+    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Scraped from the process: caught up means 0 blocks behind, every chain event counted,
+    the outbox empty; a reorg under it is counted with its depth."""
+    deployment, dep_file = deploy(rpc_url, tmp_path)
+    gen = LoadGen(rpc_url, deployment, seed=7, batch_size=10)
+    gen.fund_traders()
+    gen.scenario(20)
+    topic = "perpex.events.metrics." + dep_file.stem
+    settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file)
+    port = free_port()
+    log = tmp_path / "indexer.log"
+    proc = start_indexer(subprocess_env(settings, HEALTH_PORT=str(port)), log)
+    try:
+        expected = chain_event_ids(rpc_url, deployment)
+        head = gen.block_number()
+
+        def caught_up(m: Scrape) -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            return (
+                m.value("perpex_indexer_last_block") >= head
+                and m.value("perpex_indexer_outbox_backlog") == 0
+                and m.value("perpex_service_ready") == 1
+            )
+
+        m = await scrape_until(port, caught_up, within=90, what="caught up and drained")
+        m.has(
+            "perpex_indexer_blocks_behind",
+            "perpex_indexer_lag_blocks",
+            "perpex_indexer_head_block",
+            "perpex_indexer_events",
+            "perpex_indexer_events_per_second",
+            "perpex_indexer_chunk_size_blocks",
+            "perpex_indexer_reorgs",
+            "perpex_indexer_outbox_backlog",
+            "perpex_indexer_outbox_oldest_unsent_age_seconds",
+            "perpex_indexer_outbox_sent",
+            "perpex_service_alive",
+            "perpex_service_dependency_up",
+        )
+        assert m.value("perpex_indexer_blocks_behind") == 0
+        assert m.value("perpex_indexer_head_block") >= head
+        assert m.value("perpex_indexer_events_total") == len(expected)
+        assert m.value("perpex_indexer_outbox_sent_total") >= len(expected)
+        assert m.value("perpex_indexer_outbox_oldest_unsent_age_seconds") == 0
+        assert m.value("perpex_indexer_chunk_size_blocks") >= 1
+        assert m.value("perpex_indexer_reorgs_total") == 0
+        assert m.value("perpex_service_alive") == 1
+        deps = {s.labels["dependency"]: s.value for s in m.samples("perpex_service_dependency_up")}
+        assert deps == {"RPC": 1, "PostgreSQL": 1, "broker": 1}
+        assert "perpex_indexer_reorg_depth_blocks" not in m.families  # none yet
+
+        # a reorg of the last 4 blocks, each holding events
+        gen.batch_size = 1
+        gen.open_positions(4)
+        head = gen.block_number()
+        await scrape_until(port, lambda m: m.value("perpex_indexer_last_block") >= head)
+        chain.provider.make_request("anvil_reorg", [4, []])  # type: ignore[arg-type]
+        gen.rpc.call("evm_mine")  # the new branch becomes the longer one
+
+        def reorged(m: Scrape) -> bool:
+            return m.value("perpex_indexer_reorgs_total") >= 1
+
+        m = await scrape_until(port, reorged, within=30, what="the reorg counted")
+        assert m.value("perpex_indexer_reorgs_total") == 1
+        assert m.value("perpex_indexer_reorg_depth_blocks_count") == 1
+        assert m.value("perpex_indexer_reorg_depth_blocks_bucket", le="3.0") == 0
+        assert m.value("perpex_indexer_reorg_depth_blocks_bucket", le="5.0") == 1
+        await wait_until(lambda: matches_chain(fresh_db, rpc_url, deployment), within=30)
+        m = await scrape_until(port, lambda m: m.value("perpex_indexer_blocks_behind") == 0)
+        assert m.value("perpex_indexer_events_total") > len(expected)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()[-3000:]
+    finally:
+        gen.close()
+        if proc.poll() is None:
+            proc.kill()
