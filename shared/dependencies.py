@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from shared.backoff import backoff_delay
 from shared.config import ConfigError, check_chain_id_value, redact_dsn, redact_url
 from shared.health import HealthState
 
@@ -97,7 +97,7 @@ def _describe(exc: BaseException) -> str:
 
 def backoff(attempt: int, initial: float = 0.5, cap: float = 5.0) -> float:
     """Delay before try `attempt + 1` (attempt >= 1): initial x 2^(attempt-1), capped, +-20 %."""
-    return min(cap, initial * 2 ** max(0, attempt - 1)) * random.uniform(0.8, 1.2)
+    return backoff_delay(max(1, attempt), initial, cap, jitter=0.2)
 
 
 async def _sleep_or_stop(stop: asyncio.Event | None, delay: float) -> bool:

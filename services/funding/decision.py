@@ -50,13 +50,6 @@ class Decision:
     wake_in: float  # seconds to sleep before deciding again (events may wake earlier)
 
 
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff: base, 2 x base, 4 x base, ... capped at `cap`."""
-    if failures <= 0:
-        return 0.0
-    return float(min(cap, base * 2 ** min(failures - 1, 30)))
-
-
 def decide(
     view: MarketView,
     *,

@@ -13,8 +13,9 @@ from typing import Any
 
 from services.funding import metrics
 from services.funding.chain import MarketRef, MarketSnapshot
-from services.funding.decision import Attempt, Decision, backoff_delay
+from services.funding.decision import Attempt, Decision
 from services.funding.rates import format_duration
+from shared.backoff import backoff_delay
 
 log = logging.getLogger("perpex.funding")
 TOO_EARLY = "FundingTooEarly"

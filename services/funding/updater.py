@@ -27,7 +27,7 @@ from typing import Any
 
 from services.funding import metrics
 from services.funding.chain import ChainReader, MarketRef, MarketSnapshot
-from services.funding.decision import Action, Attempt, Decision, MarketView, backoff_delay, decide
+from services.funding.decision import Action, Attempt, Decision, MarketView, decide
 from services.funding.events import FundingEvent, FundingEventListener, FundingParamsEvent
 from services.funding.leader import LeaderElector
 from services.funding.outcomes import (
@@ -41,6 +41,7 @@ from services.funding.outcomes import (
     simulation_reverted,
 )
 from services.funding.rates import format_duration, format_rate, format_timestamp
+from shared.backoff import backoff_delay
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
 from shared.chain.tx import PendingTx, TxSender
 from shared.telemetry import tracer

@@ -27,6 +27,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 from services.indexer.rpc import JsonRpc, RpcError, logs_filter
+from shared.backoff import backoff_delay
 from shared.chain.abi import load_abi
 from shared.chain.deployment import BridgeDeployment
 
@@ -137,7 +138,7 @@ class BridgeFollower:
             except (RpcError, OSError, asyncpg.PostgresError, ValueError) as exc:
                 chain.errors += 1
                 chain.last_error = f"{type(exc).__name__}: {exc}"
-                delay = min(30.0, self.poll_s * 2**chain.errors)
+                delay = backoff_delay(chain.errors + 1, self.poll_s, 30.0)
                 log.warning(
                     "bridge %s chain %d: %s (retrying in %.1fs)",
                     chain.role,

@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass, field
 from enum import Enum
 
+from shared.backoff import backoff_delay
+
 
 class Outcome(Enum):
     OK = "ok"
@@ -75,7 +77,7 @@ class ChunkPolicy:
             return
         # Rate limits, transient errors, and "ask for less" at the smallest size already (the
         # provider means something else, or cannot answer even that): back off, never spin.
-        backoff = min(self.max_delay, self.base_delay * 2 ** (self._failures - 1))
+        backoff = backoff_delay(self._failures, self.base_delay, self.max_delay)
         backoff *= 1 + self._rng.uniform(-self.jitter, self.jitter)
         if retry_after is not None:
             backoff = max(backoff, min(retry_after, self.max_delay))

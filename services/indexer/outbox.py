@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from services.indexer.handoff import Handoff
 from services.indexer.outbox_rows import OutboxInconsistent, OutboxRow
 from services.indexer.outbox_store import OutboxStore
+from shared.backoff import backoff_delay
 from shared.events.keys import partition_for
 from shared.kafka import ensure_topic, make_producer
 from shared.telemetry import tracer
@@ -240,8 +240,7 @@ class OutboxDrainer:
                 failures += 1
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = min(self.max_backoff, 0.2 * 2 ** min(failures, 10))
-                delay *= random.uniform(0.8, 1.2)
+                delay = backoff_delay(failures, 0.4, self.max_backoff, jitter=0.2)
                 if isinstance(exc, OutboxInconsistent):
                     log.error(
                         "outbox: %s; nothing after this row can be sent until it is repaired "

@@ -33,6 +33,7 @@ from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
 from services.indexer.sync_types import FetchedChunk, IndexerStats, ReorgInFlight, ReorgTooDeepError
+from shared.backoff import backoff_delay
 from shared.readmodel.tables import MarketState, PositionRow
 from shared.telemetry import trace_carrier, tracer
 
@@ -141,7 +142,7 @@ class Indexer:
                 raise
             except Exception as exc:
                 failures += 1
-                delay = min(30.0, 0.25 * 2 ** min(failures, 8))
+                delay = backoff_delay(failures, 0.5, 30.0)
                 level = logging.WARNING if failures < 5 else logging.ERROR
                 log.log(
                     level,

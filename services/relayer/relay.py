@@ -52,6 +52,7 @@ from services.relayer.packets import (
     packet_from_log_data,
 )
 from services.relayer.state import RelayerState, Seen
+from shared.backoff import backoff_delay
 from shared.chain.deployment import BridgeDeployment
 from shared.chain.errors import TxRevertedError
 from shared.chain.tx import is_transient
@@ -385,8 +386,8 @@ class Relayer:
     # ---- plumbing ----
     def _backoff(self, lane: Lane) -> float:
         n = max(lane.failures, 1)
-        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (n - 1))
-        return delay * (0.5 + random.random() / 2)
+        delay = backoff_delay(n, self.config.backoff_initial_s, self.config.backoff_max_s)
+        return delay * (0.5 + random.random() / 2)  # "equal jitter": half to all of it
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
         """`call()` (a fresh request each attempt), retried with exponential back-off and

@@ -17,6 +17,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
+from shared.backoff import backoff_delay
+
 
 class Broadcast(Enum):
     """What the sender knows of a signed transaction's broadcast."""
@@ -56,7 +58,7 @@ def recheck_delay(checks: int, poll_s: float, cap_s: float = 5.0) -> float:
     """How long after its `checks`-th check an unknown broadcast is checked again: at the next
     poll first, then backing off (x2) up to `cap_s` (or 20 polls, if fewer)."""
     cap = max(poll_s, min(cap_s, 20 * poll_s))
-    return min(cap, poll_s * 2 ** max(0, checks - 1))
+    return backoff_delay(max(1, checks), poll_s, cap)
 
 
 def holes(mined_nonce: int, tracked: Collection[int]) -> list[int]:

@@ -62,6 +62,7 @@ from pydantic import SecretStr
 from web3 import AsyncWeb3
 from web3.exceptions import Web3RPCError
 
+from shared.backoff import backoff_delay
 from shared.chain.errors import (
     ErrorDecoder,
     ErrorKind,
@@ -422,7 +423,7 @@ class TxSender(LedgerSupervisor):
             attempt += 1
             if attempt > self.max_retries:
                 return  # still tracked (UNKNOWN): the supervisor goes on
-            await asyncio.sleep(min(1.0, self.poll_s * 2 ** (attempt - 1)))
+            await asyncio.sleep(backoff_delay(attempt, self.poll_s, 1.0))
         pending.broadcast = Broadcast.SENT
         pending.sent_at = time.monotonic()
         if maybe_out:

@@ -12,6 +12,7 @@ from typing import Any
 
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
+from shared.backoff import backoff_delay
 from shared.chain.errors import ErrorKind, InsufficientBalanceError, classify_message
 from shared.chain.fees import FeeCapExceeded
 from shared.chain.nonces import Broadcast, Step, entry_step, holes, recheck_delay
@@ -56,7 +57,7 @@ class LedgerSupervisor(TxLedger):
                 raise
             except Exception as exc:
                 failures += 1
-                delay = min(self.backoff_max_s, self.poll_s * 2 ** min(failures, 8))
+                delay = backoff_delay(failures, 2 * self.poll_s, self.backoff_max_s)
                 log.log(
                     logging.WARNING if is_transient(exc) else logging.ERROR,
                     "transaction ledger: %s: %s; again in %.2fs (%d tracked)",

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.backoff import backoff_delay
 from shared.kafka import make_consumer
 
 ConsumerFactory = Callable[[], Any]  # an AIOKafkaConsumer, or a stand-in with its methods
@@ -36,12 +36,6 @@ def tail_consumer(bootstrap_servers: str, **overrides: object) -> AIOKafkaConsum
     }
     options.update(overrides)
     return make_consumer(bootstrap_servers, [], None, **options)
-
-
-def backoff_delay(failures: int, max_backoff: float) -> float:
-    """Seconds to wait after `failures` failures in a row: 1, 2, 4, ... up to max_backoff,
-    +-20 % so that replicas do not retry in step."""
-    return min(max_backoff, 0.5 * 2 ** min(failures, 8)) * random.uniform(0.8, 1.2)
 
 
 class TopicTail:
@@ -91,7 +85,7 @@ class TopicTail:
                 self.connected = False
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = backoff_delay(self.failures, self.max_backoff)
+                delay = backoff_delay(self.failures, 1.0, self.max_backoff, jitter=0.2)
                 self.log.warning(
                     "kafka %s: %s; retrying in %.1fs", self.topic, self.last_error, delay
                 )

@@ -18,7 +18,7 @@ from shared.events.dedup import RecentKeys, delivery_key
 from shared.events.keys import event_key, market_key, partition_for, token_key
 from shared.events.names import EVENT_NAMES, EventName
 from shared.events.schema import EventEnvelope, decode_event, encode_event
-from shared.events.tail import TopicTail, backoff_delay
+from shared.events.tail import TopicTail
 from shared.kafka import make_producer
 
 MID = "0x" + "cd" * 32
@@ -140,12 +140,6 @@ def test_first_time_is_bounded_and_lets_a_fork_come_back() -> None:
 
 
 # ---------------------------------------------------------------- the all-partitions reader
-
-
-def test_backoff_doubles_up_to_the_limit_with_jitter() -> None:
-    for failures, base in ((1, 1.0), (2, 2.0), (4, 8.0), (9, 30.0), (50, 30.0)):
-        for _ in range(20):
-            assert base * 0.8 <= backoff_delay(failures, 30.0) <= base * 1.2
 
 
 class _NoTopicConsumer:

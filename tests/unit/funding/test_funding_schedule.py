@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.funding.decision import Action, Attempt, MarketView, backoff_delay, decide
+from services.funding.decision import Action, Attempt, MarketView, decide
 from services.funding.schedule import (
     Window,
     is_due,
@@ -16,6 +16,7 @@ from services.funding.schedule import (
     wake_delay,
     window_index,
 )
+from shared.backoff import backoff_delay
 
 H8 = 8 * 3600
 
