@@ -43,6 +43,7 @@ from services.funding.outcomes import (
 from services.funding.rates import format_duration, format_rate, format_timestamp
 from shared.backoff import backoff_delay
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
+from shared.chain.hexstr import hex_str
 from shared.chain.tx import PendingTx, TxSender
 from shared.telemetry import tracer
 
@@ -393,7 +394,7 @@ class FundingUpdater:
                     reason=state.last_error,
                 )
                 return Outcome.UNKNOWN
-            tx_hash = _hex(receipt["transactionHash"])
+            tx_hash = hex_str(receipt["transactionHash"])
             span.set_attribute("funding.outcome", "confirmed")
             span.set_attribute("tx.hash", tx_hash)
         state.confirmed += 1
@@ -483,10 +484,3 @@ class FundingUpdater:
 
     def metric_points(self) -> dict[str, list[tuple[float, dict[str, str]]]]:
         return metrics.points(self)
-
-
-def _hex(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    text = str(value)
-    return text if text.startswith("0x") else "0x" + text

@@ -55,6 +55,7 @@ from services.relayer.state import RelayerState, Seen
 from shared.backoff import backoff_delay
 from shared.chain.deployment import BridgeDeployment
 from shared.chain.errors import TxRevertedError
+from shared.chain.hexstr import hex_str
 from shared.chain.tx import is_transient
 from shared.config import ConfigError
 from shared.telemetry import tracer
@@ -216,7 +217,7 @@ class Relayer:
                 or packet.receiver != lane.dst.side.app
             ):
                 continue  # another OApp's packet: not ours to verify
-            seen = Seen(packet, _hex(entry["transactionHash"]), int(entry["blockNumber"]))
+            seen = Seen(packet, hex_str(entry["transactionHash"]), int(entry["blockNumber"]))
             lane.state.pending.setdefault(packet.guid_hex, seen)
             ours += 1
         lane.state.scanned_to, lane.state.scanned_hash = to, end
@@ -286,7 +287,7 @@ class Relayer:
             if (
                 entry["address"].lower() == lane.src.side.endpoint.lower()
                 and topics
-                and _hex(topics[0]) == PACKET_SENT_TOPIC
+                and hex_str(topics[0]) == PACKET_SENT_TOPIC
             ):
                 with contextlib.suppress(MalformedPacket):
                     if packet_from_log_data(bytes(entry["data"])).raw == seen.packet.raw:
@@ -308,7 +309,7 @@ class Relayer:
                 return None
 
         b = await self._read(block)
-        return None if b is None else _hex(b["hash"])
+        return None if b is None else hex_str(b["hash"])
 
     async def packet_status(self, dst: Chain, packet: Packet) -> PacketStatus:
         fns = dst.endpoint.functions
@@ -379,7 +380,7 @@ class Relayer:
             packet.nonce,
             packet.guid_hex,
             what,
-            _hex(receipt["transactionHash"]),
+            hex_str(receipt["transactionHash"]),
         )
         return True
 
@@ -417,10 +418,6 @@ def _describe(packet: Packet) -> str:
     except Exception:
         return f"{len(packet.message)}-byte message"
     return f"{BridgeMessage.KINDS.get(m.kind, m.kind)} {m.amount} to {m.account}"
-
-
-def _hex(value: Any) -> str:
-    return "0x" + bytes(value).hex() if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

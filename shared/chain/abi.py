@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -145,3 +146,11 @@ def event_topic(contract: str, event: str) -> str:
     from eth_utils import keccak
 
     return "0x" + keccak(text=event_signature(contract, event)).hex()
+
+
+def abi_type(item: Mapping[str, Any]) -> str:
+    """The canonical type of an ABI input/output: tuples spelled out as (t1,t2,...)."""
+    t = str(item["type"])
+    if t.startswith("tuple"):
+        return "(" + ",".join(abi_type(c) for c in item["components"]) + ")" + t[5:]
+    return t

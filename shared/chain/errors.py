@@ -14,6 +14,8 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector
 
+from shared.chain.abi import abi_type
+
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 
@@ -90,7 +92,7 @@ class ErrorDecoder:
         for abi in abis:
             for item in abi:
                 if item.get("type") == "error":
-                    types = [_abi_type(i) for i in item.get("inputs", [])]
+                    types = [abi_type(i) for i in item.get("inputs", [])]
                     sig = f"{item['name']}({','.join(types)})"
                     self._errors[function_signature_to_4byte_selector(sig)] = (item["name"], types)
 
@@ -160,13 +162,6 @@ def _raw(data: str | bytes) -> bytes:
     if isinstance(data, str):
         return bytes.fromhex(data[2:] if data.startswith("0x") else data)
     return bytes(data)
-
-
-def _abi_type(item: dict[str, Any]) -> str:
-    t = str(item["type"])
-    if t.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + t[5:]
-    return t
 
 
 def _fmt(value: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from shared.chain.fees import Fees
+from shared.chain.hexstr import hex_str  # noqa: F401  (re-exported for the sender's layers)
 from shared.chain.nonces import Broadcast
 from shared.telemetry import meter
 
@@ -122,13 +123,6 @@ def nonce_ranges(nonces: Iterable[int]) -> str:
         else:
             out.append(str(n))
     return ", ".join(out)
-
-
-def hex_str(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    text = str(value)
-    return text if text.startswith("0x") else "0x" + text
 
 
 def revert_data(exc: ContractLogicError) -> str | None:
