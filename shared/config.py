@@ -8,6 +8,8 @@ failure into one `ConfigError` that lists every bad field and why, never echoing
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -15,8 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("perpex.config")
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 PRIVATE_KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
@@ -205,12 +209,47 @@ def redact_dsn(dsn: str) -> str:
 S = TypeVar("S", bound=BaseServiceSettings)
 
 
+def renamed(new: str, old: str, **field: Any) -> Any:
+    """The field of a setting `new` renamed from `old` (e.g. funding_grace_s, once
+    funding_grace_seconds): the old environment name is still read, with a warning at start,
+    for one release; the new one wins when both are set."""
+    return Field(validation_alias=AliasChoices(new, old), **field)
+
+
+def _deprecated_names(cls: type[BaseServiceSettings]) -> dict[str, str]:
+    """old environment name -> new one, for the class's renamed settings."""
+    out = {}
+    for name, info in cls.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                if isinstance(choice, str) and choice != name:
+                    out[choice.upper()] = name.upper()
+    return out
+
+
+def warn_deprecated_env(cls: type[BaseServiceSettings], service: str) -> list[str]:
+    """Log one warning per deprecated setting name found in the environment."""
+    found = []
+    for old, new in sorted(_deprecated_names(cls).items()):
+        if any(k.upper() == old for k in os.environ):
+            log.warning(
+                "%s: %s is deprecated, use %s (the old name is read until the next release)",
+                service,
+                old,
+                new,
+            )
+            found.append(old)
+    return found
+
+
 def _env_key(loc: tuple[Any, ...]) -> str:
     return str(loc[0]).upper() if loc else "?"
 
 
 def load_settings(cls: type[S], service: str = "perpex", **overrides: Any) -> S:
     """Build settings, raising one ConfigError naming every invalid field (secrets masked)."""
+    warn_deprecated_env(cls, service)
     try:
         return cls(**overrides)
     except ValidationError as exc:

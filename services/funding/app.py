@@ -88,30 +88,30 @@ def make_leader(settings: FundingSettings, client: KubeLeaseClient | None = None
     if settings.leader_election == "none":
         return NoLeader(name)
     if settings.leader_election == "postgres":
-        return PostgresAdvisoryLeader(settings.db_uri, name, retry_s=settings.leader_retry_seconds)
+        return PostgresAdvisoryLeader(settings.db_uri, name, retry_s=settings.leader_retry_s)
     assert client is not None
     return KubernetesLeaseLeader(
         client,
         settings.namespace,
         name,
         settings.identity,
-        duration_s=settings.lease_duration_seconds,
-        renew_deadline_s=settings.lease_renew_deadline_seconds,
-        retry_s=settings.leader_retry_seconds,
+        duration_s=settings.lease_duration_s,
+        renew_deadline_s=settings.lease_renew_deadline_s,
+        retry_s=settings.leader_retry_s,
     )
 
 
 def updater_config(settings: FundingSettings) -> UpdaterConfig:
     return UpdaterConfig(
-        grace_s=settings.funding_grace_seconds,
-        max_sleep_s=settings.funding_max_sleep_seconds,
-        min_sleep_s=min(settings.poll_interval, settings.funding_max_sleep_seconds),
-        revert_backoff_s=settings.funding_revert_backoff_seconds,
-        revert_backoff_max_s=settings.funding_revert_backoff_max_seconds,
-        error_backoff_max_s=settings.funding_error_backoff_max_seconds,
-        expected_interval_s=settings.funding_interval_seconds,
+        grace_s=settings.funding_grace_s,
+        max_sleep_s=settings.funding_max_sleep_s,
+        min_sleep_s=min(settings.poll_interval, settings.funding_max_sleep_s),
+        revert_backoff_s=settings.funding_revert_backoff_s,
+        revert_backoff_max_s=settings.funding_revert_backoff_max_s,
+        error_backoff_max_s=settings.funding_error_backoff_max_s,
+        expected_interval_s=settings.funding_interval_s,
         shutdown_timeout_s=settings.shutdown_timeout_s,
-        balance_check_s=settings.funding_balance_check_seconds,
+        balance_check_s=settings.funding_balance_check_s,
         fence_timeout_s=settings.funding_confirm_timeout_s,
     )
 

@@ -1,6 +1,6 @@
 """Funding updater settings: the shared service settings plus schedule, election and wallet.
 
-The contract's per-market `fundingInterval` is the truth; FUNDING_INTERVAL_SECONDS (set by the
+The contract's per-market `fundingInterval` is the truth; FUNDING_INTERVAL_S (set by the
 operator from the PerpMarket spec) is only checked against it, with a warning on mismatch.
 
 The wallet is FUNDING_PRIVATE_KEY (PRIVATE_KEY is the fallback), separate from the keeper's.
@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from services.funding.lease import election_name
 from shared.chain.deployment import Deployment
-from shared.config import BaseServiceSettings, ConfigError, load_settings
+from shared.config import BaseServiceSettings, ConfigError, load_settings, renamed
 
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -26,35 +26,67 @@ class FundingSettings(BaseServiceSettings):
     # Redeclared only to validate the default too: the funding wallet is required.
     funding_private_key: SecretStr | None = Field(default=None, validate_default=True)
 
-    funding_interval_seconds: int | None = Field(
-        default=None, gt=0, description="expected interval; the contract's value wins"
+    funding_interval_s: int | None = renamed(
+        "funding_interval_s",
+        "funding_interval_seconds",
+        default=None,
+        gt=0,
+        description="expected interval; the contract's value wins",
     )
-    funding_grace_seconds: int = Field(
-        default=5, ge=0, le=3600, description="chain seconds to wait after a window opens"
+    funding_grace_s: int = renamed(
+        "funding_grace_s",
+        "funding_grace_seconds",
+        default=5,
+        ge=0,
+        le=3600,
+        description="chain seconds to wait after a window opens",
     )
-    funding_max_sleep_seconds: float = Field(
-        default=60.0, gt=0, le=3600, description="longest sleep before re-reading chain time"
+    funding_max_sleep_s: float = renamed(
+        "funding_max_sleep_s",
+        "funding_max_sleep_seconds",
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="longest sleep before re-reading chain time",
     )
-    funding_revert_backoff_seconds: float = Field(
-        default=300.0, gt=0, description="first back-off after a revert (doubles, capped)"
+    funding_revert_backoff_s: float = renamed(
+        "funding_revert_backoff_s",
+        "funding_revert_backoff_seconds",
+        default=300.0,
+        gt=0,
+        description="first back-off after a revert (doubles, capped)",
     )
-    funding_revert_backoff_max_seconds: float = Field(default=3600.0, gt=0)
-    funding_error_backoff_max_seconds: float = Field(
-        default=60.0, gt=0, description="cap of the back-off after RPC failures"
+    funding_revert_backoff_max_s: float = renamed(
+        "funding_revert_backoff_max_s", "funding_revert_backoff_max_seconds", default=3600.0, gt=0
+    )
+    funding_error_backoff_max_s: float = renamed(
+        "funding_error_backoff_max_s",
+        "funding_error_backoff_max_seconds",
+        default=60.0,
+        gt=0,
+        description="cap of the back-off after RPC failures",
     )
     funding_min_balance_eth: Decimal = Field(default=Decimal("0.05"), ge=0)
-    funding_balance_check_seconds: float = Field(default=300.0, gt=0)
+    funding_balance_check_s: float = renamed(
+        "funding_balance_check_s", "funding_balance_check_seconds", default=300.0, gt=0
+    )
     funding_confirm_timeout_s: float = Field(default=180.0, gt=0)
     funding_replace_after_s: float = Field(default=30.0, gt=0)
 
     leader_election: Literal["postgres", "kubernetes", "none"] = "postgres"
-    leader_retry_seconds: float = Field(default=2.0, gt=0, le=60)
+    leader_retry_s: float = renamed(
+        "leader_retry_s", "leader_retry_seconds", default=2.0, gt=0, le=60
+    )
     lease_name: str = Field(default="", description="default perpex-funding-<pair-slug>")
     lease_namespace: str = Field(default="", description="default POD_NAMESPACE")
     pod_namespace: str = ""
     pod_name: str = Field(default="", description="lease holder identity (downward API)")
-    lease_duration_seconds: int = Field(default=15, ge=3, le=3600)
-    lease_renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    lease_duration_s: int = renamed(
+        "lease_duration_s", "lease_duration_seconds", default=15, ge=3, le=3600
+    )
+    lease_renew_deadline_s: float = renamed(
+        "lease_renew_deadline_s", "lease_renew_deadline_seconds", default=10.0, gt=0
+    )
     kube_api_url: str = Field(
         default="", description="API server URL without auth (kubectl proxy, tests)"
     )
@@ -87,17 +119,13 @@ class FundingSettings(BaseServiceSettings):
         if self.deployment_file is not None and not self.deployment_file.is_file():
             problems["DEPLOYMENT_FILE"] = f"{self.deployment_file} does not exist"
         if self.leader_election == "kubernetes" and not (
-            self.leader_retry_seconds
-            < self.lease_renew_deadline_seconds
-            < self.lease_duration_seconds
+            self.leader_retry_s < self.lease_renew_deadline_s < self.lease_duration_s
         ):
-            problems["LEASE_RENEW_DEADLINE_SECONDS"] = (
-                "need LEADER_RETRY_SECONDS < LEASE_RENEW_DEADLINE_SECONDS < LEASE_DURATION_SECONDS"
+            problems["LEASE_RENEW_DEADLINE_S"] = (
+                "need LEADER_RETRY_S < LEASE_RENEW_DEADLINE_S < LEASE_DURATION_S"
             )
-        if self.funding_revert_backoff_max_seconds < self.funding_revert_backoff_seconds:
-            problems["FUNDING_REVERT_BACKOFF_MAX_SECONDS"] = (
-                "must be >= FUNDING_REVERT_BACKOFF_SECONDS"
-            )
+        if self.funding_revert_backoff_max_s < self.funding_revert_backoff_s:
+            problems["FUNDING_REVERT_BACKOFF_MAX_S"] = "must be >= FUNDING_REVERT_BACKOFF_S"
         if problems:
             raise ConfigError(problems, "funding")
         return self

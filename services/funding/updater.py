@@ -2,13 +2,13 @@
 
 Each market's loop reads the chain (time from the latest block; funding state at that block),
 asks `decide()` what to do and sleeps until the next window opens - never longer than
-FUNDING_MAX_SLEEP_SECONDS, after which only the chain's clock is re-read. A FundingRateUpdated
+FUNDING_MAX_SLEEP_S, after which only the chain's clock is re-read. A FundingRateUpdated
 event from Kafka (anyone's update, ours included) or a leadership change wakes it early.
 
 Sending (leader only, after a live leadership check): TxSender simulates `updateFundingRate`
 first. If someone else updated first, the simulation reverts with FundingTooEarly and nothing
 is sent. Any other revert is logged with its decoded reason and the market backs off
-(FUNDING_REVERT_BACKOFF_SECONDS, doubling, capped) until then or until the next window: never a
+(FUNDING_REVERT_BACKOFF_S, doubling, capped) until then or until the next window: never a
 loop of sends. A transaction whose outcome is unknown (timeout, nonce taken) blocks the window
 for this replica, and before the next send the wallet's in-flight transactions must be mined:
 the same fence runs at start and whenever leadership is (re)gained, so a restart or a
@@ -281,7 +281,7 @@ class FundingUpdater:
         ):
             state.interval_warned = snapshot.interval
             log.warning(
-                "%s: FUNDING_INTERVAL_SECONDS=%d but the contract's fundingInterval is %d; "
+                "%s: FUNDING_INTERVAL_S=%d but the contract's fundingInterval is %d; "
                 "following the contract",
                 state.ref.pair,
                 expected,

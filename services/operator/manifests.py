@@ -178,7 +178,7 @@ def _component_env(owner: Owner, spec: MarketSpec, component: str) -> list[dict[
         assert spec.funding.wallet is not None
         env.append(_secret_env("FUNDING_PRIVATE_KEY", spec.funding.wallet))
         env += [
-            {"name": "FUNDING_INTERVAL_SECONDS", "value": str(spec.funding.interval_seconds)},
+            {"name": "FUNDING_INTERVAL_S", "value": str(spec.funding.interval_seconds)},
             {"name": "LEADER_ELECTION", "value": "kubernetes"},
             # one Lease per market (the default is per pair: two markets of one pair on
             # different chains, in one namespace, would elect a single leader between them)

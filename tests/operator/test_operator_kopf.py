@@ -98,7 +98,7 @@ async def test_new_market_creates_owned_deployments_with_env_and_secret_refs(
         "secretKeyRef": {"name": "funding-wallet", "key": "key"}
     }
     assert funding_env["LEADER_ELECTION"] == "kubernetes"
-    assert funding_env["FUNDING_INTERVAL_SECONDS"] == "28800"  # the default: the contract's 8 h
+    assert funding_env["FUNDING_INTERVAL_S"] == "28800"  # the default: the contract's 8 h
     assert funding_env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert funding_env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert "KEEPER_PRIVATE_KEY" not in funding_env

@@ -62,9 +62,9 @@ async def _two_updaters(
         extra.update(
             kube_api_url=str(kube.url),
             lease_namespace="markets",
-            lease_duration_seconds=3,
-            lease_renew_deadline_seconds=2,
-            leader_retry_seconds=0.3,
+            lease_duration_s=3,
+            lease_renew_deadline_s=2,
+            leader_retry_s=0.3,
         )
 
     def settings(name: str) -> Any:

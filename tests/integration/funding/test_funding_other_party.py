@@ -52,7 +52,7 @@ async def test_update_by_another_party_is_respected(
         kafka_listen=True,
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_topic=topic,
-        funding_grace_seconds=30,  # gives the other party the first go
+        funding_grace_s=30,  # gives the other party the first go
     )
     eth = funded.mid("ETH/USDT")
     stop = asyncio.Event()

@@ -25,7 +25,7 @@ async def test_revert_reports_its_reason_and_does_not_loop(
     # ETH/USDT's index price is now ancient: the oracle refuses it, so the update reverts.
     funded.send_as(DEPLOYER, feed, "setPriceWithTimestamp", answer, 1)
     settings = funding_settings(
-        rpc_url, deployment_file, funding_revert_backoff_seconds=1.5, leader_election="none"
+        rpc_url, deployment_file, funding_revert_backoff_s=1.5, leader_election="none"
     )
     nonce0 = funded.wallet_nonce()
     async with running(settings) as updater:

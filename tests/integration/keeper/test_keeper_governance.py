@@ -86,8 +86,8 @@ async def test_an_executed_change_reaches_the_running_keeper_and_funding_updater
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_topic=topic,
         # a full re-read of the market only every 10 min: the change must come from the event
-        funding_max_sleep_seconds=60,
-        funding_interval_seconds=deployment.funding_interval,
+        funding_max_sleep_s=60,
+        funding_interval_s=deployment.funding_interval,
         poll_interval_ms=100,
         health_port=0,
     )

@@ -112,7 +112,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         "POD_NAME",
         "POD_NAMESPACE",
         "LEASE_NAMESPACE",
-        "FUNDING_INTERVAL_SECONDS",
+        "FUNDING_INTERVAL_S",
     ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)  # no .env from the checkout
@@ -141,13 +141,11 @@ def test_every_problem_is_listed_without_secrets(clean_env: Path) -> None:
             rpc_url="nope",
             funding_private_key="0x1234" + "zz" * 30,
             leader_election="zookeeper",
-            funding_grace_seconds=-1,
+            funding_grace_s=-1,
             position_manager_address=PM,
         )
     problems = err.value.problems
-    assert {"RPC_URL", "FUNDING_PRIVATE_KEY", "LEADER_ELECTION", "FUNDING_GRACE_SECONDS"} <= set(
-        problems
-    )
+    assert {"RPC_URL", "FUNDING_PRIVATE_KEY", "LEADER_ELECTION", "FUNDING_GRACE_S"} <= set(problems)
     assert "zz" not in str(err.value)
 
 
@@ -158,10 +156,10 @@ def test_cross_field_checks(clean_env: Path) -> None:
             funding_private_key=KEY,
             deployment_file=str(clean_env / "missing.json"),
             leader_election="kubernetes",
-            lease_duration_seconds=5,
-            lease_renew_deadline_seconds=10,
+            lease_duration_s=5,
+            lease_renew_deadline_s=10,
         )
-    assert set(err.value.problems) == {"DEPLOYMENT_FILE", "LEASE_RENEW_DEADLINE_SECONDS"}
+    assert set(err.value.problems) == {"DEPLOYMENT_FILE", "LEASE_RENEW_DEADLINE_S"}
 
 
 def test_derived_values(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,3 +211,24 @@ def test_a_funding_parameter_change_reaches_its_own_callback() -> None:
     assert params[0].interval == 3600 and params[0].max_funding_rate == 10**16
     with pytest.raises(MalformedEventError, match="FundingParamsUpdated"):
         parse_funding_event(envelope(name="FundingParamsUpdated", args={"marketId": ETH}))
+
+
+def test_a_setting_renamed_to_the_s_suffix_still_reads_its_old_name_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.funding.settings import FundingSettings
+    from shared.config import load_settings
+
+    monkeypatch.setenv("RPC_URL", "http://127.0.0.1:8545")
+    monkeypatch.setenv("POSITION_MANAGER_ADDRESS", "0x" + "11" * 20)
+    monkeypatch.setenv("FUNDING_PRIVATE_KEY", "0x" + "22" * 32)
+    monkeypatch.setenv("FUNDING_GRACE_SECONDS", "17")
+    monkeypatch.setenv("LEASE_DURATION_SECONDS", "40")
+    with caplog.at_level("WARNING"):
+        settings = load_settings(FundingSettings, "funding")
+    assert (settings.funding_grace_s, settings.lease_duration_s) == (17, 40)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "FUNDING_GRACE_SECONDS is deprecated, use FUNDING_GRACE_S" in warned
+    assert "LEASE_DURATION_SECONDS is deprecated, use LEASE_DURATION_S" in warned
+    monkeypatch.setenv("FUNDING_GRACE_S", "9")  # the new name wins
+    assert load_settings(FundingSettings, "funding").funding_grace_s == 9
