@@ -99,7 +99,7 @@ class Market:
 
 
 @dataclass(frozen=True)
-class MarketState:
+class MarketQuote:
     index: int  # 0: the oracle cannot answer
     mark: int
     cum_long: int
@@ -246,7 +246,7 @@ class Chain:
     def market_by_id(self, market_id: bytes) -> Market:
         return self._by_id[market_id]
 
-    async def state(self, market: Market) -> MarketState:
+    async def state(self, market: Market) -> MarketQuote:
         mid = market.market_id
         f = self.pm.functions
         (
@@ -262,7 +262,7 @@ class Chain:
             f.nextFundingTime(mid).call(),
             self.w3.eth.get_block("latest"),
         )
-        return MarketState(
+        return MarketQuote(
             index=int(index),
             mark=int(mark),
             cum_long=int(cum_long),

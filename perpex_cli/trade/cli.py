@@ -32,7 +32,7 @@ from perpex_cli.trade.chain import (
     ChainProblem,
     Connection,
     Market,
-    MarketState,
+    MarketQuote,
     Position,
 )
 from perpex_cli.trade.view import (
@@ -505,7 +505,7 @@ def _side(is_long: bool) -> str:
 
 
 def _funding(
-    market: Market, st: MarketState, is_long: bool, size: int, long_size: int, short_size: int
+    market: Market, st: MarketQuote, is_long: bool, size: int, long_size: int, short_size: int
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The market's funding now and what a position of `size` on its side pays (positive) or
     receives per second and per 8 h at the book (long_size, short_size), position included."""
@@ -585,7 +585,7 @@ def _market_json(m: Market) -> dict[str, Any]:
     }
 
 
-def _require_oracle(market: Market, st: MarketState) -> None:
+def _require_oracle(market: Market, st: MarketQuote) -> None:
     if st.index == 0:
         raise Failure(
             f"the oracle of {market.pair} cannot answer (stale or invalid price): trades wait "

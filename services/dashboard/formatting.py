@@ -70,7 +70,7 @@ MARKET_WAD_COLUMNS = (
     "open_collateral",
     "liquidation_rewards",
     "bad_debt",
-    *tables.wad_columns(tables.MarketState),
+    *tables.wad_columns(tables.MarketRow),
 )
 
 

@@ -17,7 +17,7 @@ from enum import StrEnum
 from services.funding.schedule import is_due, overdue_seconds, wake_delay
 
 
-class Action(StrEnum):
+class FundingAction(StrEnum):
     SEND = "send"
     WAIT = "wait"  # the window is not open yet (or the grace delay runs)
     STANDBY = "standby"  # another replica leads
@@ -45,7 +45,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Decision:
-    action: Action
+    action: FundingAction
     reason: str
     wake_in: float  # seconds to sleep before deciding again (events may wake earlier)
 
@@ -70,15 +70,19 @@ def decide(
         max_sleep=max_sleep,
     )
     if not is_leader:
-        return Decision(Action.STANDBY, "not the leader", until_due if not due else max_sleep)
+        return Decision(
+            FundingAction.STANDBY, "not the leader", until_due if not due else max_sleep
+        )
     if not due:
-        return Decision(Action.WAIT, "window not open yet", until_due)
+        return Decision(FundingAction.WAIT, "window not open yet", until_due)
     if attempt is not None and attempt.window == view.last_funding_time and now < attempt.retry_at:
         wait = max(min_sleep, min(attempt.retry_at - now, max_sleep))
         if attempt.sent:
-            return Decision(Action.IN_FLIGHT, "already sent for this window", wait)
+            return Decision(FundingAction.IN_FLIGHT, "already sent for this window", wait)
         return Decision(
-            Action.BACKOFF, f"backing off after: {attempt.reason or 'a failed attempt'}", wait
+            FundingAction.BACKOFF,
+            f"backing off after: {attempt.reason or 'a failed attempt'}",
+            wait,
         )
     late = overdue_seconds(view.last_funding_time, view.interval, view.chain_time)
-    return Decision(Action.SEND, f"window open for {late}s", 0.0)
+    return Decision(FundingAction.SEND, f"window open for {late}s", 0.0)

@@ -109,7 +109,7 @@ def unregister(updater: Observable) -> None:
 
 def points(updater: Any) -> dict[str, list[tuple[float, dict[str, str]]]]:
     """Every gauge's points for one FundingUpdater."""
-    from services.funding.outcomes import Outcome
+    from services.funding.outcomes import UpdateOutcome
     from services.funding.rates import rate_fraction
 
     out: dict[str, list[tuple[float, dict[str, str]]]] = {name: [] for name in GAUGES}
@@ -117,7 +117,7 @@ def points(updater: Any) -> dict[str, list[tuple[float, dict[str, str]]]]:
         attrs = {"market": state.ref.pair}
         last = state.last_outcome
         if last is not None:
-            for outcome in Outcome:
+            for outcome in UpdateOutcome:
                 out["perpex_funding_last_outcome"].append(
                     (1 if outcome is last else 0, {**attrs, "outcome": outcome.value})
                 )

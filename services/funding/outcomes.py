@@ -21,7 +21,7 @@ log = logging.getLogger("perpex.funding")
 TOO_EARLY = "FundingTooEarly"
 
 
-class Outcome(StrEnum):
+class UpdateOutcome(StrEnum):
     CONFIRMED = "confirmed"  # our transaction updated the funding rate
     ALREADY_UPDATED = "already_updated"  # the simulation shows someone else updated first
     REVERTED = "reverted"  # the simulation reverted for another reason: nothing sent
@@ -53,7 +53,7 @@ class UpdaterConfig:
 
 
 @dataclass
-class MarketState:
+class MarketSchedule:
     ref: MarketRef
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     snapshot: MarketSnapshot | None = None
@@ -65,7 +65,7 @@ class MarketState:
     decision: Decision | None = None
     error_failures: int = 0
     last_error: str | None = None
-    last_outcome: Outcome | None = None
+    last_outcome: UpdateOutcome | None = None
     # Who made the updates seen lately: lastFundingTime -> ("us" | "other", tx hash or None)
     updates: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     our_last_tx: str | None = None  # confirmed; names the next update seen if nothing else does
@@ -78,8 +78,13 @@ class MarketState:
 
 
 def simulation_reverted(
-    config: UpdaterConfig, state: MarketState, window: int, reason: str, failures: int, now: float
-) -> Outcome:
+    config: UpdaterConfig,
+    state: MarketSchedule,
+    window: int,
+    reason: str,
+    failures: int,
+    now: float,
+) -> UpdateOutcome:
     pair = state.ref.pair
     if reason.startswith(TOO_EARLY):
         # Someone else's update landed between our read and the simulation.
@@ -87,7 +92,7 @@ def simulation_reverted(
         state.attempt = Attempt(
             window, sent=False, retry_at=now + config.max_sleep_s, reason=reason
         )
-        return Outcome.ALREADY_UPDATED
+        return UpdateOutcome.ALREADY_UPDATED
     failures += 1
     delay = backoff_delay(failures, config.revert_backoff_s, config.revert_backoff_max_s)
     state.reverts += 1
@@ -101,18 +106,18 @@ def simulation_reverted(
         format_duration(delay),
     )
     state.attempt = Attempt(window, False, now + delay, failures, reason)
-    return Outcome.REVERTED
+    return UpdateOutcome.REVERTED
 
 
 def mined_reverted(
     config: UpdaterConfig,
-    state: MarketState,
+    state: MarketSchedule,
     window: int,
     reason: str,
     tx_hash: str | None,
     failures: int,
     now: float,
-) -> Outcome:
+) -> UpdateOutcome:
     pair = state.ref.pair
     failures += 1
     delay = backoff_delay(failures, config.revert_backoff_s, config.revert_backoff_max_s)
@@ -128,12 +133,12 @@ def mined_reverted(
         format_duration(delay),
     )
     state.attempt = Attempt(window, True, now + delay, failures, reason)
-    return Outcome.MINED_REVERTED
+    return UpdateOutcome.MINED_REVERTED
 
 
 def failed(
-    config: UpdaterConfig, state: MarketState, window: int, why: str, failures: int, now: float
-) -> Outcome:
+    config: UpdaterConfig, state: MarketSchedule, window: int, why: str, failures: int, now: float
+) -> UpdateOutcome:
     failures += 1
     delay = backoff_delay(failures, max(config.min_sleep_s, 1.0), config.error_backoff_max_s)
     state.last_error = why
@@ -144,10 +149,10 @@ def failed(
         format_duration(delay),
     )
     state.attempt = Attempt(window, False, now + delay, failures, why)
-    return Outcome.FAILED
+    return UpdateOutcome.FAILED
 
 
-def remember(state: MarketState, last_funding_time: int, by: str, tx: str | None) -> None:
+def remember(state: MarketSchedule, last_funding_time: int, by: str, tx: str | None) -> None:
     state.updates[last_funding_time] = (by, tx)
     while len(state.updates) > 16:
         del state.updates[min(state.updates)]
@@ -158,7 +163,7 @@ def error_name(reason: str) -> str:
     return reason.split("(", 1)[0].strip()[:64] or "unknown"
 
 
-def market_report(state: MarketState, now: float) -> dict[str, Any]:
+def market_report(state: MarketSchedule, now: float) -> dict[str, Any]:
     """A market's schedule as `perpex funding status` and the status endpoint show it."""
     out: dict[str, Any] = {"market": state.ref.pair, "market_id": state.ref.market_id_hex}
     if state.snapshot is not None:
@@ -182,7 +187,7 @@ def market_report(state: MarketState, now: float) -> dict[str, Any]:
     return out
 
 
-def _last_update_by(state: MarketState) -> tuple[str | None, str | None]:
+def _last_update_by(state: MarketSchedule) -> tuple[str | None, str | None]:
     if state.snapshot is None:
         return None, None
     return state.updates.get(state.snapshot.last_funding_time, (None, None))

@@ -27,12 +27,12 @@ from typing import Any
 
 from services.funding import metrics
 from services.funding.chain import ChainReader, MarketRef, MarketSnapshot
-from services.funding.decision import Action, Attempt, Decision, MarketView, decide
+from services.funding.decision import Attempt, Decision, FundingAction, MarketView, decide
 from services.funding.events import FundingEvent, FundingEventListener, FundingParamsEvent
 from services.funding.leader import LeaderElector
 from services.funding.outcomes import (
-    MarketState,
-    Outcome,
+    MarketSchedule,
+    UpdateOutcome,
     UpdaterConfig,
     failed,
     market_report,
@@ -73,7 +73,7 @@ class FundingUpdater:
         self.leader = leader
         self.config = config or UpdaterConfig()
         self.clock = clock
-        self.markets = {m.market_id_hex: MarketState(m) for m in markets}
+        self.markets = {m.market_id_hex: MarketSchedule(m) for m in markets}
         self.listener = (
             listener_factory(self.on_funding_event, self.on_params_event)
             if listener_factory
@@ -193,7 +193,7 @@ class FundingUpdater:
         state.wake.set()
 
     # ---------------------------------------------------------------- the market loop
-    async def _market_loop(self, state: MarketState, stop: asyncio.Event) -> None:
+    async def _market_loop(self, state: MarketSchedule, stop: asyncio.Event) -> None:
         while not stop.is_set():
             state.heartbeat = self.clock()
             # Cleared before the step, not after: a wake during it (an event, leadership
@@ -219,24 +219,28 @@ class FundingUpdater:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(state.wake.wait(), max(0.0, delay))
 
-    async def step(self, state: MarketState) -> float:
+    async def step(self, state: MarketSchedule) -> float:
         """One look at a market: read, decide, maybe send. Returns seconds to sleep."""
         snapshot = await self._read(state)
         decision = self._decide(state, snapshot)
-        if decision.action is Action.SEND and not self._fresh(state):
+        if decision.action is FundingAction.SEND and not self._fresh(state):
             snapshot = await self._read(state, full=True)
             decision = self._decide(state, snapshot)
         state.decision = decision
-        if decision.action is not Action.SEND:
+        if decision.action is not FundingAction.SEND:
             return decision.wake_in
         outcome = await self.attempt(state, snapshot)
         state.last_outcome = outcome
         state.needs_full_read = True
-        if outcome in (Outcome.CONFIRMED, Outcome.ALREADY_UPDATED, Outcome.FENCED):
+        if outcome in (
+            UpdateOutcome.CONFIRMED,
+            UpdateOutcome.ALREADY_UPDATED,
+            UpdateOutcome.FENCED,
+        ):
             return 0.0
         return self.config.min_sleep_s
 
-    def _decide(self, state: MarketState, snapshot: MarketSnapshot) -> Decision:
+    def _decide(self, state: MarketSchedule, snapshot: MarketSnapshot) -> Decision:
         return decide(
             MarketView(snapshot.last_funding_time, snapshot.interval, snapshot.chain_time),
             is_leader=self.leader.is_leader,
@@ -247,10 +251,10 @@ class FundingUpdater:
             min_sleep=self.config.min_sleep_s,
         )
 
-    def _fresh(self, state: MarketState) -> bool:
+    def _fresh(self, state: MarketSchedule) -> bool:
         return state.last_read_full and not state.needs_full_read
 
-    async def _read(self, state: MarketState, full: bool = False) -> MarketSnapshot:
+    async def _read(self, state: MarketSchedule, full: bool = False) -> MarketSnapshot:
         now = self.clock()
         stale = now - state.full_read_at >= self.config.full_read_every_s
         if full or state.needs_full_read or state.snapshot is None or stale:
@@ -271,7 +275,7 @@ class FundingUpdater:
             log.log(level, "%s", snapshot.status().log_line())
         return snapshot
 
-    def _observe(self, state: MarketState, snapshot: MarketSnapshot) -> None:
+    def _observe(self, state: MarketSchedule, snapshot: MarketSnapshot) -> None:
         previous = state.snapshot
         expected = self.config.expected_interval_s
         if (
@@ -315,19 +319,19 @@ class FundingUpdater:
                 )
             return waited > 0
 
-    async def attempt(self, state: MarketState, snapshot: MarketSnapshot) -> Outcome:
+    async def attempt(self, state: MarketSchedule, snapshot: MarketSnapshot) -> UpdateOutcome:
         """Try to update one market whose window `decide()` found open."""
         pair = state.ref.pair
         window = snapshot.last_funding_time
         if self._stop.is_set():
-            return Outcome.STOPPING
+            return UpdateOutcome.STOPPING
         if await self._fence():
-            return Outcome.FENCED  # the chain may have moved: decide again on a fresh read
+            return UpdateOutcome.FENCED  # the chain may have moved: decide again on a fresh read
         if not await self.leader.confirm():
             log.info("%s: leadership did not hold at the pre-send check; not sending", pair)
-            return Outcome.NOT_LEADER
+            return UpdateOutcome.NOT_LEADER
         if self._stop.is_set():  # the fence can wait long: no send begun after SIGTERM
-            return Outcome.STOPPING
+            return UpdateOutcome.STOPPING
         tx = self.reader.update_tx(state.ref)
         now = self.clock()
         failures = (
@@ -393,7 +397,7 @@ class FundingUpdater:
                     failures=failures + 1,
                     reason=state.last_error,
                 )
-                return Outcome.UNKNOWN
+                return UpdateOutcome.UNKNOWN
             tx_hash = hex_str(receipt["transactionHash"])
             span.set_attribute("funding.outcome", "confirmed")
             span.set_attribute("tx.hash", tx_hash)
@@ -414,7 +418,7 @@ class FundingUpdater:
             tx_hash,
             int(receipt["gasUsed"]),
         )
-        return Outcome.CONFIRMED
+        return UpdateOutcome.CONFIRMED
 
     def _update_time(self, receipt: Any) -> int | None:
         """The new lastFundingTime, from the FundingRateUpdated log in our receipt."""
@@ -456,11 +460,11 @@ class FundingUpdater:
         now = self.clock()
         return any(now - s.heartbeat > after_s for s in self.markets.values())
 
-    def _chain_now(self, state: MarketState) -> int:
+    def _chain_now(self, state: MarketSchedule) -> int:
         assert state.snapshot is not None
         return state.snapshot.chain_time + int(max(0.0, self.clock() - state.read_at))
 
-    def market_status(self, state: MarketState) -> dict[str, Any]:
+    def market_status(self, state: MarketSchedule) -> dict[str, Any]:
         return market_report(state, self.clock())
 
     @property

@@ -18,7 +18,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector
 
 from services.indexer.bridge import BridgeFollower, make_follower
-from services.indexer.chunking import Outcome
+from services.indexer.chunking import RangeOutcome
 from services.indexer.event_specs import load_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.metrics import OutboxMonitor
@@ -53,7 +53,11 @@ def dependencies(settings: IndexerSettings, health: HealthState | None = None) -
 def transient(exc: BaseException) -> bool:
     """Failures of a start-up step that a dependency coming back would cure."""
     if isinstance(exc, RpcError):
-        return exc.outcome in (Outcome.TRANSIENT, Outcome.TIMEOUT, Outcome.RATE_LIMITED)
+        return exc.outcome in (
+            RangeOutcome.TRANSIENT,
+            RangeOutcome.TIMEOUT,
+            RangeOutcome.RATE_LIMITED,
+        )
     return is_transient_failure(exc)
 
 

@@ -13,7 +13,7 @@ from enum import Enum
 from shared.backoff import backoff_delay
 
 
-class Outcome(Enum):
+class RangeOutcome(Enum):
     OK = "ok"
     RANGE_TOO_LARGE = "range_too_large"  # provider refuses the block span
     TOO_MANY_RESULTS = "too_many_results"  # provider refuses the result count / size
@@ -22,7 +22,9 @@ class Outcome(Enum):
     TRANSIENT = "transient"  # 5xx, connection reset, truncated body: same request again
 
 
-SHRINKING = frozenset({Outcome.RANGE_TOO_LARGE, Outcome.TOO_MANY_RESULTS, Outcome.TIMEOUT})
+SHRINKING = frozenset(
+    {RangeOutcome.RANGE_TOO_LARGE, RangeOutcome.TOO_MANY_RESULTS, RangeOutcome.TIMEOUT}
+)
 
 
 @dataclass
@@ -66,14 +68,14 @@ class ChunkPolicy:
         if logs < self.target_logs:
             self.size = min(self.maximum, self.size * 2)
 
-    def on_error(self, outcome: Outcome, retry_after: float | None = None) -> None:
-        if outcome is Outcome.OK:
+    def on_error(self, outcome: RangeOutcome, retry_after: float | None = None) -> None:
+        if outcome is RangeOutcome.OK:
             raise ValueError("use on_success for OK")
         self._failures += 1
         if outcome in SHRINKING and self.size > self.minimum:
             self.size = max(self.minimum, self.size // 2)
             # A timeout also deserves a short pause; range errors retry at once.
-            self.delay = self.base_delay if outcome is Outcome.TIMEOUT else 0.0
+            self.delay = self.base_delay if outcome is RangeOutcome.TIMEOUT else 0.0
             return
         # Rate limits, transient errors, and "ask for less" at the smallest size already (the
         # provider means something else, or cannot answer even that): back off, never spin.

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from services.indexer.chunking import Outcome
+from services.indexer.chunking import RangeOutcome
 from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder
 from services.indexer.event_specs import EventSpec, load_event_table
 from services.indexer.rpc import BlockHeader, BlockingRpc, RpcError
@@ -88,7 +88,7 @@ class Fetcher:
         first, so that a reorg racing the fetch shows up as a hash mismatch."""
         headers = self.rpc.headers(job.header_numbers | {job.to_block})
         if headers.get(job.to_block) is None:
-            raise RpcError(Outcome.TRANSIENT, f"node does not have block {job.to_block} yet")
+            raise RpcError(RangeOutcome.TRANSIENT, f"node does not have block {job.to_block} yet")
         return Received(headers, self.fetch_logs(job.from_block, job.to_block))
 
     def decode(self, received: Received) -> FetchResult:
@@ -110,7 +110,7 @@ class Fetcher:
                 # (a node behind the one that served the logs, or a chain that just
                 # shortened): fetch the chunk again rather than lose its logs as malformed
                 raise RpcError(
-                    Outcome.TRANSIENT,
+                    RangeOutcome.TRANSIENT,
                     f"node has no header for block(s) {absent[:5]} the logs came from",
                 )
             timestamps.update((n, h.timestamp) for n, h in headers.items())

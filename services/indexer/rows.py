@@ -22,7 +22,7 @@ from shared.readmodel.tables import (
     OPEN,
     FundingRow,
     LiquidationRow,
-    MarketState,
+    MarketRow,
     PositionRow,
 )
 
@@ -47,7 +47,7 @@ class FoldResult:
     positions: dict[int, PositionRow] = field(default_factory=dict)  # touched, final state
     liquidations: list[LiquidationRow] = field(default_factory=list)
     funding: list[FundingRow] = field(default_factory=list)
-    markets: dict[str, MarketState] = field(default_factory=dict)  # touched, final state
+    markets: dict[str, MarketRow] = field(default_factory=dict)  # touched, final state
     funding_index_at: dict[tuple[int, int], int] = field(default_factory=dict)
     orphans: list[DecodedLog] = field(default_factory=list)  # events for unknown positions
 
@@ -62,7 +62,7 @@ class Fold:
     def __init__(
         self,
         positions: Mapping[int, PositionRow] | None = None,
-        markets: Mapping[str, MarketState] | None = None,
+        markets: Mapping[str, MarketRow] | None = None,
         pairs: Mapping[str, str] | None = None,
     ):
         self.result = FoldResult()
@@ -70,10 +70,10 @@ class Fold:
         self._markets = dict(markets or {})
         self._pairs = dict(pairs or {})
 
-    def market(self, market_id: str) -> MarketState:
+    def market(self, market_id: str) -> MarketRow:
         state = self._markets.get(market_id)
         if state is None:
-            state = MarketState(market_id=market_id, pair=self._pairs.get(market_id))
+            state = MarketRow(market_id=market_id, pair=self._pairs.get(market_id))
             self._markets[market_id] = state
         return state
 

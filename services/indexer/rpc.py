@@ -2,7 +2,7 @@
 the event loop) and `BlockingRpc` (for the indexer's fetch threads).
 
 Plain JSON-RPC (not web3's contract layer) keeps eth_getLogs cheap: the response is parsed once
-(orjson) and handed to the decoder as dicts. Every failure becomes an `RpcError` carrying an `Outcome`:
+(orjson) and handed to the decoder as dicts. Every failure becomes an `RpcError` carrying an `RangeOutcome`:
 429 -> RATE_LIMITED (with Retry-After), 5xx / connection errors / truncated or non-JSON bodies
 -> TRANSIENT, timeouts -> TIMEOUT, and the providers' "block range too large" / "too many
 results" messages -> RANGE_TOO_LARGE / TOO_MANY_RESULTS.
@@ -25,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from services.indexer.chunking import Outcome
+from services.indexer.chunking import RangeOutcome
 from shared.telemetry import tracer
 
 _tracer = tracer("perpex.indexer.rpc")
@@ -49,7 +49,7 @@ _TIMEOUT_PATTERNS = re.compile(r"timeout|timed out|deadline", re.IGNORECASE)
 
 
 class RpcError(Exception):
-    def __init__(self, outcome: Outcome, message: str, retry_after: float | None = None):
+    def __init__(self, outcome: RangeOutcome, message: str, retry_after: float | None = None):
         super().__init__(f"{outcome.value}: {message}")
         self.outcome = outcome
         self.message = message
@@ -61,15 +61,15 @@ class RpcError(Exception):
 
 def _transport_error(exc: httpx.HTTPError, label: str) -> RpcError:
     if isinstance(exc, httpx.TimeoutException):
-        return RpcError(Outcome.TIMEOUT, f"{label}: {type(exc).__name__}")
-    return RpcError(Outcome.TRANSIENT, f"{label}: {type(exc).__name__}: {exc}")
+        return RpcError(RangeOutcome.TIMEOUT, f"{label}: {type(exc).__name__}")
+    return RpcError(RangeOutcome.TRANSIENT, f"{label}: {type(exc).__name__}: {exc}")
 
 
 def _parse_reply(resp: httpx.Response, label: str) -> Any:
     outcome = classify_http_status(resp.status_code)
     if outcome is not None:
         detail = ""
-        if outcome is Outcome.TRANSIENT:
+        if outcome is RangeOutcome.TRANSIENT:
             # Some providers send "block range too large" / "too many results" with a 400 or
             # 500: read the JSON-RPC error, or the span would never shrink.
             outcome, detail = _error_body(resp, outcome)
@@ -81,10 +81,10 @@ def _parse_reply(resp: httpx.Response, label: str) -> Any:
     try:
         return orjson.loads(resp.content)
     except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-        raise RpcError(Outcome.TRANSIENT, f"{label}: body is not JSON ({exc})") from None
+        raise RpcError(RangeOutcome.TRANSIENT, f"{label}: body is not JSON ({exc})") from None
 
 
-def _error_body(resp: httpx.Response, default: Outcome) -> tuple[Outcome, str]:
+def _error_body(resp: httpx.Response, default: RangeOutcome) -> tuple[RangeOutcome, str]:
     try:
         reply = orjson.loads(resp.content)
     except ValueError:
@@ -96,30 +96,30 @@ def _error_body(resp: httpx.Response, default: Outcome) -> tuple[Outcome, str]:
     return classify_rpc_error(code, err["message"]), f" ({err['message'][:200]})"
 
 
-def classify_http_status(status: int) -> Outcome | None:
-    """Outcome of a non-2xx HTTP status (None: 2xx, read the body)."""
+def classify_http_status(status: int) -> RangeOutcome | None:
+    """RangeOutcome of a non-2xx HTTP status (None: 2xx, read the body)."""
     if 200 <= status < 300:
         return None
     if status == 429:
-        return Outcome.RATE_LIMITED
+        return RangeOutcome.RATE_LIMITED
     if status in (408, 504):
-        return Outcome.TIMEOUT
+        return RangeOutcome.TIMEOUT
     if status == 413:
-        return Outcome.TOO_MANY_RESULTS
-    return Outcome.TRANSIENT
+        return RangeOutcome.TOO_MANY_RESULTS
+    return RangeOutcome.TRANSIENT
 
 
-def classify_rpc_error(code: int | None, message: str) -> Outcome:
-    """Outcome of a JSON-RPC error object."""
+def classify_rpc_error(code: int | None, message: str) -> RangeOutcome:
+    """RangeOutcome of a JSON-RPC error object."""
     if code == 429 or _RATE_PATTERNS.search(message):
-        return Outcome.RATE_LIMITED
+        return RangeOutcome.RATE_LIMITED
     if _RANGE_PATTERNS.search(message):
-        return Outcome.RANGE_TOO_LARGE
+        return RangeOutcome.RANGE_TOO_LARGE
     if code == -32005 or _TOO_MANY_PATTERNS.search(message):
-        return Outcome.TOO_MANY_RESULTS
+        return RangeOutcome.TOO_MANY_RESULTS
     if _TIMEOUT_PATTERNS.search(message):
-        return Outcome.TIMEOUT
-    return Outcome.TRANSIENT
+        return RangeOutcome.TIMEOUT
+    return RangeOutcome.TRANSIENT
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -154,26 +154,26 @@ def logs_filter(
 
 def _logs_result(result: Any) -> list[dict[str, Any]]:
     if not isinstance(result, list):
-        raise RpcError(Outcome.TRANSIENT, "eth_getLogs: result is not a list")
+        raise RpcError(RangeOutcome.TRANSIENT, "eth_getLogs: result is not a list")
     return result
 
 
 def _result(reply: Any, label: str) -> Any:
     if not isinstance(reply, dict):
-        raise RpcError(Outcome.TRANSIENT, f"{label}: reply is not an object")
+        raise RpcError(RangeOutcome.TRANSIENT, f"{label}: reply is not an object")
     if reply.get("error") is not None:
         err = reply["error"]
         code = err.get("code") if isinstance(err, dict) else None
         message = str(err.get("message", err)) if isinstance(err, dict) else str(err)
         raise RpcError(classify_rpc_error(code, message), f"{label}: {message}")
     if "result" not in reply:
-        raise RpcError(Outcome.TRANSIENT, f"{label}: reply has no result")
+        raise RpcError(RangeOutcome.TRANSIENT, f"{label}: reply has no result")
     return reply["result"]
 
 
 def _batch_results(requests: list[dict[str, Any]], replies: Any, label: str) -> list[Any]:
     if not isinstance(replies, list) or len(replies) != len(requests):
-        raise RpcError(Outcome.TRANSIENT, f"{label}: batch reply has the wrong shape")
+        raise RpcError(RangeOutcome.TRANSIENT, f"{label}: batch reply has the wrong shape")
     by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
     return [_result(by_id.get(req["id"]), label) for req in requests]
 
@@ -192,9 +192,9 @@ def _headers(wanted: list[int], results: list[Any]) -> dict[int, BlockHeader | N
                 timestamp=int(block["timestamp"], 16),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise RpcError(Outcome.TRANSIENT, f"block {n}: malformed header") from None
+            raise RpcError(RangeOutcome.TRANSIENT, f"block {n}: malformed header") from None
         if header.number != n:
-            raise RpcError(Outcome.TRANSIENT, f"block {n}: node answered another block")
+            raise RpcError(RangeOutcome.TRANSIENT, f"block {n}: node answered another block")
         out[n] = header
     return out
 
@@ -264,9 +264,9 @@ class JsonRpc(_Requests):
     def _retrying(self) -> AsyncRetrying:
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, RpcError) and exc.outcome in (
-                Outcome.TRANSIENT,
-                Outcome.TIMEOUT,
-                Outcome.RATE_LIMITED,
+                RangeOutcome.TRANSIENT,
+                RangeOutcome.TIMEOUT,
+                RangeOutcome.RATE_LIMITED,
             )
 
         return AsyncRetrying(

@@ -37,7 +37,7 @@ from shared.readmodel.tables import (
     LIQUIDATION_COLUMNS,
     MARKET_COLUMNS,
     POSITION_COLUMNS,
-    MarketState,
+    MarketRow,
     PositionRow,
 )
 from shared.telemetry import tracer
@@ -148,7 +148,7 @@ class Store:
             )
         return [(r["block_number"], r["block_hash"]) for r in rows]
 
-    async def load_markets(self) -> dict[str, MarketState]:
+    async def load_markets(self) -> dict[str, MarketRow]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(f"SELECT {', '.join(MARKET_COLUMNS)} FROM markets")
         return {r["market_id"]: _market_from_record(r) for r in rows}
@@ -249,9 +249,7 @@ class Store:
         # ids come from the sequence in insertion order, which is chain order
         return sorted(r["id"] for r in rows)
 
-    async def _upsert_markets(
-        self, conn: asyncpg.Connection, markets: Iterable[MarketState]
-    ) -> None:
+    async def _upsert_markets(self, conn: asyncpg.Connection, markets: Iterable[MarketRow]) -> None:
         records = [m.record() for m in markets]
         if not records:
             return
@@ -279,8 +277,8 @@ class Store:
         await conn.execute("DELETE FROM block_hashes WHERE block_number < $1", floor)
 
 
-def _market_from_record(r: Mapping[str, Any]) -> MarketState:
-    return MarketState(
+def _market_from_record(r: Mapping[str, Any]) -> MarketRow:
+    return MarketRow(
         market_id=r["market_id"],
         pair=r["pair"],
         vamm=r["vamm"],

@@ -34,7 +34,7 @@ from services.indexer.settings import IndexerSettings, IndexTargets
 from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
 from services.indexer.sync_types import FetchedChunk, IndexerStats, ReorgInFlight, ReorgTooDeepError
 from shared.backoff import backoff_delay
-from shared.readmodel.tables import MarketState, PositionRow
+from shared.readmodel.tables import MarketRow, PositionRow
 from shared.telemetry import trace_carrier, tracer
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Indexer:
         self._tip_block = self.last_block
         self._tip_hash: str | None = None
         self._tip_has_status = False
-        self.markets: dict[str, MarketState] = {}
+        self.markets: dict[str, MarketRow] = {}
         self.pairs: dict[str, str] = {}
         self.ranges: list[tuple[int, int]] = []  # every committed range (bench / tests)
         self.ready = False
@@ -474,8 +474,8 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _copy_market(m: MarketState) -> MarketState:
-    return MarketState(**{f: getattr(m, f) for f in m.__slots__})  # type: ignore[attr-defined]
+def _copy_market(m: MarketRow) -> MarketRow:
+    return MarketRow(**{f: getattr(m, f) for f in m.__slots__})  # type: ignore[attr-defined]
 
 
 async def _sleep(stop: asyncio.Event, delay: float) -> None:

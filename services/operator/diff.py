@@ -18,7 +18,7 @@ from typing import Any
 from services.operator.manifests import Owner
 
 
-class Action(enum.Enum):
+class ChildAction(enum.Enum):
     NOOP = "noop"
     CREATE = "create"
     PATCH = "patch"
@@ -123,7 +123,7 @@ def _stale_data_keys(desired: Mapping[str, Any], actual: Mapping[str, Any] | Non
 
 @dataclass(frozen=True)
 class Decision:
-    action: Action
+    action: ChildAction
     desired: dict[str, Any] | None = None
     reason: str = ""
 
@@ -134,17 +134,19 @@ def decide(
     """What to do with one object: create, patch, delete, nothing, or refuse (conflict)."""
     if actual is not None and not owned_by(actual, owner):
         if desired is None:
-            return Decision(Action.NOOP, reason="exists but is not ours; left alone")
-        return Decision(Action.CONFLICT, desired, reason="exists and is not owned by this market")
+            return Decision(ChildAction.NOOP, reason="exists but is not ours; left alone")
+        return Decision(
+            ChildAction.CONFLICT, desired, reason="exists and is not owned by this market"
+        )
     if desired is None:
-        return Decision(Action.DELETE if actual is not None else Action.NOOP)
+        return Decision(ChildAction.DELETE if actual is not None else ChildAction.NOOP)
     if actual is None:
-        return Decision(Action.CREATE, desired)
+        return Decision(ChildAction.CREATE, desired)
     if contains(actual, desired) and not _stale_data_keys(desired, actual):
-        return Decision(Action.NOOP, desired)
+        return Decision(ChildAction.NOOP, desired)
     if any(
         field in desired and not contains(actual.get(field), desired[field])
         for field in IMMUTABLE_FIELDS
     ):
-        return Decision(Action.REPLACE, desired, reason="an immutable field changed")
-    return Decision(Action.PATCH, desired)
+        return Decision(ChildAction.REPLACE, desired, reason="an immutable field changed")
+    return Decision(ChildAction.PATCH, desired)

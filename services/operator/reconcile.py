@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.operator.config import OperatorConfig
-from services.operator.diff import Action, Decision, decide, merge_patch, owned_by
+from services.operator.diff import ChildAction, Decision, decide, merge_patch, owned_by
 from services.operator.manifests import COMPONENTS, Owner, desired_state, object_name
 from services.operator.spec import FundingSpec, KeeperSpec, SpecError, parse_spec
-from services.operator.status import ComponentObservation, Outcome, compute_status
+from services.operator.status import ComponentObservation, ReconcileOutcome, compute_status
 from shared.kube import (
     CONFIG_MAPS,
     DEPLOYMENTS,
@@ -60,7 +60,9 @@ async def reconcile(
     try:
         spec = parse_spec(body.get("spec"), owner.name)
     except SpecError as exc:
-        return ReconcileResult(compute_status(Outcome(invalid=exc.problems), generation, previous))
+        return ReconcileResult(
+            compute_status(ReconcileOutcome(invalid=exc.problems), generation, previous)
+        )
 
     desired = desired_state(owner, spec, config)
     items = [
@@ -89,31 +91,31 @@ async def reconcile(
         conflicts = [
             f"{item.kind.plural}/{item.name} {decision.reason}"
             for item, decision, _ in plan
-            if decision.action is Action.CONFLICT
+            if decision.action is ChildAction.CONFLICT
         ]
         if conflicts:
             result.status = compute_status(
-                Outcome(conflict="; ".join(conflicts)), generation, previous
+                ReconcileOutcome(conflict="; ".join(conflicts)), generation, previous
             )
             return result
 
         # 2. Write: creates and patches in dependency order, deletions last.
         live: dict[str, dict[str, Any] | None] = {}
         for item, decision, actual in plan:
-            if decision.action is Action.DELETE:
+            if decision.action is ChildAction.DELETE:
                 continue
             obj = await _apply(kube, owner, item, decision, actual, result.changes)
             if item.component is not None:
                 live[item.component] = obj
         for item, decision, _ in plan:
-            if decision.action is Action.DELETE:
+            if decision.action is ChildAction.DELETE:
                 await kube.delete(item.kind, owner.namespace, item.name)
                 result.changes.append(f"deleted {item.kind.plural}/{item.name}")
                 if item.component is not None:
                     live[item.component] = None
     except KubeError as exc:
         result.error = str(exc)
-        result.status = compute_status(Outcome(error=str(exc)), generation, previous)
+        result.status = compute_status(ReconcileOutcome(error=str(exc)), generation, previous)
         return result
 
     settings: dict[str, KeeperSpec | FundingSpec] = {"keeper": spec.keeper, "funding": spec.funding}
@@ -126,7 +128,7 @@ async def reconcile(
         for name in COMPONENTS
     }
     result.status = compute_status(
-        Outcome(paused=spec.paused, components=components), generation, previous
+        ReconcileOutcome(paused=spec.paused, components=components), generation, previous
     )
     return result
 
@@ -139,13 +141,13 @@ async def _apply(
     actual: dict[str, Any] | None,
     changes: list[str],
 ) -> dict[str, Any] | None:
-    if decision.action is Action.NOOP:
+    if decision.action is ChildAction.NOOP:
         return actual
     assert decision.desired is not None
-    if decision.action is Action.REPLACE:
+    if decision.action is ChildAction.REPLACE:
         await kube.delete(item.kind, owner.namespace, item.name)
         changes.append(f"deleted {item.kind.plural}/{item.name} ({decision.reason})")
-    if decision.action in (Action.CREATE, Action.REPLACE):
+    if decision.action in (ChildAction.CREATE, ChildAction.REPLACE):
         try:
             created = await kube.create(decision.desired)
             changes.append(f"created {item.kind.plural}/{item.name}")

@@ -71,7 +71,7 @@ class ComponentObservation:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReconcileOutcome:
     """What a reconcile found. Exactly one of the problem fields is set, or none."""
 
     invalid: Sequence[str] = ()
@@ -106,7 +106,7 @@ def _condition(
 
 
 def compute_status(
-    outcome: Outcome,
+    outcome: ReconcileOutcome,
     generation: int | None,
     previous_conditions: Sequence[Mapping[str, Any]] | None = None,
     now: str | None = None,

@@ -148,7 +148,7 @@ FUNDING_COLUMNS = columns(FundingRow)
 
 
 @dataclass(slots=True)
-class MarketState(TableRow):
+class MarketRow(TableRow):
     market_id: str
     pair: str | None = None
     vamm: str | None = None
@@ -167,7 +167,7 @@ class MarketState(TableRow):
     )  # cumulative_funding_index is the longs'
 
 
-MARKET_COLUMNS = columns(MarketState)
+MARKET_COLUMNS = columns(MarketRow)
 
 # `events`: every decoded event, exactly once (args: jsonb, integers as decimal strings)
 EVENT_COLUMNS = (

@@ -12,9 +12,14 @@ from operator_harness import ADDR_NFT, ADDR_PM, market_spec
 
 from services.operator import manifests as mf
 from services.operator.config import OperatorConfig, OperatorConfigError
-from services.operator.diff import Action, contains, decide, merge_patch, owned_by
+from services.operator.diff import ChildAction, contains, decide, merge_patch, owned_by
 from services.operator.spec import KeyRef, SpecError, parse_spec
-from services.operator.status import ComponentObservation, Outcome, compute_status, status_changed
+from services.operator.status import (
+    ComponentObservation,
+    ReconcileOutcome,
+    compute_status,
+    status_changed,
+)
 
 OWNER = mf.Owner(name="eth-usdt", namespace="markets", uid="uid-1")
 CONFIG = OperatorConfig(
@@ -189,16 +194,16 @@ def test_contains_compares_lists_by_length_and_bools_strictly():
 
 def test_decisions():
     desired = mf.config_map(OWNER, spec(), CONFIG)
-    assert decide(desired, None, OWNER).action is Action.CREATE
-    assert decide(desired, copy.deepcopy(desired), OWNER).action is Action.NOOP
+    assert decide(desired, None, OWNER).action is ChildAction.CREATE
+    assert decide(desired, copy.deepcopy(desired), OWNER).action is ChildAction.NOOP
     changed = copy.deepcopy(desired)
     changed["data"]["CHAIN_ID"] = "5"
-    assert decide(desired, changed, OWNER).action is Action.PATCH
-    assert decide(None, desired, OWNER).action is Action.DELETE
-    assert decide(None, None, OWNER).action is Action.NOOP
+    assert decide(desired, changed, OWNER).action is ChildAction.PATCH
+    assert decide(None, desired, OWNER).action is ChildAction.DELETE
+    assert decide(None, None, OWNER).action is ChildAction.NOOP
     foreign = {"metadata": {"name": desired["metadata"]["name"]}, "data": {}}
-    assert decide(desired, foreign, OWNER).action is Action.CONFLICT
-    assert decide(None, foreign, OWNER).action is Action.NOOP  # never delete what is not ours
+    assert decide(desired, foreign, OWNER).action is ChildAction.CONFLICT
+    assert decide(None, foreign, OWNER).action is ChildAction.NOOP  # never delete what is not ours
     other = mf.Owner(name="eth-usdt", namespace="markets", uid="uid-2")  # recreated market
     assert not owned_by(desired, other)
 
@@ -209,7 +214,7 @@ def test_settings_dropped_from_the_configmap_are_removed():
     assert "POSITION_MANAGER_ADDRESS" in before["data"]
     ref = {"deploymentConfigMapRef": {"name": "dep", "key": "chain.json"}}
     desired = mf.config_map(OWNER, spec(contracts=ref), CONFIG)
-    assert decide(desired, before, OWNER).action is Action.PATCH
+    assert decide(desired, before, OWNER).action is ChildAction.PATCH
     body = merge_patch(desired, before)
     assert body["data"]["POSITION_MANAGER_ADDRESS"] is None  # a merge patch's "delete"
     assert body["data"]["POSITION_NFT_ADDRESS"] is None
@@ -221,12 +226,12 @@ def test_a_changed_role_ref_replaces_the_binding():
     """roleRef is immutable (the API server answers 422 to a patch): delete and create."""
     desired = mf.role_binding(OWNER, "perpex-market-workload")
     live = copy.deepcopy(desired)
-    assert decide(desired, live, OWNER).action is Action.NOOP
+    assert decide(desired, live, OWNER).action is ChildAction.NOOP
     live["roleRef"]["name"] = "old-workload-role"
-    assert decide(desired, live, OWNER).action is Action.REPLACE
+    assert decide(desired, live, OWNER).action is ChildAction.REPLACE
     live = copy.deepcopy(desired)
     live["subjects"][0]["name"] = "someone-else"
-    assert decide(desired, live, OWNER).action is Action.PATCH
+    assert decide(desired, live, OWNER).action is ChildAction.PATCH
 
 
 def test_merge_patch_leaves_identity_alone():
@@ -250,7 +255,7 @@ def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 def test_status_ready_progressing_degraded():
     ready = compute_status(
-        Outcome(components={"keeper": comp(True, 2, 2), "funding": comp(True, 1, 1)}), 4
+        ReconcileOutcome(components={"keeper": comp(True, 2, 2), "funding": comp(True, 1, 1)}), 4
     )
     assert conds(ready) == {
         "Ready": ("True", "AllReplicasReady"),
@@ -259,7 +264,8 @@ def test_status_ready_progressing_degraded():
     }
     assert ready["observedGeneration"] == 4 and ready["keepers"] == "2/2"
     rolling = compute_status(
-        Outcome(components={"keeper": comp(True, 2, 1), "funding": comp(False, 1, None)}), 4
+        ReconcileOutcome(components={"keeper": comp(True, 2, 1), "funding": comp(False, 1, None)}),
+        4,
     )
     assert conds(rolling)["Ready"] == ("False", "RollingOut")
     assert conds(rolling)["Progressing"] == ("True", "RollingOut")
@@ -277,33 +283,38 @@ def test_status_ready_progressing_degraded():
             },
         ],
     )
-    failed = compute_status(Outcome(components={"keeper": stuck}), 1)
+    failed = compute_status(ReconcileOutcome(components={"keeper": stuck}), 1)
     assert conds(failed)["Degraded"] == ("True", "RolloutFailed")
 
 
 def test_status_invalid_conflict_error_paused():
-    assert conds(compute_status(Outcome(invalid=["spec.pair: bad"]), 1))["Degraded"] == (
+    assert conds(compute_status(ReconcileOutcome(invalid=["spec.pair: bad"]), 1))["Degraded"] == (
         "True",
         "InvalidSpec",
     )
-    assert conds(compute_status(Outcome(conflict="taken"), 1))["Degraded"] == ("True", "Conflict")
-    assert conds(compute_status(Outcome(error="HTTP 500"), 1))["Degraded"] == (
+    assert conds(compute_status(ReconcileOutcome(conflict="taken"), 1))["Degraded"] == (
+        "True",
+        "Conflict",
+    )
+    assert conds(compute_status(ReconcileOutcome(error="HTTP 500"), 1))["Degraded"] == (
         "True",
         "ReconcileError",
     )
-    paused = compute_status(Outcome(paused=True, components={"keeper": comp(True, 0, 0)}), 1)
+    paused = compute_status(
+        ReconcileOutcome(paused=True, components={"keeper": comp(True, 0, 0)}), 1
+    )
     assert conds(paused)["Ready"] == ("False", "Paused")
 
 
 def test_last_transition_time_only_moves_on_flips():
-    first = compute_status(Outcome(components={"keeper": comp(True, 1, 0)}), 1, now="T1")
+    first = compute_status(ReconcileOutcome(components={"keeper": comp(True, 1, 0)}), 1, now="T1")
     same = compute_status(
-        Outcome(components={"keeper": comp(True, 1, 0)}), 1, first["conditions"], now="T2"
+        ReconcileOutcome(components={"keeper": comp(True, 1, 0)}), 1, first["conditions"], now="T2"
     )
     assert [c["lastTransitionTime"] for c in same["conditions"]] == ["T1", "T1", "T1"]
     assert not status_changed(first, same)
     flipped = compute_status(
-        Outcome(components={"keeper": comp(True, 1, 1)}), 1, same["conditions"], now="T3"
+        ReconcileOutcome(components={"keeper": comp(True, 1, 1)}), 1, same["conditions"], now="T3"
     )
     times = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
     assert times == {"Ready": "T3", "Progressing": "T3", "Degraded": "T1"}

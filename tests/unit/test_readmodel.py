@@ -55,7 +55,7 @@ def test_wad_and_numeric_columns() -> None:
         "funding_rate", "cumulative_funding_index", "cumulative_funding_short", "mark_twap",
         "index_twap", "funding_per_second",
     }  # fmt: skip
-    assert set(tables.wad_columns(tables.MarketState)) == {
+    assert set(tables.wad_columns(tables.MarketRow)) == {
         "funding_rate", "cumulative_funding_index", "cumulative_funding_short",
         "funding_per_second",
     }  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 from funding_support import Chain, funding_settings, running, wait_for
 
 from services.funding.app import open_updater
-from services.funding.updater import Outcome
+from services.funding.updater import UpdateOutcome
 from services.indexer.app import open_app
 from services.indexer.settings import IndexerSettings
 from shared.devstack.accounts import TRADERS
@@ -111,7 +111,7 @@ async def test_update_between_read_and_send_means_nothing_sent(
         nonce0 = funded.wallet_nonce()
         funded.send_as(OTHER, funded.pm, "updateFundingRate", state.ref.market_id)
         outcome = await updater.attempt(state, snapshot)
-        assert outcome is Outcome.ALREADY_UPDATED
+        assert outcome is UpdateOutcome.ALREADY_UPDATED
         assert funded.wallet_nonce() == nonce0  # the simulation said so: nothing was sent
         assert state.sent == 0 and state.reverts == 0
         assert len(funded.updates("ETH/USDT")) == 1

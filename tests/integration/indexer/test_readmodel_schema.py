@@ -28,7 +28,7 @@ async def test_the_read_model_is_the_migrated_schema(fresh_db: str) -> None:
             (tables.POSITIONS, tables.PositionRow),
             (tables.LIQUIDATIONS, tables.LiquidationRow),
             (tables.FUNDING_UPDATES, tables.FundingRow),
-            (tables.MARKETS, tables.MarketState),
+            (tables.MARKETS, tables.MarketRow),
         ):
             schema = await columns(table)
             assert [name for name, _ in schema] == list(tables.columns(row)), table

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.funding.decision import Action, Attempt, MarketView, decide
+from services.funding.decision import Attempt, FundingAction, MarketView, decide
 from services.funding.schedule import (
     Window,
     is_due,
@@ -92,43 +92,45 @@ def _decide(view: MarketView, **kw: object) -> object:
 
 def test_sends_when_due_and_leading() -> None:
     d = _decide(MarketView(0, H8, H8 + 3))
-    assert d.action is Action.SEND and "3s" in d.reason
+    assert d.action is FundingAction.SEND and "3s" in d.reason
 
 
 def test_waits_until_the_window_plus_grace() -> None:
     d = _decide(MarketView(0, H8, H8 - 20), grace=5)
-    assert d.action is Action.WAIT and d.wake_in == 25
+    assert d.action is FundingAction.WAIT and d.wake_in == 25
     d = _decide(MarketView(0, H8, H8 + 2), grace=5)
-    assert d.action is Action.WAIT and d.wake_in == 3
+    assert d.action is FundingAction.WAIT and d.wake_in == 3
 
 
 def test_standby_never_sends() -> None:
     d = _decide(MarketView(0, H8, H8 + 100), is_leader=False)
-    assert d.action is Action.STANDBY and d.wake_in == 60
+    assert d.action is FundingAction.STANDBY and d.wake_in == 60
     d = _decide(MarketView(0, H8, H8 - 10), is_leader=False)
-    assert d.action is Action.STANDBY and d.wake_in == 10
+    assert d.action is FundingAction.STANDBY and d.wake_in == 10
 
 
 def test_backoff_after_a_failed_attempt_in_the_same_window() -> None:
     attempt = Attempt(window=0, sent=False, retry_at=400.0, failures=1, reason="StalePrice(..)")
     d = _decide(MarketView(0, H8, H8 + 10), attempt=attempt, now=100.0)
-    assert d.action is Action.BACKOFF and d.wake_in == 60 and "StalePrice" in d.reason
+    assert d.action is FundingAction.BACKOFF and d.wake_in == 60 and "StalePrice" in d.reason
     d = _decide(MarketView(0, H8, H8 + 10), attempt=attempt, now=390.0)
-    assert d.action is Action.BACKOFF and d.wake_in == 10
+    assert d.action is FundingAction.BACKOFF and d.wake_in == 10
     # the back-off is over: try again
-    assert _decide(MarketView(0, H8, H8 + 10), attempt=attempt, now=400.0).action is Action.SEND
+    assert (
+        _decide(MarketView(0, H8, H8 + 10), attempt=attempt, now=400.0).action is FundingAction.SEND
+    )
 
 
 def test_sent_window_is_not_sent_again() -> None:
     attempt = Attempt(window=0, sent=True, retry_at=500.0)
     d = _decide(MarketView(0, H8, H8 + 10), attempt=attempt, now=100.0)
-    assert d.action is Action.IN_FLIGHT
+    assert d.action is FundingAction.IN_FLIGHT
 
 
 def test_an_attempt_for_an_older_window_does_not_block_the_next() -> None:
     attempt = Attempt(window=0, sent=True, retry_at=10**9, failures=3)
     view = MarketView(H8 + 5, H8, 2 * H8 + 5)
-    assert _decide(view, attempt=attempt).action is Action.SEND
+    assert _decide(view, attempt=attempt).action is FundingAction.SEND
 
 
 def test_backoff_delay_doubles_and_caps() -> None:

@@ -11,10 +11,10 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.funding.chain import MarketRef, MarketSnapshot
-from services.funding.decision import Action
+from services.funding.decision import FundingAction
 from services.funding.events import FundingEvent
 from services.funding.leader import LeaderElector, NoLeader
-from services.funding.updater import FundingUpdater, Outcome, UpdaterConfig
+from services.funding.updater import FundingUpdater, UpdateOutcome, UpdaterConfig
 from shared.chain.deployment import market_id
 from shared.chain.errors import TxMinedRevertedError, TxRevertedError
 from shared.chain.tx import PendingTx, TxTimeoutError
@@ -162,14 +162,14 @@ async def test_sleeps_until_the_window_then_sends_once() -> None:
     reads = chain.reads
     chain.open_window(after=2)
     await updater.step(state(updater))
-    assert sender.submits == 1 and state(updater).last_outcome is Outcome.CONFIRMED
+    assert sender.submits == 1 and state(updater).last_outcome is UpdateOutcome.CONFIRMED
     assert sender.fence_waits == 1  # the start-up fence ran before the first send
     assert chain.reads > reads  # a send is always decided on a full read, not the clock only
     for _ in range(5):
         clock.t += 100
         await updater.step(state(updater))
     assert sender.submits == 1  # the chain shows the new update: nothing more this window
-    assert state(updater).decision.action is Action.WAIT
+    assert state(updater).decision.action is FundingAction.WAIT
     assert updater.market_status(state(updater))["last_update_by"] == "us"
 
 
@@ -179,14 +179,14 @@ async def test_a_revert_is_reported_and_backs_off_instead_of_looping(caplog: Any
     chain.open_window()
     await updater.step(state(updater))
     assert sender.submits == 1
-    assert state(updater).last_outcome is Outcome.REVERTED
+    assert state(updater).last_outcome is UpdateOutcome.REVERTED
     assert "StalePrice(0xabc, 1, 3600)" in caplog.text and "nothing sent" in caplog.text
     for _ in range(50):  # many wake-ups within the back-off: no new attempt
         clock.t += 1
         delay = await updater.step(state(updater))
         assert delay > 0
     assert sender.submits == 1
-    assert state(updater).decision.action is Action.BACKOFF
+    assert state(updater).decision.action is FundingAction.BACKOFF
     clock.t = 61
     await updater.step(state(updater))
     assert sender.submits == 2  # retried once after the back-off...
@@ -209,7 +209,7 @@ async def test_revert_backoff_ends_when_the_window_changes() -> None:
     chain.open_window()  # ... and the next window opened
     state(updater).needs_full_read = True
     await updater.step(state(updater))
-    assert sender.submits == 2 and state(updater).last_outcome is Outcome.CONFIRMED
+    assert sender.submits == 2 and state(updater).last_outcome is UpdateOutcome.CONFIRMED
 
 
 async def test_someone_else_first_means_nothing_sent() -> None:
@@ -217,7 +217,7 @@ async def test_someone_else_first_means_nothing_sent() -> None:
     chain.open_window()
     sender.revert_with = "FundingTooEarly(0x.., 123)"
     await updater.step(state(updater))
-    assert state(updater).last_outcome is Outcome.ALREADY_UPDATED
+    assert state(updater).last_outcome is UpdateOutcome.ALREADY_UPDATED
     assert state(updater).sent == 0 and state(updater).reverts == 0
 
 
@@ -227,11 +227,11 @@ async def test_standby_never_sends_and_a_failed_pre_send_check_stops_the_leader(
     chain.open_window()
     for _ in range(3):
         await updater.step(state(updater))
-    assert sender.submits == 0 and state(updater).decision.action is Action.STANDBY
+    assert sender.submits == 0 and state(updater).decision.action is FundingAction.STANDBY
     leader.flip(True)
     leader.confirms = False
     await updater.step(state(updater))
-    assert sender.submits == 0 and state(updater).last_outcome is Outcome.NOT_LEADER
+    assert sender.submits == 0 and state(updater).last_outcome is UpdateOutcome.NOT_LEADER
     leader.confirms = True
     await updater.step(state(updater))
     assert sender.submits == 1
@@ -246,7 +246,7 @@ async def test_leadership_gain_fences_on_in_flight_transactions() -> None:
     assert state(updater).wake.is_set()  # leadership wakes the market loops
     chain.open_window()
     await updater.step(state(updater))
-    assert state(updater).last_outcome is Outcome.FENCED and sender.submits == 0
+    assert state(updater).last_outcome is UpdateOutcome.FENCED and sender.submits == 0
     chain.last = chain.now  # it was mined and it was the update for this window
     await updater.step(state(updater))
     assert sender.submits == 0
@@ -257,15 +257,15 @@ async def test_unknown_outcome_blocks_the_window_and_fences() -> None:
     chain.open_window()
     sender.fail_finish = TxTimeoutError("not mined")
     await updater.step(state(updater))
-    assert state(updater).last_outcome is Outcome.UNKNOWN and sender.submits == 1
+    assert state(updater).last_outcome is UpdateOutcome.UNKNOWN and sender.submits == 1
     clock.t += 5
     await updater.step(state(updater))
-    assert sender.submits == 1 and state(updater).decision.action is Action.IN_FLIGHT
+    assert sender.submits == 1 and state(updater).decision.action is FundingAction.IN_FLIGHT
     sender.fail_finish = None
     sender.in_flight = 1
     clock.t += 20
     await updater.step(state(updater))
-    assert state(updater).last_outcome is Outcome.FENCED and sender.submits == 1
+    assert state(updater).last_outcome is UpdateOutcome.FENCED and sender.submits == 1
 
 
 async def test_an_unknown_outcome_blocks_the_window_from_when_it_is_known() -> None:
@@ -278,10 +278,10 @@ async def test_an_unknown_outcome_blocks_the_window_from_when_it_is_known() -> N
 
     sender.finish = receipt_never_came  # type: ignore[method-assign]
     await updater.step(state(updater))
-    assert state(updater).last_outcome is Outcome.UNKNOWN
+    assert state(updater).last_outcome is UpdateOutcome.UNKNOWN
     clock.t += 5
     await updater.step(state(updater))
-    assert sender.submits == 1 and state(updater).decision.action is Action.IN_FLIGHT
+    assert sender.submits == 1 and state(updater).decision.action is FundingAction.IN_FLIGHT
 
 
 async def test_mined_revert_is_decoded_by_replay(caplog: Any) -> None:
@@ -296,7 +296,7 @@ async def test_mined_revert_is_decoded_by_replay(caplog: Any) -> None:
         "W3", (), {"eth": type("Eth", (), {"get_transaction_receipt": staticmethod(receipt)})()}
     )()  # type: ignore[attr-defined]
     await updater.step(state(updater))
-    assert state(updater).last_outcome is Outcome.MINED_REVERTED
+    assert state(updater).last_outcome is UpdateOutcome.MINED_REVERTED
     assert "mined but reverted: FundingTooEarly" in caplog.text
 
 
@@ -363,7 +363,7 @@ async def test_no_new_transaction_once_stopping() -> None:
     chain.open_window()
     updater.stop()
     snapshot = await chain.snapshot(ETH)
-    assert await updater.attempt(state(updater), snapshot) is Outcome.STOPPING
+    assert await updater.attempt(state(updater), snapshot) is UpdateOutcome.STOPPING
     assert sender.submits == 0
 
 
@@ -379,7 +379,7 @@ async def test_no_transaction_when_stopped_while_fencing() -> None:
 
     sender.wait_for_in_flight = stopped_meanwhile  # type: ignore[method-assign]
     snapshot = await chain.snapshot(ETH)
-    assert await updater.attempt(state(updater), snapshot) is Outcome.STOPPING
+    assert await updater.attempt(state(updater), snapshot) is UpdateOutcome.STOPPING
     assert sender.fence_waits == 1 and sender.submits == 0
 
 
@@ -434,9 +434,9 @@ async def test_a_failed_broadcast_fences_the_next_attempt() -> None:
     real_submit = sender.submit
     sender.submit = lost_in_transit  # type: ignore[method-assign]
     await updater.step(state(updater))
-    assert state(updater).last_outcome is Outcome.FAILED
+    assert state(updater).last_outcome is UpdateOutcome.FAILED
     sender.submit = real_submit  # type: ignore[method-assign]
     clock.t += 10
     await updater.step(state(updater))
     assert sender.fence_waits == 2  # waited for the in-flight transaction before retrying
-    assert state(updater).last_outcome is Outcome.FENCED
+    assert state(updater).last_outcome is UpdateOutcome.FENCED

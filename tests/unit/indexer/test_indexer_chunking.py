@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.indexer.chunking import ChunkPolicy, Outcome
+from services.indexer.chunking import ChunkPolicy, RangeOutcome
 
 
 def test_starts_at_nine_and_doubles_up_to_max() -> None:
@@ -24,9 +24,9 @@ def test_dense_answers_hold_the_size() -> None:
 
 
 @pytest.mark.parametrize(
-    "outcome", [Outcome.RANGE_TOO_LARGE, Outcome.TOO_MANY_RESULTS, Outcome.TIMEOUT]
+    "outcome", [RangeOutcome.RANGE_TOO_LARGE, RangeOutcome.TOO_MANY_RESULTS, RangeOutcome.TIMEOUT]
 )
-def test_shrinking_errors_halve_down_to_minimum(outcome: Outcome) -> None:
+def test_shrinking_errors_halve_down_to_minimum(outcome: RangeOutcome) -> None:
     p = ChunkPolicy(initial=9, maximum=2000)
     for _ in range(4):
         p.on_success(0)
@@ -38,8 +38,8 @@ def test_shrinking_errors_halve_down_to_minimum(outcome: Outcome) -> None:
     assert p.size == 1
 
 
-@pytest.mark.parametrize("outcome", [Outcome.RANGE_TOO_LARGE, Outcome.TOO_MANY_RESULTS])
-def test_asked_for_less_at_the_smallest_size_it_backs_off(outcome: Outcome) -> None:
+@pytest.mark.parametrize("outcome", [RangeOutcome.RANGE_TOO_LARGE, RangeOutcome.TOO_MANY_RESULTS])
+def test_asked_for_less_at_the_smallest_size_it_backs_off(outcome: RangeOutcome) -> None:
     """At one block already, "ask for less" cannot be obeyed: wait, growing, never spin."""
     p = ChunkPolicy(initial=1, minimum=1)
     delays = []
@@ -54,9 +54,9 @@ def test_asked_for_less_at_the_smallest_size_it_backs_off(outcome: Outcome) -> N
 
 def test_range_error_retries_without_wait() -> None:
     p = ChunkPolicy()
-    p.on_error(Outcome.RANGE_TOO_LARGE)
+    p.on_error(RangeOutcome.RANGE_TOO_LARGE)
     assert p.delay == 0.0
-    p.on_error(Outcome.TIMEOUT)
+    p.on_error(RangeOutcome.TIMEOUT)
     assert p.delay > 0
 
 
@@ -66,7 +66,7 @@ def test_rate_limit_keeps_size_and_backs_off_exponentially() -> None:
     size = p.size
     delays = []
     for _ in range(8):
-        p.on_error(Outcome.RATE_LIMITED)
+        p.on_error(RangeOutcome.RATE_LIMITED)
         delays.append(p.delay)
     assert p.size == size
     assert delays[:4] == pytest.approx([0.1, 0.2, 0.4, 0.8])
@@ -77,13 +77,13 @@ def test_rate_limit_keeps_size_and_backs_off_exponentially() -> None:
 
 def test_retry_after_is_honoured() -> None:
     p = ChunkPolicy(base_delay=0.1, jitter=0.0)
-    p.on_error(Outcome.RATE_LIMITED, retry_after=3.0)
+    p.on_error(RangeOutcome.RATE_LIMITED, retry_after=3.0)
     assert p.delay == 3.0
 
 
 def test_transient_keeps_size() -> None:
     p = ChunkPolicy(initial=9)
-    p.on_error(Outcome.TRANSIENT)
+    p.on_error(RangeOutcome.TRANSIENT)
     assert p.size == 9 and p.delay > 0
 
 
@@ -98,4 +98,4 @@ def test_invalid_bounds_rejected() -> None:
     with pytest.raises(ValueError):
         ChunkPolicy(initial=10, maximum=5)
     with pytest.raises(ValueError):
-        ChunkPolicy().on_error(Outcome.OK)
+        ChunkPolicy().on_error(RangeOutcome.OK)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.indexer.decode import DecodedLog, market_id_of
-from services.indexer.rows import CLOSED, LIQUIDATED, OPEN, Fold, MarketState, PositionRow
+from services.indexer.rows import CLOSED, LIQUIDATED, OPEN, Fold, MarketRow, PositionRow
 
 MID = market_id_of("ETH/USDT")
 OWNER = "0x" + "ab" * 20
@@ -146,7 +146,7 @@ def test_full_liquidation_closes_the_position() -> None:
         opened_tx="0x1",
         updated_block=1,
     )
-    markets = {MID: MarketState(MID, "ETH/USDT", cumulative_funding_index=77)}
+    markets = {MID: MarketRow(MID, "ETH/USDT", cumulative_funding_index=77)}
     r = Fold({9: existing}, markets).apply_all(
         [liquidated(9, 50, size=4, remaining=0), opened(10, 50, entry_index=77)]
     )
