@@ -5,9 +5,8 @@
 - It is liquidatable and no liquidation of it is in flight: liquidate.
 - The market's oracle could not answer (index price 0): the contract refuses to liquidate;
   look again next block.
-- A liquidation's simulation reverted: PositionNotFound -> drop (lost to another liquidator,
-  no gas spent); NotLiquidatable -> the position recovered (or the view raced the price): check
-  again later; anything else -> retry later.
+
+What a liquidation's failed simulation means is races.py's (`classify_revert`).
 
 `CheckTracker` decides when a candidate needs another on-chain read: when anything that the
 margin depends on changed since its last read (price, market funding or ratio, the position),
@@ -47,20 +46,6 @@ def decide(h: OnchainHealth, in_flight: bool) -> Action:
     if h.index_price == 0:
         return Action.ORACLE_DOWN
     return Action.LIQUIDATE if h.liquidatable else Action.HEALTHY
-
-
-class RevertOutcome(Enum):
-    DROP = "drop"
-    RECHECK = "recheck"
-    RETRY = "retry"
-
-
-def classify_revert(reason: str) -> RevertOutcome:
-    if reason.startswith("PositionNotFound"):
-        return RevertOutcome.DROP
-    if reason.startswith("NotLiquidatable"):
-        return RevertOutcome.RECHECK
-    return RevertOutcome.RETRY
 
 
 Stamp = tuple[int, int, int]

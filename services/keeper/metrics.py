@@ -52,6 +52,22 @@ class KeeperMetrics:
             "perpex_keeper_low_balance_warnings",
             description="wallet balance seen below KEEPER_MIN_BALANCE_ETH",
         )
+        self.lost_races = m.create_counter(
+            "perpex_keeper_lost_races_total",
+            description="liquidations another liquidator got first, by reason (gone, "
+            "not_liquidatable, mined_after_competitor) and stage (latest, pending: nothing "
+            "sent; mined: our transaction reverted)",
+        )
+        self.unprofitable = m.create_counter(
+            "perpex_keeper_unprofitable_skips_total",
+            description="liquidations not sent because the reward would not pay the gas "
+            "(x KEEPER_MIN_PROFIT_RATIO), by market",
+        )
+        self.rewards = m.create_counter(
+            "perpex_keeper_rewards_collateral_total",
+            description="rewards of this keeper's mined liquidations (collateral units), as "
+            "their pending-block simulations returned them",
+        )
         self.mirror_mismatch = m.create_counter(
             "perpex_keeper_mirror_mismatch",
             description="off-chain margin math disagreed with the chain's health view",

@@ -9,8 +9,6 @@ from services.keeper.decisions import (
     Action,
     CheckTracker,
     OnchainHealth,
-    RevertOutcome,
-    classify_revert,
     decide,
 )
 from services.keeper.partitions import Ownership, partition_of, token_key
@@ -49,12 +47,6 @@ def test_decide() -> None:
     assert decide(_h(liq=True), in_flight=False) is Action.LIQUIDATE
     assert decide(_h(liq=False), in_flight=False) is Action.HEALTHY
     assert decide(_h(liq=False, price=0), in_flight=False) is Action.ORACLE_DOWN
-
-
-def test_classify_revert() -> None:
-    assert classify_revert("PositionNotFound(7)") is RevertOutcome.DROP
-    assert classify_revert("NotLiquidatable(7, 10, 5)") is RevertOutcome.RECHECK
-    assert classify_revert("Panic(0x11)") is RevertOutcome.RETRY
 
 
 def test_check_tracker() -> None:
