@@ -47,6 +47,7 @@ from services.keeper.decisions import CheckTracker
 from services.keeper.executor import Callbacks, Executor
 from services.keeper.metrics import KeeperMetrics
 from services.keeper.partitions import Ownership
+from services.keeper.pending import PendingSimulator, simulate_one
 from services.keeper.presend import NativePrice, PreSend
 from services.keeper.profit import to_wad
 from services.keeper.ranking import Ranker
@@ -120,12 +121,20 @@ class Keeper(HealthRounds):
             self.chain,
         )
         self.market_params: dict[str, MarketParams] = {}
+        self.pending_sim = PendingSimulator(
+            self.w3_exec,
+            self.targets.position_manager,
+            self.sender.address,
+            lambda t: simulate_one(self.sender.simulate, self.chain.liquidation_tx(t)),
+            max_retries=settings.max_retries,
+        )
         self.presend = PreSend(
             self.sender,
             self.chain,
             self.native,
             to_wad(settings.keeper_min_profit_ratio),
             self.market_params.get,
+            self.pending_sim,
         )
         self.executor = Executor(
             self.sender,
@@ -304,6 +313,7 @@ class Keeper(HealthRounds):
         if left:
             log.warning("%d liquidations still unconfirmed at the shutdown deadline", left)
         await self.executor.abort()
+        await self.pending_sim.close()
         if self.consumer is not None:
             await self.consumer.stop()
         await self.close()
@@ -483,6 +493,11 @@ class Keeper(HealthRounds):
             },
             "liquidations": dict(self.executor.stats),
             "native_price": (self.native.current() or 0) / 1e18,
+            "pending_simulations": {
+                "batched": self.pending_sim.batching,
+                "calls": self.pending_sim.calls,
+                "liquidations": self.pending_sim.simulated,
+            },
             "events": dict(self.consumer.stats) if self.consumer else {},
             "health_rpc_calls": self.health_rpc.total,
             "exec_rpc_calls": self.exec_rpc.total,

@@ -5,7 +5,8 @@
 2. The fees the transaction will carry (TxSender's, cached for the poll interval).
 3. eth_call on the *pending* block, just before signing: the latest block plus the
    transactions the node holds for the next one, so a competitor's liquidation already
-   broadcast is seen. A revert sends nothing; races.classify_revert says what it means (a lost
+   broadcast is seen (pending.py: the liquidations waiting at this step are simulated together,
+   in one call). A revert sends nothing; races.classify_revert says what it means (a lost
    race: the position is gone or healthy). Its return value is (closed, reward): what this
    liquidation unwinds and earns at that state (a partial unwind earns its part).
 4. Profitability (profit.py): reward >= gas x gas price x native price x KEEPER_MIN_PROFIT_RATIO,
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.keeper.chain import ChainReader, MarketParams
+from services.keeper.pending import PendingSimulator, SimResult, simulate_one
 from services.keeper.profit import Assessment, assess, gas_price_wei, reward_for
 from services.keeper.races import RevertClass, classify_mined_revert, classify_revert
 from shared.chain.errors import TxRevertedError
@@ -103,12 +105,14 @@ class PreSend:
         native: NativePrice,
         min_ratio_wad: int,
         market_params: Callable[[str], MarketParams | None] = lambda _m: None,
+        pending: PendingSimulator | None = None,
     ):
         self.sender = sender
         self.chain = chain
         self.native = native
         self.min_ratio_wad = min_ratio_wad
         self.market_params = market_params
+        self.pending = pending  # None: one eth_call per liquidation
         self._logged: dict[int, float] = {}  # token -> when its skip was last logged at INFO
         self._no_price_logged = float("-inf")
 
@@ -120,11 +124,12 @@ class PreSend:
         except TxRevertedError as exc:
             return self._reverted(exc, "latest")
         base_fee, fees = await self.sender.current_fees()
-        try:
-            raw = await self.sender.simulate(tx, "pending")
-        except TxRevertedError as exc:
-            return self._reverted(exc, "pending")
-        result = self.chain.liquidation_result(raw)
+        sim = await self._pending(token_id, tx)
+        if not sim.ok:
+            data = "0x" + sim.data.hex() if sim.data else None
+            reason = sim.reason or self.sender.decoder.decode(data)
+            return self._reverted(TxRevertedError(reason, data), "pending")
+        result = self.chain.liquidation_result(sim.data)
         closed = result[0] if result else None
         if self.min_ratio_wad == 0:
             return Go(gas, closed, None)
@@ -156,6 +161,11 @@ class PreSend:
         )
         self._log_skip(token_id, detail)
         return Skip("unprofitable", "profit", detail, None, verdict)
+
+    async def _pending(self, token_id: int, tx: dict[str, Any]) -> SimResult:
+        if self.pending is not None:
+            return await self.pending.simulate(token_id)
+        return await simulate_one(self.sender.simulate, tx)
 
     def _reverted(self, exc: TxRevertedError, stage: str) -> Skip:
         decoded = self.sender.decoder.decode_error(exc.data)
