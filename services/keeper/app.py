@@ -51,10 +51,11 @@ from services.keeper.pending import PendingSimulator, simulate_one
 from services.keeper.presend import NativePrice, PreSend
 from services.keeper.profit import to_wad
 from services.keeper.ranking import Ranker
-from services.keeper.rounds import HealthRounds, RoundStats, transient, wait_for_stop
+from services.keeper.rounds import HealthRounds, RoundStats, transient
 from services.keeper.rpc import RpcCounter, counting_web3
 from services.keeper.settings import KeeperSettings, KeeperTargets, resolve_targets
 from services.keeper.store import BookStore, IndexerNotReadyError
+from services.keeper.window import SendWindow
 from shared.chain.abi import load_abi
 from shared.chain.deployment import market_id_hex
 from shared.chain.errors import ErrorDecoder
@@ -108,12 +109,18 @@ class Keeper(HealthRounds):
         self.book = PositionBook(owns=lambda _t: False)
         self.ranker = Ranker(settings.margin_buffer)
         self.tracker = CheckTracker()
+        self.window = SendWindow(
+            settings.liquidation_concurrency,
+            settings.keeper_contested_concurrency,
+            settings.keeper_contested_for_s,
+        )
         self.metrics = KeeperMetrics(
             pending=lambda: len(self.sender.pending),
             balance_wei=lambda: self.sender.last_balance_wei,
             book_size=lambda: len(self.book),
             stuck=lambda: self.sender.stuck() is not None,
             oldest_pending_s=self.sender.oldest_pending_s,
+            send_window=lambda: (self.window.limit, self.window.contested),
         )
         self.native = NativePrice(
             to_wad(settings.keeper_native_price) if settings.keeper_native_price else None,
@@ -144,6 +151,7 @@ class Keeper(HealthRounds):
             concurrency=settings.liquidation_concurrency,
             max_pending=settings.max_pending_txs,
             presend=self.presend,
+            window=self.window,
         )
         self.markets: dict[str, str | None] = dict(self.targets.markets)  # served markets
         self.prices: dict[str, int] = {}
@@ -450,29 +458,6 @@ class Keeper(HealthRounds):
                 state.pair = self.markets[market_id]
         self._last_market_refresh = time.monotonic()
 
-    async def _watchdog(self) -> None:
-        """Liveness: the health loop must come around (even failing, it backs off <= 30 s)."""
-        wedged_after = max(90.0, 20 * self.settings.poll_interval)
-        while not self._stop.is_set():
-            self.health.alive = time.monotonic() - self.heartbeat < wedged_after
-            await wait_for_stop(self._stop, 1.0)
-
-    async def _slow_loop(self) -> None:
-        """Market ratios every MARKET_REFRESH_S; the wallet balance."""
-        interval = self.settings.market_refresh_s
-        while not self._stop.is_set():
-            await wait_for_stop(self._stop, min(interval, 10.0))
-            if self._stop.is_set():
-                return
-            try:
-                await self.sender.balance()  # warns (log + metric) below the threshold
-                if self.settings.profit_check:
-                    await self.native.refresh()  # unless the health rounds read it
-                if time.monotonic() - self._last_market_refresh >= interval:
-                    await self._refresh_markets()
-            except Exception as exc:
-                log.warning("periodic refresh failed: %s", exc)
-
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
         return {
@@ -493,6 +478,7 @@ class Keeper(HealthRounds):
             },
             "liquidations": dict(self.executor.stats),
             "native_price": (self.native.current() or 0) / 1e18,
+            "send_window": {"limit": self.window.limit, "contested": self.window.contested},
             "pending_simulations": {
                 "batched": self.pending_sim.batching,
                 "calls": self.pending_sim.calls,

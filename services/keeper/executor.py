@@ -1,10 +1,11 @@
 """Liquidation executor: one task per position, never two for the same token id.
 
 Each liquidation: simulate and estimate gas (one eth_estimateGas on the latest state) x
-GAS_MULTIPLIER -> EIP-1559 fees -> balance check -> nonce -> broadcast (all in TxSender.submit, retried with
-backoff on transient errors), then wait for the receipt, replacing the transaction with a
-bumped fee while it is stuck (TxSender.finish). At most LIQUIDATION_CONCURRENCY liquidations
-are being simulated/broadcast at once, and at most MAX_PENDING_TXS wait for their receipts;
+GAS_MULTIPLIER -> EIP-1559 fees -> balance check -> nonce -> broadcast (TxSender.submit,
+retried with backoff on transient errors; with a PreSend the estimate is its own), then wait
+for the receipt, replacing the transaction with a bumped fee while it is stuck
+(TxSender.finish). At most LIQUIDATION_CONCURRENCY liquidations are being simulated/broadcast
+at once (fewer in the send window, below), and at most MAX_PENDING_TXS wait for their receipts;
 confirmation does not hold a broadcast slot, so hundreds of liquidations fit in one block.
 Tasks are started in rank order and the semaphores wake waiters first-in first-out, so the
 most underwater positions are sent first.
@@ -18,7 +19,11 @@ nonce and the ledger keeps replacing it, so the executor waits again.
 With a PreSend (presend.py), each liquidation is first estimated on the latest block, then
 simulated on the pending block just before it is signed, and priced: a revert there (another
 keeper got there first: a lost race) or an unprofitable one sends nothing; the estimate is
-handed to TxSender, which does not estimate again.
+handed to TxSender, which does not estimate again. From the pending-block call to the
+broadcast a liquidation holds a place in the send window (window.py): one place while the
+keeper is contested (it lost a race recently), otherwise from sqrt(backlog / 8) one wider per
+round trip up to LIQUIDATION_CONCURRENCY, so two keepers rarely simulate the same position
+while neither has broadcast it.
 
 Outcomes go back to the keeper through callbacks: `liquidated` (mined; the liquidation may have
 been partial, so the keeper's next round decides from the chain whether to liquidate again),
@@ -45,6 +50,7 @@ from services.keeper.chain import ChainReader
 from services.keeper.metrics import KeeperMetrics
 from services.keeper.presend import PreSend, Skip
 from services.keeper.races import MINED_REVERTED, RevertAction, RevertClass, classify_revert
+from services.keeper.window import SendWindow
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
 from shared.chain.tx import (
     NonceGapError,
@@ -91,12 +97,14 @@ class Executor:
         concurrency: int = 32,
         max_pending: int = 1000,
         presend: PreSend | None = None,
+        window: SendWindow | None = None,
     ):
         self.sender = sender
         self.chain = chain
         self.cb = callbacks
         self.metrics = metrics
         self.presend = presend
+        self.window = window or SendWindow(concurrency)
         self._send_slots = asyncio.Semaphore(concurrency)
         self._pending_slots = asyncio.Semaphore(max_pending)
         self.jobs: dict[int, Job] = {}
@@ -121,6 +129,11 @@ class Executor:
     @property
     def pending_count(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state == "sent")
+
+    @property
+    def to_send(self) -> int:
+        """Liquidations started and not broadcast yet."""
+        return sum(1 for j in self.jobs.values() if j.state in ("queued", "sending"))
 
     def liquidate(
         self,
@@ -181,15 +194,23 @@ class Executor:
                 try:
                     estimated: int | None = None
                     if self.presend is not None:
-                        verdict = await self.presend.check(
-                            token, job.market_id, tx, job.size, job.index_price
-                        )
-                        if isinstance(verdict, Skip):
-                            return self._skipped(job, verdict)
-                        estimated = verdict.estimated_gas
-                        if verdict.assessment is not None:
-                            job.reward = verdict.assessment.reward
-                    pending = await self.sender.submit(tx, label, estimated_gas=estimated)
+                        first = await self.presend.first_look(tx)
+                        if isinstance(first, Skip):
+                            return self._skipped(job, first)
+                        estimated = first
+                    async with self.window:  # from the pending-block call to the broadcast
+                        if self.closing:
+                            return "cancelled"
+                        if self.presend is not None and estimated is not None:
+                            verdict = await self.presend.last_look(
+                                token, job.market_id, tx, estimated, job.size, job.index_price
+                            )
+                            if isinstance(verdict, Skip):
+                                return self._skipped(job, verdict)
+                            if verdict.assessment is not None:
+                                job.reward = verdict.assessment.reward
+                        pending = await self.sender.submit(tx, label, estimated_gas=estimated)
+                        self.window.went_through()
                 except TxRevertedError as exc:  # TxSender's own simulation (no PreSend)
                     cls = self._classify(exc)
                     return self._skipped(job, Skip(cls.reason, "latest", exc.reason, cls))
@@ -319,6 +340,7 @@ class Executor:
         return cls.reason
 
     def _lost_race(self, reason: str, stage: str) -> None:
+        self.window.lost_race()
         self.stats["lost_races"] += 1
         if self.metrics:
             self.metrics.lost_races.add(1, {"reason": reason, "stage": stage})

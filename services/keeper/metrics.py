@@ -17,6 +17,7 @@ class KeeperMetrics:
         book_size: Callable[[], int],
         stuck: Callable[[], bool] = lambda: False,
         oldest_pending_s: Callable[[], float] = lambda: 0.0,
+        send_window: Callable[[], tuple[int, bool]] = lambda: (0, False),
     ):
         m = meter("perpex.keeper")
         self.liquidations_sent = m.create_counter(
@@ -116,4 +117,24 @@ class KeeperMetrics:
             "perpex_keeper_book_positions",
             callbacks=[_book],
             description="open positions this replica watches",
+        )
+
+        def _window(_: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(send_window()[0])
+
+        def _contested(_: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(1 if send_window()[1] else 0)
+
+        m.create_observable_gauge(
+            "perpex_keeper_send_window",
+            callbacks=[_window],
+            description="liquidations allowed between their pending-block simulation and their "
+            "broadcast at once (1 while contested; otherwise widening up to "
+            "LIQUIDATION_CONCURRENCY)",
+        )
+        m.create_observable_gauge(
+            "perpex_keeper_contested",
+            callbacks=[_contested],
+            description="1 while the keeper counts itself contested (a race lost within "
+            "KEEPER_CONTESTED_FOR_S)",
         )

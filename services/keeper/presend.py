@@ -119,10 +119,29 @@ class PreSend:
     async def check(
         self, token_id: int, market_id: str, tx: dict[str, Any], size: int = 0, index: int = 0
     ) -> Go | Skip:
+        """Both looks in turn (the executor holds the send window between them)."""
+        gas = await self.first_look(tx)
+        if isinstance(gas, Skip):
+            return gas
+        return await self.last_look(token_id, market_id, tx, gas, size, index)
+
+    async def first_look(self, tx: dict[str, Any]) -> int | Skip:
+        """Step 1: the gas estimate on the latest block (a revert there: Skip)."""
         try:
-            gas = await self.sender.estimate(tx)
+            return await self.sender.estimate(tx)
         except TxRevertedError as exc:
             return self._reverted(exc, "latest")
+
+    async def last_look(
+        self,
+        token_id: int,
+        market_id: str,
+        tx: dict[str, Any],
+        gas: int,
+        size: int = 0,
+        index: int = 0,
+    ) -> Go | Skip:
+        """Steps 2-4, just before signing: fees, the pending-block simulation, the price."""
         base_fee, fees = await self.sender.current_fees()
         sim = await self._pending(token_id, tx)
         if not sim.ok:

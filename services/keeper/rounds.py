@@ -1,4 +1,5 @@
-"""The keeper's health loop and one health round (a mixin of app.Keeper).
+"""The keeper's loops (a mixin of app.Keeper): the health loop and one health round, the slow
+loop (market ratios, wallet balance, native price) and the liveness watchdog.
 
 Each new block: one marketState read per served market (index price and both sides' funding
 indexes, pinned to the block), the off-chain ranking of the book, getPositionsHealth for the
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from services.keeper.presend import NativePrice
     from services.keeper.rpc import RpcCounter
     from services.keeper.settings import KeeperSettings
+    from services.keeper.window import SendWindow
     from shared.chain.tx import TxSender
     from shared.health import HealthState
 
@@ -78,6 +80,7 @@ class HealthRounds:
     ranker: Ranker
     tracker: CheckTracker
     executor: Executor
+    window: SendWindow
     metrics: KeeperMetrics
     native: NativePrice
     health_rpc: RpcCounter
@@ -92,7 +95,12 @@ class HealthRounds:
     _refresh_pending: set[int]
     _last_sweep: float | None
 
+    _last_market_refresh: float
+
     def _dropped(self, token: int, reason: str) -> None:
+        raise NotImplementedError
+
+    async def _refresh_markets(self) -> None:
         raise NotImplementedError
 
     async def _refresh_positions(self, tokens: set[int]) -> None:
@@ -134,6 +142,29 @@ class HealthRounds:
                 await wait_for_stop(self._stop, delay)
                 continue
             await wait_for_stop(self._stop, poll)
+
+    async def _watchdog(self) -> None:
+        """Liveness: the health loop must come around (even failing, it backs off <= 30 s)."""
+        wedged_after = max(90.0, 20 * self.settings.poll_interval)
+        while not self._stop.is_set():
+            self.health.alive = time.monotonic() - self.heartbeat < wedged_after
+            await wait_for_stop(self._stop, 1.0)
+
+    async def _slow_loop(self) -> None:
+        """Market ratios every MARKET_REFRESH_S; the wallet balance."""
+        interval = self.settings.market_refresh_s
+        while not self._stop.is_set():
+            await wait_for_stop(self._stop, min(interval, 10.0))
+            if self._stop.is_set():
+                return
+            try:
+                await self.sender.balance()  # warns (log + metric) below the threshold
+                if self.settings.profit_check:
+                    await self.native.refresh()  # unless the health rounds read it
+                if time.monotonic() - self._last_market_refresh >= interval:
+                    await self._refresh_markets()
+            except Exception as exc:
+                log.warning("periodic refresh failed: %s", exc)
 
     def _update_readiness(self) -> None:
         stuck = self.sender.stuck()
@@ -236,6 +267,8 @@ class HealthRounds:
                 index_price=h.index_price,
             ):
                 started += 1
+        if started:  # narrow: a competitor may have appeared (window.py)
+            self.window.restart(self.executor.to_send)
         self.tracker.forget_missing(self.book.positions)
         calls = self.health_rpc.total - calls_before + 1  # + this block's eth_blockNumber
         self.metrics.health_rpc_calls.add(calls)

@@ -11,6 +11,11 @@ collateral with KEEPER_NATIVE_PRICE (collateral units per native token) when set
 index price of the market KEEPER_NATIVE_PRICE_MARKET (default ETH/USDT), which must then be a
 market of the PositionManager (checked at start, exit 2 otherwise).
 
+Competition (docs/keeper.md, "Competing keepers"): after a lost race the keeper lets at most
+KEEPER_CONTESTED_CONCURRENCY liquidations (1) be between their pending-block simulation and
+their broadcast at once, for KEEPER_CONTESTED_FOR_S; otherwise up to LIQUIDATION_CONCURRENCY
+(window.py).
+
 Contract addresses come from POSITION_MANAGER_ADDRESS or the deployment JSON at
 DEPLOYMENT_FILE (explicit address wins); markets from MARKETS (pairs), else the deployment's,
 else every market the PositionManager lists.
@@ -82,6 +87,20 @@ class KeeperSettings(BaseServiceSettings):
         le=86_400,
         description="a liquidation not mined for this long makes the keeper report itself "
         "stuck (log, metric, not ready)",
+    )
+
+    keeper_contested_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="liquidations between their pending-block simulation and their broadcast "
+        "at once while another liquidator is competing (a race lost recently)",
+    )
+    keeper_contested_for_s: float = Field(
+        default=120.0,
+        ge=0,
+        le=86_400,
+        description="how long after a lost race the keeper counts itself contested",
     )
 
     keeper_min_profit_ratio: float = Field(

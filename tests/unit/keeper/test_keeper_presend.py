@@ -197,13 +197,14 @@ async def test_the_executor_drops_a_lost_race_without_sending() -> None:
     calls, executor = await _run(sender)
     assert calls == [("dropped", 7, "gone")]
     assert sender.submitted == [] and executor.stats["lost_races"] == 1
+    assert executor.window.contested and executor.window.limit == 1  # one at a time now
 
 
 async def test_no_room_in_the_vamm_is_checked_again_not_a_lost_race() -> None:
     err = _revert("LiquidationOutOfBounds(uint256,uint256,uint256)", ["uint256"] * 3, [7, 1, 2])
     calls, executor = await _run(FakeSender(pending=err))
     assert calls == [("retry", 7, OUT_OF_BOUNDS.reason)]
-    assert executor.stats["lost_races"] == 0
+    assert executor.stats["lost_races"] == 0 and not executor.window.contested
 
 
 async def test_the_executor_skips_an_unprofitable_liquidation() -> None:
