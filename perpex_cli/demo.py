@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +114,10 @@ def run_demo(
         step(1, total, "starting anvil (two chains), PostgreSQL and the Kafka-protocol broker")
         for comp in stack.components:
             comp.stop()  # a previous demo run that was killed
+        # every run starts fresh chains, so nothing a previous run stored still holds: its
+        # database would describe another chain (and follow other contracts)
+        shutil.rmtree(data_dir / "stack", ignore_errors=True)
+        (data_dir / "relayer-state.json").unlink(missing_ok=True)
         stack.up()
         for comp, health_ in stack.status():
             info(f"{comp.name:12} {comp.url}  {health_.detail}")
@@ -150,6 +155,7 @@ def run_demo(
             "POLL_INTERVAL_MS": "250",
             "LEADER_ELECTION": "postgres",
             "DASHBOARD_PORT": str(dashboard_port),
+            "DASHBOARD_RPC_HEAD": "true",  # GraphQL's syncStatus shows the head and the lag
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
             "OTEL_BSP_SCHEDULE_DELAY": "300",
             "OTEL_METRIC_EXPORT_INTERVAL": "5000",
@@ -180,6 +186,10 @@ def run_demo(
             svc.wait_ready(90)
             info(f"{svc.name:9} ready (log {svc.log_path})")
         info(f"dashboard http://127.0.0.1:{dashboard_port}/")
+        info(
+            f"GraphQL   http://127.0.0.1:{dashboard_port}/graphql "
+            f"(subscriptions: ws://127.0.0.1:{dashboard_port}/graphql; docs/graphql.md)"
+        )
 
         w3 = Web3(Web3.HTTPProvider(stack.anvil.url, request_kwargs={"timeout": 60}))
         market = LocalMarket(w3, deployment)
@@ -244,7 +254,9 @@ def run_demo(
         if not exit_after:
             click.echo(summary.as_json())
             click.secho(
-                f"dashboard: http://127.0.0.1:{dashboard_port}/  (Ctrl-C to stop)", bold=True
+                f"dashboard: http://127.0.0.1:{dashboard_port}/  GraphQL: "
+                f"http://127.0.0.1:{dashboard_port}/graphql  (Ctrl-C to stop)",
+                bold=True,
             )
             try:
                 while all(s.running() for s in services):

@@ -8,6 +8,7 @@ from perpex_cli.lazy import LazyGroup
 
 BENCH_COMMANDS = {
     "gas": "perpex_cli.bench_gas:gas",
+    "graphql": "services.dashboard.bench:bench",
     "indexer": "services.indexer.bench:bench",
     "keeper": "services.keeper.bench:bench",
 }
@@ -22,11 +23,11 @@ COMMANDS = {
     "dev": "shared.devstack.cli:dev",
     "config": "shared.config_cli:config",
     "deploy": "shared.chain.deploy_cli:deploy",
-    "indexer": "services.indexer.cli:indexer",
+    "indexer": "services.indexer.commands:indexer",
     "keeper": "services.keeper.cli:keeper",
     "funding": "services.funding.cli:funding",
     "operator": "services.operator.cli:operator",
-    "dashboard": "services.dashboard.cli:dashboard",
+    "dashboard": "services.dashboard.commands:dashboard",
     "relayer": "services.relayer.cli:relayer",
     "demo": "perpex_cli.demo:demo",
     "gov": "perpex_cli.gov:gov",

@@ -4,8 +4,8 @@
 variables: an OTLP/HTTP exporter when OTEL_EXPORTER_OTLP_ENDPOINT (or the per-signal variant)
 is set, nothing exported otherwise. Tests pass their own in-memory exporter/reader.
 
-W3C trace context crosses Kafka in message headers (`traceparent`, `tracestate`): producers call
-`kafka_headers()` inside their span; consumers call `context_from_headers()` and start their
+W3C trace context crosses Kafka in message headers (`traceparent`, `tracestate`): the indexer
+stores `trace_carrier()` of its span with each outbox row and sends it as headers; consumers call `context_from_headers()` and start their
 span with it as parent, so one trace follows an event from chain log to liquidation receipt.
 """
 
@@ -101,13 +101,6 @@ def tracer(name: str) -> trace.Tracer:
 
 def meter(name: str) -> metrics.Meter:
     return metrics.get_meter(name)
-
-
-def kafka_headers() -> list[tuple[str, bytes]]:
-    """W3C trace context of the current span, as Kafka message headers."""
-    carrier: dict[str, str] = {}
-    inject(carrier)
-    return [(k, v.encode()) for k, v in carrier.items()]
 
 
 def context_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> otel_context.Context:

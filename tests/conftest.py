@@ -3,13 +3,21 @@
 
 Per-test isolation: `fresh_db` is a new empty database, `topic` a new topic, `chain` reverts
 anvil to a snapshot after the test.
+
+Markers by folder: everything under tests/integration/ and tests/contracts/ (real anvil,
+PostgreSQL, broker, forge scripts) is `integration`; `scripts/test.sh --fast` runs the rest.
+A test skipped because a tool is missing (reason starting with TOOL_MISSING: the Helm engine,
+Chromium) fails instead under CI=true, where scripts/bootstrap.sh must have installed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -17,6 +25,33 @@ from web3 import Web3
 
 from shared.devstack.ephemeral import ephemeral_stack
 from shared.devstack.stack import LocalStack
+
+TESTS = Path(__file__).resolve().parent
+INTEGRATION_DIRS = (TESTS / "integration", TESTS / "contracts")
+TOOL_MISSING = "tool missing: "
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        if any(path.is_relative_to(d) for d in INTEGRATION_DIRS):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and _in_ci()):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if TOOL_MISSING in reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, so a missing tool fails the run: {reason}"
 
 
 @pytest.fixture(scope="session")

@@ -29,12 +29,12 @@ from services.dashboard.bridge import bridge_transfers, parse_transfer_filter
 from services.dashboard.cache import QueryCache
 from services.dashboard.feed import KafkaFeed
 from services.dashboard.formatting import (
-    format_event_args,
     format_funding,
     format_liquidation,
     format_market,
     format_position,
-    iso_time,
+    format_position_event,
+    format_sync,
 )
 from services.dashboard.governance import governance_view, parse_governance_filter
 from services.dashboard.hub import Hub, Subscriber
@@ -168,21 +168,7 @@ class Dashboard:
             return JSONResponse(
                 {"error": "not_found", "message": f"no position {token_id}"}, status_code=404
             )
-        events = []
-        for e in await self.repo.position_events(token_id):
-            args = json.loads(e["args"]) if isinstance(e["args"], str) else dict(e["args"])
-            events.append(
-                {
-                    "name": e["name"],
-                    "block_number": e["block_number"],
-                    "block_timestamp": e["block_timestamp"],
-                    "time": iso_time(e["block_timestamp"]),
-                    "tx_hash": e["tx_hash"],
-                    "log_index": e["log_index"],
-                    "args": args,
-                    "display": format_event_args(e["name"], args),
-                }
-            )
+        events = [format_position_event(e) for e in await self.repo.position_events(token_id)]
         return JSONResponse({**format_position(row), "events": events})
 
     async def markets(self, request: Request) -> Response:
@@ -232,16 +218,7 @@ class Dashboard:
 
     async def status(self, request: Request) -> Response:
         single_values(request.query_params.multi_items(), ())
-        sync = [
-            {
-                "contract_address": r["contract_address"],
-                "last_synced_block": r["last_synced_block"],
-                "last_synced_hash": r["last_synced_hash"],
-                "updated_at": r["updated_at"].isoformat() if r["updated_at"] else None,
-                "seconds_since_update": r["seconds_since_update"],
-            }
-            for r in await self.repo.sync_status()
-        ]
+        sync = [format_sync(r) for r in await self.repo.sync_status()]
         return JSONResponse(
             {
                 "sync": sync,
@@ -249,6 +226,7 @@ class Dashboard:
                 "dependencies": self.health.dependency_status(),
                 "websocket": self.hub.stats(),
                 "cache": self.cache.stats(),
+                "graphql": _graphql_stats(request),
             }
         )
 
@@ -322,6 +300,11 @@ class Dashboard:
             return
 
 
+def _graphql_stats(request: Request) -> dict[str, Any] | None:
+    graphql = getattr(request.app.state, "graphql", None)
+    return None if graphql is None else graphql.stats()
+
+
 def _json_errors(
     handler: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -381,6 +364,21 @@ def probe_app(app: Starlette) -> Starlette:
 def create_app(settings: DashboardSettings, enable_feed: bool | None = None) -> Starlette:
     d = Dashboard(settings, enable_feed)
     api = _json_errors
+    graphql = None
+    if settings.dashboard_graphql:
+        from services.dashboard.graphql.service import GraphQLService
+
+        graphql = GraphQLService(settings, d.hub)  # fed by the same hub as /ws
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with d.lifespan(app):
+            if graphql is None:
+                yield
+                return
+            async with graphql.lifespan():
+                yield
+
     routes = [
         Route("/", d.index),
         Route("/api/positions", api(d.positions)),
@@ -396,7 +394,9 @@ def create_app(settings: DashboardSettings, enable_feed: bool | None = None) -> 
         Route("/readyz", d.readyz),
         WebSocketRoute("/ws", d.websocket),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        *(graphql.routes() if graphql is not None else []),
     ]
-    app = Starlette(routes=routes, lifespan=d.lifespan, middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.dashboard = d
+    app.state.graphql = graphql
     return app

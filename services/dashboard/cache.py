@@ -74,6 +74,25 @@ class QueryCache:
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
 
+    def peek(self, key: Hashable) -> Any | None:
+        """A stored answer that is still fresh, or None (counted as a hit or a miss)."""
+        hit = self._done.get(key)
+        if hit is not None and hit[0] > self._clock():
+            self.hits += 1
+            return hit[1]
+        self.misses += 1
+        return None
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store an answer computed elsewhere (e.g. a GraphQL execution) for `ttl` seconds."""
+        if self.ttl <= 0:
+            return
+        now = self._clock()
+        self._done = {k: v for k, v in self._done.items() if v[0] > now}
+        if len(self._done) >= self.max_entries:
+            self._done.clear()
+        self._done[key] = (now + self.ttl, value)
+
     def stats(self) -> dict[str, int]:
         return {
             "entries": len(self._done),

@@ -7,23 +7,28 @@ and keeps the raw integers, as decimal strings, under "wad".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from shared.events.schema import EventEnvelope
+from shared.events.names import EventName
+from shared.readmodel import tables
 
 WAD = 10**18
 
 # Integer event arguments that are WAD fixed-point numbers, per event. Anything else that is an
 # integer (tokenId, timestamp) is shown as is.
 WAD_ARGS: dict[str, frozenset[str]] = {
-    "PositionOpened": frozenset(
+    EventName.PositionOpened: frozenset(
         {"collateral", "leverage", "size", "notional", "entryPrice", "fee", "entryFundingIndex"}
     ),
-    "PositionClosed": frozenset({"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}),
-    "PositionLiquidated": frozenset(
+    EventName.PositionClosed: frozenset(
+        {"exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
+    ),
+    EventName.PositionLiquidated: frozenset(
         {
             "price",
             "realizedPnl",
@@ -36,12 +41,12 @@ WAD_ARGS: dict[str, frozenset[str]] = {
             "insuranceFee",
         }
     ),
-    "PositionReduced": frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
-    "PositionDecreased": frozenset(
+    EventName.PositionReduced: frozenset({"size", "notional", "collateral", "entryFundingIndex"}),
+    EventName.PositionDecreased: frozenset(
         {"size", "exitPrice", "realizedPnl", "fundingPayment", "payout", "fee"}
     ),
-    "MarginChanged": frozenset({"delta", "newCollateral", "entryFundingIndex"}),
-    "FundingRateUpdated": frozenset(
+    EventName.MarginChanged: frozenset({"delta", "newCollateral", "entryFundingIndex"}),
+    EventName.FundingRateUpdated: frozenset(
         {
             "fundingRate",
             "cumulativeFundingLong",
@@ -53,39 +58,10 @@ WAD_ARGS: dict[str, frozenset[str]] = {
     ),
 }
 
-POSITION_WAD_COLUMNS = (
-    "collateral",
-    "leverage",
-    "size",
-    "notional",
-    "entry_price",
-    "entry_funding_index",
-    "open_fee",
-    "exit_price",
-    "realized_pnl",
-    "funding_payment",
-    "payout",
-    "close_fee",
-)
-LIQUIDATION_WAD_COLUMNS = (
-    "price",
-    "realized_pnl",
-    "reward",
-    "owner_refund",
-    "bad_debt",
-    "size",
-    "remaining_size",
-    "funding_payment",
-    "insurance_fee",
-)
-FUNDING_WAD_COLUMNS = (
-    "funding_rate",
-    "cumulative_funding_index",
-    "cumulative_funding_short",
-    "mark_twap",
-    "index_twap",
-    "funding_per_second",
-)
+POSITION_WAD_COLUMNS = tables.wad_columns(tables.PositionRow)
+LIQUIDATION_WAD_COLUMNS = tables.wad_columns(tables.LiquidationRow)
+FUNDING_WAD_COLUMNS = tables.wad_columns(tables.FundingRow)
+# repository.MARKET_STATS_SQL: its totals, then the funding state of the markets row
 MARKET_WAD_COLUMNS = (
     "open_interest_long",
     "open_interest_short",
@@ -94,10 +70,7 @@ MARKET_WAD_COLUMNS = (
     "open_collateral",
     "liquidation_rewards",
     "bad_debt",
-    "funding_rate",
-    "cumulative_funding_index",
-    "cumulative_funding_short",
-    "funding_per_second",
+    *tables.wad_columns(tables.MarketState),
 )
 
 
@@ -186,33 +159,116 @@ def _with_wads(record: Mapping[str, Any], wad_columns: tuple[str, ...]) -> dict[
     return out
 
 
+Derived = Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a kind of row is shown: its WAD columns (as decimals, raw under "wad"), the other
+    columns as plain JSON values, plus fields derived from the row."""
+
+    wad_columns: tuple[str, ...]
+    derived: Mapping[str, Derived]
+
+    def format(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        out = _with_wads(record, self.wad_columns)
+        for key, fn in self.derived.items():
+            out[key] = fn(record)
+        return out
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_wads", frozenset(self.wad_columns))
+
+    def field(self, record: Mapping[str, Any], key: str) -> Any:
+        """One field of `format(record)`, computed alone ("wad" excepted)."""
+        fn = self.derived.get(key)
+        if fn is not None:
+            return fn(record)
+        if key in self._wads:  # type: ignore[attr-defined]
+            return wad_to_str(record[key])
+        return _plain(record[key])
+
+    def raw(self, record: Mapping[str, Any], key: str) -> str | None:
+        """One field of `format(record)["wad"]`."""
+        if key not in self._wads:  # type: ignore[attr-defined]
+            raise KeyError(key)
+        return _raw(record[key])
+
+
+def _time_of(column: str) -> Derived:
+    return lambda r: iso_time(r.get(column))
+
+
+def _pct_of(column: str) -> Derived:
+    return lambda r: wad_to_percent(r.get(column))
+
+
+POSITION = Shape(
+    POSITION_WAD_COLUMNS,
+    {
+        "side": lambda r: "long" if r["is_long"] else "short",
+        "opened_at": _time_of("opened_timestamp"),
+        "closed_at": _time_of("closed_timestamp"),
+    },
+)
+LIQUIDATION = Shape(LIQUIDATION_WAD_COLUMNS, {"time": _time_of("block_timestamp")})
+FUNDING = Shape(
+    FUNDING_WAD_COLUMNS,
+    {"funding_rate_pct": _pct_of("funding_rate"), "time": _time_of("funding_timestamp")},
+)
+MARKET = Shape(
+    MARKET_WAD_COLUMNS,
+    {
+        "funding_rate_pct": _pct_of("funding_rate"),
+        "last_funding_at": _time_of("last_funding_time"),
+        "last_liquidation_at": _time_of("last_liquidation_timestamp"),
+    },
+)
+
+
 def format_position(record: Mapping[str, Any]) -> dict[str, Any]:
-    out = _with_wads(record, POSITION_WAD_COLUMNS)
-    out["side"] = "long" if record["is_long"] else "short"
-    out["opened_at"] = iso_time(record.get("opened_timestamp"))
-    out["closed_at"] = iso_time(record.get("closed_timestamp"))
-    return out
+    return POSITION.format(record)
 
 
 def format_liquidation(record: Mapping[str, Any]) -> dict[str, Any]:
-    out = _with_wads(record, LIQUIDATION_WAD_COLUMNS)
-    out["time"] = iso_time(record.get("block_timestamp"))
-    return out
+    return LIQUIDATION.format(record)
 
 
 def format_funding(record: Mapping[str, Any]) -> dict[str, Any]:
-    out = _with_wads(record, FUNDING_WAD_COLUMNS)
-    out["funding_rate_pct"] = wad_to_percent(record.get("funding_rate"))
-    out["time"] = iso_time(record.get("funding_timestamp"))
-    return out
+    return FUNDING.format(record)
 
 
 def format_market(record: Mapping[str, Any]) -> dict[str, Any]:
-    out = _with_wads(record, MARKET_WAD_COLUMNS)
-    out["funding_rate_pct"] = wad_to_percent(record.get("funding_rate"))
-    out["last_funding_at"] = iso_time(record.get("last_funding_time"))
-    out["last_liquidation_at"] = iso_time(record.get("last_liquidation_timestamp"))
-    return out
+    return MARKET.format(record)
+
+
+def format_sync(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A sync_status row (shared.readmodel.queries.SYNC_STATUS_SQL)."""
+    updated = record["updated_at"]
+    return {
+        "contract_address": record["contract_address"],
+        "last_synced_block": record["last_synced_block"],
+        "last_synced_hash": record["last_synced_hash"],
+        "updated_at": updated.isoformat() if updated else None,
+        "seconds_since_update": record["seconds_since_update"],
+    }
+
+
+def format_position_event(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of the `events` table (queries.POSITION_EVENTS_SQL) as the position's event list
+    shows it."""
+    raw = record["args"]
+    args = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    return {
+        "name": record["name"],
+        "block_number": record["block_number"],
+        "block_timestamp": record["block_timestamp"],
+        "time": iso_time(record["block_timestamp"]),
+        "tx_hash": record["tx_hash"],
+        "log_index": record["log_index"],
+        "args": args,
+        "display": format_event_args(record["name"], args),
+    }
 
 
 def format_event_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,122 +284,3 @@ def format_event_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _short(address: Any) -> str:
-    text = str(address or "?")
-    return f"{text[:6]}…{text[-4:]}" if len(text) > 12 else text
-
-
-def _num(value: Any, places: int = 4) -> str:
-    """Display number: WAD string truncated to `places` fraction digits; '?' when unreadable."""
-    try:
-        return wad_to_str(value, places) or "?"
-    except (TypeError, ValueError):
-        return "?"
-
-
-def to_int_or_none(value: Any) -> int | None:
-    try:
-        return to_int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def event_summary(name: str, market: str | None, args: Mapping[str, Any]) -> str:
-    """One human line for the live feed, e.g. "long 2.5 ETH/USDT @ 2000 (5x)"."""
-    where = market or "?"
-    if name == "PositionOpened":
-        side = "long" if args.get("isLong") else "short"
-        return (
-            f"{side} {_num(args.get('size'))} {where} @ {_num(args.get('entryPrice'), 2)}"
-            f" ({_num(args.get('leverage'), 2)}x, collateral {_num(args.get('collateral'), 2)})"
-        )
-    if name == "PositionClosed":
-        return (
-            f"closed on {where} @ {_num(args.get('exitPrice'), 2)},"
-            f" pnl {_num(args.get('realizedPnl'), 2)}, payout {_num(args.get('payout'), 2)}"
-        )
-    if name == "PositionLiquidated":
-        part = ""
-        if to_int_or_none(args.get("remainingSize")):
-            part = f" (partly: {_num(args.get('remainingSize'))} left)"
-        return (
-            f"liquidated{part} on {where} @ {_num(args.get('price'), 2)} by"
-            f" {_short(args.get('liquidator'))}, reward {_num(args.get('liquidatorReward'), 4)}"
-        )
-    if name == "PositionDecreased":
-        return (
-            f"partly closed on {where}: {_num(args.get('size'))} @ {_num(args.get('exitPrice'), 2)},"
-            f" pnl {_num(args.get('realizedPnl'), 2)}, payout {_num(args.get('payout'), 2)}"
-        )
-    if name == "PositionReduced":
-        return (
-            f"position on {where} now {_num(args.get('size'))},"
-            f" collateral {_num(args.get('collateral'), 2)}"
-        )
-    if name == "MarginChanged":
-        return (
-            f"margin {_num(args.get('delta'), 2)} on {where},"
-            f" collateral now {_num(args.get('newCollateral'), 2)}"
-        )
-    if name == "FundingRateUpdated":
-        try:
-            rate = wad_to_percent(args.get("fundingRate"), 6) or "?"
-        except (TypeError, ValueError):
-            rate = "?"
-        return f"funding rate {rate}% on {where}"
-    if name == "PositionMinted":
-        return f"position NFT minted to {_short(args.get('owner'))} on {where}"
-    if name == "PositionBurned":
-        return f"position NFT burned on {where}"
-    if name == "MarketAdded":
-        return f"market {args.get('pair', where)} added"
-    if name == "MarketPaused":
-        return f"market {where} {'paused' if args.get('paused') else 'unpaused'}"
-    return _governance_summary(name, where, args) or name
-
-
-def _governance_summary(name: str, where: str, args: Mapping[str, Any]) -> str | None:
-    pid = str(args.get("proposalId", "?"))
-    pid = pid if len(pid) <= 12 else f"{pid[:6]}…{pid[-4:]}"
-    if name == "ProposalCreated":
-        return f"proposal {pid}: {str(args.get('description', ''))[:80]}"
-    if name == "VoteCast":
-        code = to_int_or_none(args.get("support"))
-        support = {0: "against", 1: "for", 2: "abstain"}.get(code if code is not None else -1)
-        return f"vote {support or '?'} proposal {pid}, weight {_num(args.get('weight'), 2)}"
-    if name in ("ProposalQueued", "ProposalExecuted", "ProposalCanceled"):
-        return f"proposal {pid} {name.removeprefix('Proposal').lower()}"
-    if name == "RiskParamsUpdated":
-        return (
-            f"{where}: max leverage {_num(args.get('maxLeverage'), 2)}x, maintenance"
-            f" {wad_to_percent(to_int_or_none(args.get('maintenanceMarginRatio')), 4)}%"
-        )
-    if name in ("SafetyParamsUpdated", "FundingParamsUpdated", "ParamChangeScheduled"):
-        return f"{where}: {name.removesuffix('Updated')}"
-    if name in ("FundingRewardSet", "GuardianSet", "ParamChangeDelaySet"):
-        return name
-    return None
-
-
-def format_event(event: EventEnvelope) -> dict[str, Any]:
-    """A Kafka envelope as the page's live feed shows it (the raw args are kept too)."""
-    market = event.market or (event.args.get("pair") if event.name == "MarketAdded" else None)
-    return {
-        "event_id": event.event_id,
-        "name": event.name,
-        "market": market,
-        "market_id": event.market_id,
-        "token_id": event.token_id,
-        "block_number": event.block_number,
-        "block_hash": event.block_hash,
-        "block_timestamp": event.block_timestamp,
-        "time": iso_time(event.block_timestamp),
-        "tx_hash": event.tx_hash,
-        "log_index": event.log_index,
-        "reverted": event.reverted,
-        "args": dict(event.args),
-        "display": format_event_args(event.name, event.args),
-        "summary": event_summary(event.name, market, event.args),
-    }

@@ -21,6 +21,7 @@ MAX_LIMIT = 500
 MAX_FUNDING_LIMIT = 5000
 MAX_OFFSET = 10_000_000
 MAX_TIMESTAMP = 2**63 - 1
+MAX_BLOCK = 2**63 - 1
 
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _MARKET_ID_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -61,6 +62,11 @@ class PositionFilter:
     sort: str = "opened"
     order: str = "desc"
     page: Page = Page()
+    # inclusive block ranges; a closed-block bound leaves out positions still open
+    opened_from: int | None = None
+    opened_to: int | None = None
+    closed_from: int | None = None
+    closed_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,18 +174,30 @@ def parse_timestamp(name: str, value: str | None) -> int | None:
     return parse_int(name, value, 0, 0, MAX_TIMESTAMP)
 
 
-def _check_range(since: int | None, until: int | None) -> None:
+def _check_range(
+    since: int | None, until: int | None, low: str = "since", high: str = "until"
+) -> None:
     if since is not None and until is not None and since > until:
-        raise ParamError("since", "must not be later than until")
+        raise ParamError(low, f"must not be later than {high}")
 
 
+def parse_block(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    return parse_int(name, value, 0, 0, MAX_BLOCK)
+
+
+BLOCK_RANGE_PARAMS = ("opened_from", "opened_to", "closed_from", "closed_to")
 POSITION_PARAMS = ("status", "market", "owner", "sort", "order", "limit", "offset")
 LIQUIDATION_PARAMS = ("market", "owner", "liquidator", "since", "until", "limit", "offset")
 FUNDING_PARAMS = ("market", "since", "until", "order", "limit", "offset")
 
 
 def parse_position_filter(items: Iterable[tuple[str, str]]) -> PositionFilter:
-    v = single_values(items, POSITION_PARAMS)
+    v = single_values(items, POSITION_PARAMS + BLOCK_RANGE_PARAMS)
+    blocks = {name: parse_block(name, v.get(name)) for name in BLOCK_RANGE_PARAMS}
+    _check_range(blocks["opened_from"], blocks["opened_to"], "opened_from", "opened_to")
+    _check_range(blocks["closed_from"], blocks["closed_to"], "closed_from", "closed_to")
     return PositionFilter(
         statuses=parse_statuses(v.get("status")),
         market=parse_market(v.get("market")),
@@ -187,6 +205,10 @@ def parse_position_filter(items: Iterable[tuple[str, str]]) -> PositionFilter:
         sort=parse_choice("sort", v.get("sort"), POSITION_SORTS, "opened"),
         order=parse_choice("order", v.get("order"), ORDERS, "desc"),
         page=parse_page(v, DEFAULT_LIMIT, MAX_LIMIT),
+        opened_from=blocks["opened_from"],
+        opened_to=blocks["opened_to"],
+        closed_from=blocks["closed_from"],
+        closed_to=blocks["closed_to"],
     )
 
 

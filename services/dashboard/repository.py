@@ -1,4 +1,4 @@
-"""Read-only queries over the indexer's tables (services/indexer/migrations).
+"""Read-only queries over the indexer's tables (shared.readmodel; services/indexer/migrations).
 
 SQL is built from fixed fragments only; every value a caller supplies is a bind parameter. The
 `*_sql` functions are pure (they return the text and the arguments) so they can be checked
@@ -12,60 +12,91 @@ from typing import Any
 
 import asyncpg
 
-from services.dashboard.params import FundingFilter, LiquidationFilter, PositionFilter
+from services.dashboard.params import FundingFilter, LiquidationFilter, Page, PositionFilter
+from shared.readmodel.queries import (
+    FUNDING_SELECT,
+    LIQUIDATION_SELECT,
+    POSITION_EVENTS_SQL,
+    POSITION_SELECT,
+    SYNC_STATUS_SQL,
+)
 
-# Sort keys (validated in params.POSITION_SORTS) -> SQL expressions. token_id breaks ties.
-_POSITION_SORT_SQL = {
-    "opened": "p.opened_block {dir}, p.token_id {dir}",
-    "closed": "p.closed_block {dir} NULLS LAST, p.token_id {dir}",
-    "notional": "p.notional {dir}, p.token_id {dir}",
-    "size": "p.size {dir}, p.token_id {dir}",
-    "collateral": "p.collateral {dir}, p.token_id {dir}",
-    "token_id": "p.token_id {dir}",
+# Sort keys (validated in params.POSITION_SORTS) -> the sort column. token_id breaks ties.
+# `closed` sorts positions still open (closed_block NULL) last in both directions, written
+# with a sentinel instead of NULLS LAST so that one row comparison (keyset.py) and an index
+# on the expression (migration 0008) serve it.
+POSITION_SORT_COLUMN = {
+    "opened": "p.opened_block",
+    "notional": "p.notional",
+    "size": "p.size",
+    "collateral": "p.collateral",
 }
+CLOSED_SENTINEL = {"desc": -1, "asc": 2**63 - 1}  # below / above every block number
 
-POSITION_SELECT = """
-SELECT p.token_id, p.market_id, COALESCE(p.market, m.pair) AS market, p.owner, p.is_long,
-       p.status, p.collateral, p.leverage, p.size, p.notional, p.entry_price,
-       p.entry_funding_index, p.open_fee, p.opened_block, p.opened_timestamp, p.opened_tx,
-       p.closed_block, p.closed_timestamp, p.closed_tx, p.exit_price, p.realized_pnl,
-       p.funding_payment, p.payout, p.updated_block, p.close_fee
-FROM positions p LEFT JOIN markets m ON m.market_id = p.market_id
-"""
+
+def position_sort_column(sort: str, order: str) -> str | None:
+    """The leading sort expression of `sort` (None for token_id, which sorts alone)."""
+    if sort == "token_id":
+        return None
+    if sort == "closed":
+        return f"COALESCE(p.closed_block, {CLOSED_SENTINEL[order]})"
+    return POSITION_SORT_COLUMN[sort]
+
+
+def position_order_sql(sort: str, order: str) -> str:
+    direction = order.upper()
+    column = position_sort_column(sort, order)
+    if column is None:
+        return f"p.token_id {direction}"
+    return f"{column} {direction}, p.token_id {direction}"
 
 
 @dataclass
-class _Where:
+class Where:
     clauses: list[str]
     args: list[Any]
 
-    def add(self, template: str, value: Any) -> None:
-        """`template` holds one `{}` where the bind parameter goes."""
-        self.args.append(value)
-        self.clauses.append(template.format(f"${len(self.args)}"))
+    def add(self, template: str, *values: Any) -> None:
+        """`template` holds one `{}` per bind parameter, in order."""
+        marks = []
+        for value in values:
+            self.args.append(value)
+            marks.append(f"${len(self.args)}")
+        self.clauses.append(template.format(*marks))
 
     def sql(self) -> str:
         return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
 
+    def param(self, value: Any) -> str:
+        """A bind parameter outside the WHERE clause (LIMIT, OFFSET)."""
+        self.args.append(value)
+        return f"${len(self.args)}"
 
-def positions_sql(f: PositionFilter) -> tuple[str, str, list[Any]]:
-    """(page query, count query, args); the page query's last two args are limit and offset."""
-    where = _Where([], [])
+
+def position_where(f: PositionFilter) -> Where:
+    where = Where([], [])
     if f.statuses is not None:
-        where.add("p.status = ANY({}::text[])", list(f.statuses))
+        if len(f.statuses) == 1:  # a plain equality lets the planner use an ordered index
+            where.add("p.status = {}", f.statuses[0])
+        else:
+            where.add("p.status = ANY({}::text[])", list(f.statuses))
     if f.market is not None:
         where.add("p.market_id = {}", f.market.market_id)
     if f.owner is not None:
         where.add("p.owner = {}", f.owner)
-    order = _POSITION_SORT_SQL[f.sort].format(dir=f.order.upper())
-    n = len(where.args)
-    page = f"{POSITION_SELECT} {where.sql()} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"
-    count = f"SELECT count(*) FROM positions p {where.sql()}"
-    return page, count, [*where.args, f.page.limit, f.page.offset]
+    if f.opened_from is not None:
+        where.add("p.opened_block >= {}", f.opened_from)
+    if f.opened_to is not None:
+        where.add("p.opened_block <= {}", f.opened_to)
+    if f.closed_from is not None:
+        where.add("p.closed_block >= {}", f.closed_from)
+    if f.closed_to is not None:
+        where.add("p.closed_block <= {}", f.closed_to)
+    return where
 
 
-def liquidations_sql(f: LiquidationFilter) -> tuple[str, str, list[Any]]:
-    where = _Where([], [])
+def liquidation_where(f: LiquidationFilter) -> Where:
+    where = Where([], [])
     if f.market is not None:
         where.add("l.market_id = {}", f.market.market_id)
     if f.owner is not None:
@@ -76,37 +107,73 @@ def liquidations_sql(f: LiquidationFilter) -> tuple[str, str, list[Any]]:
         where.add("l.block_timestamp >= {}", f.since)
     if f.until is not None:
         where.add("l.block_timestamp <= {}", f.until)
-    n = len(where.args)
-    page = f"""
-SELECT l.token_id, l.market_id, m.pair AS market, l.owner, l.liquidator, l.tx_hash, l.log_index,
-       l.block_number, l.block_timestamp, l.price, l.realized_pnl, l.reward, l.owner_refund,
-       l.bad_debt, l.size, l.remaining_size, l.funding_payment, l.insurance_fee
-FROM liquidations l LEFT JOIN markets m ON m.market_id = l.market_id
-{where.sql()}
-ORDER BY l.block_number DESC, l.log_index DESC LIMIT ${n + 1} OFFSET ${n + 2}"""
-    count = f"SELECT count(*) FROM liquidations l {where.sql()}"
-    return page, count, [*where.args, f.page.limit, f.page.offset]
+    return where
 
 
-def funding_sql(f: FundingFilter) -> tuple[str, str, list[Any]]:
-    where = _Where([], [])
+def funding_where(f: FundingFilter) -> Where:
+    where = Where([], [])
     if f.market is not None:
         where.add("f.market_id = {}", f.market.market_id)
     if f.since is not None:
         where.add("f.funding_timestamp >= {}", f.since)
     if f.until is not None:
         where.add("f.funding_timestamp <= {}", f.until)
-    direction = f.order.upper()
-    n = len(where.args)
-    page = f"""
-SELECT f.market_id, m.pair AS market, f.funding_rate, f.cumulative_funding_index, f.mark_twap,
-       f.index_twap, f.funding_timestamp, f.tx_hash, f.log_index, f.block_number,
-       f.block_timestamp, f.funding_per_second, f.cumulative_funding_short
-FROM funding_updates f LEFT JOIN markets m ON m.market_id = f.market_id
-{where.sql()}
-ORDER BY f.block_number {direction}, f.log_index {direction} LIMIT ${n + 1} OFFSET ${n + 2}"""
+    return where
+
+
+def _offset_page(select: str, where: Where, order: str, page: Page) -> tuple[str, list[Any]]:
+    filters = where.sql()
+    limit, offset = where.param(page.limit), where.param(page.offset)
+    return f"{select} {filters} ORDER BY {order} LIMIT {limit} OFFSET {offset}", where.args
+
+
+# Positions per (market, status): the total of any filter on market and status alone, from one
+# scan per indexer commit however many such filters are asked for (GraphQL's totalCount).
+POSITION_GROUPS_SQL = (
+    "SELECT market_id, status, count(*) AS n FROM positions GROUP BY market_id, status"
+)
+
+
+def groups_answer(f: PositionFilter) -> bool:
+    """Can f's total come from POSITION_GROUPS_SQL (no owner, no block range)?"""
+    blocks = (f.opened_from, f.opened_to, f.closed_from, f.closed_to)
+    return f.owner is None and all(b is None for b in blocks)
+
+
+def total_from_groups(groups: list[Any], f: PositionFilter) -> int:
+    """f's total from POSITION_GROUPS_SQL rows (pure; only when groups_answer(f))."""
+    return sum(
+        int(g["n"])
+        for g in groups
+        if (f.market is None or g["market_id"] == f.market.market_id)
+        and (f.statuses is None or g["status"] in f.statuses)
+    )
+
+
+def positions_sql(f: PositionFilter) -> tuple[str, str, list[Any]]:
+    """(page query, count query, args); the page query's last two args are limit and offset."""
+    where = position_where(f)
+    count = f"SELECT count(*) FROM positions p {where.sql()}"
+    order = position_order_sql(f.sort, f.order)
+    page, args = _offset_page(POSITION_SELECT, where, order, f.page)
+    return page, count, args
+
+
+def liquidations_sql(f: LiquidationFilter) -> tuple[str, str, list[Any]]:
+    where = liquidation_where(f)
+    count = f"SELECT count(*) FROM liquidations l {where.sql()}"
+    order = "l.block_number DESC, l.log_index DESC"
+    page, args = _offset_page(LIQUIDATION_SELECT, where, order, f.page)
+    return page, count, args
+
+
+def funding_sql(f: FundingFilter) -> tuple[str, str, list[Any]]:
+    where = funding_where(f)
     count = f"SELECT count(*) FROM funding_updates f {where.sql()}"
-    return page, count, [*where.args, f.page.limit, f.page.offset]
+    direction = f.order.upper()
+    order = f"f.block_number {direction}, f.log_index {direction}"
+    page, args = _offset_page(FUNDING_SELECT, where, order, f.page)
+    return page, count, args
 
 
 MARKET_STATS_SQL = """
@@ -172,17 +239,6 @@ LEFT JOIN pos ON pos.market_id = ids.market_id
 LEFT JOIN liq ON liq.market_id = ids.market_id
 LEFT JOIN last_funding lf ON lf.market_id = ids.market_id
 ORDER BY pair NULLS LAST, ids.market_id
-"""
-
-SYNC_STATUS_SQL = """
-SELECT contract_address, last_synced_block, last_synced_hash, updated_at,
-       EXTRACT(EPOCH FROM (now() - updated_at))::float8 AS seconds_since_update
-FROM sync_status ORDER BY contract_address
-"""
-
-POSITION_EVENTS_SQL = """
-SELECT name, block_number, block_timestamp, tx_hash, log_index, args
-FROM events WHERE token_id = $1 ORDER BY block_number, log_index
 """
 
 

@@ -9,9 +9,12 @@ KAFKA_TOPIC); it never talks to the chain, so RPC_URL has a harmless default her
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Any
 
-from shared.config import BaseServiceSettings, load_settings
+from pydantic import Field, field_validator
+
+from shared.config import BaseServiceSettings, load_settings, redact_dsn
 
 
 class DashboardSettings(BaseServiceSettings):
@@ -37,6 +40,53 @@ class DashboardSettings(BaseServiceSettings):
     dashboard_kafka_feed: bool = Field(
         default=True, description="follow KAFKA_TOPIC and push events on /ws"
     )
+    # ---- /graphql (docs/graphql.md) ----
+    dashboard_graphql: bool = Field(default=True, description="serve /graphql")
+    dashboard_graphql_db_uri: str | None = Field(
+        default=None,
+        description="a SELECT-only login for GraphQL; unset: DB_URI as DASHBOARD_GRAPHQL_ROLE",
+    )
+    dashboard_graphql_role: str = Field(
+        default="perpex_graphql", description="NOLOGIN role with SELECT only, created when missing"
+    )
+    dashboard_graphql_pool_size: int = Field(default=10, ge=1, le=100)
+    dashboard_graphql_timeout_ms: int = Field(
+        default=5000, ge=100, le=600_000, description="statement timeout of GraphQL queries"
+    )
+    dashboard_graphql_max_depth: int = Field(default=10, ge=2, le=100)
+    dashboard_graphql_max_cost: int = Field(default=10_000, ge=10, le=10_000_000)
+    dashboard_graphql_max_aliases: int = Field(default=20, ge=0, le=1000)
+    dashboard_graphql_max_tokens: int = Field(default=2000, ge=100, le=1_000_000)
+    dashboard_graphql_max_subscriptions: int = Field(
+        default=10, ge=1, le=1000, description="subscriptions per WebSocket connection"
+    )
+    dashboard_rpc_head: bool = Field(
+        default=False,
+        description="ask RPC_URL for the chain head (GraphQL syncStatus head and lag)",
+    )
+
+    @field_validator("dashboard_graphql_db_uri")
+    @classmethod
+    def _graphql_db_uri(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return cls._db_uri(value.strip())  # the same checks as DB_URI, password never echoed
+
+    @field_validator("dashboard_graphql_role")
+    @classmethod
+    def _graphql_role(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(
+                "must be a plain role name: lower-case letters, digits and _, not starting with "
+                "a digit, at most 63 characters"
+            )
+        return value
+
+    def safe_dump(self) -> dict[str, Any]:
+        data = super().safe_dump()
+        if self.dashboard_graphql_db_uri:
+            data["dashboard_graphql_db_uri"] = redact_dsn(self.dashboard_graphql_db_uri)
+        return data
 
 
 def load_dashboard_settings(**overrides: object) -> DashboardSettings:

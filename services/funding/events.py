@@ -2,27 +2,24 @@
 else's, without polling the contract; and FundingParamsUpdated (a governance change of the
 interval or the rate cap), which makes it re-read the market's configuration at once.
 
-Every replica must see every update, so the consumer joins no group (no offsets committed, no
-rebalancing delay): it takes every partition of the topic itself, positioned at the end. The
-chain is read at start and is the truth; an event only wakes the market's scheduler early. Redelivered events (at-least-once)
-are dropped by event id. Messages that do not decode are logged and counted, never fatal.
+Every replica must see every update, so it reads every partition of the topic from its end in no
+consumer group (shared.events.tail). The chain is read at start and is the truth; an event only
+wakes the market's scheduler early. Redelivered events (at-least-once) are dropped
+(shared.events.dedup). Messages that do not decode are logged and counted, never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import TopicPartition
-
+from shared.events.dedup import RecentKeys
+from shared.events.names import EventName
 from shared.events.schema import EventEnvelope, MalformedEventError, decode_event
-from shared.kafka import make_consumer
+from shared.events.tail import ConsumerFactory, TopicTail
 from shared.telemetry import meter
 
 log = logging.getLogger(__name__)
@@ -33,8 +30,6 @@ _events_counter = _meter.create_counter(
 _decode_errors = _meter.create_counter(
     "perpex_funding_event_decode_errors", description="Kafka messages that did not decode"
 )
-
-EVENT_NAME = "FundingRateUpdated"
 
 
 @dataclass(frozen=True)
@@ -50,9 +45,6 @@ class FundingEvent:
     block_number: int
     reverted: bool = False  # removed by a reorg: the update no longer stands
     block_hash: str = ""  # a transaction re-mined after a reorg keeps its event id, not this
-
-
-PARAMS_EVENT_NAME = "FundingParamsUpdated"
 
 
 @dataclass(frozen=True)
@@ -72,7 +64,7 @@ class FundingParamsEvent:
 def parse_params_event(env: EventEnvelope) -> FundingParamsEvent:
     mid = env.market_id or env.args.get("marketId")
     if not isinstance(mid, str):
-        raise MalformedEventError(f"{PARAMS_EVENT_NAME} without a market id")
+        raise MalformedEventError(f"{EventName.FundingParamsUpdated} without a market id")
     try:
         return FundingParamsEvent(
             event_id=env.event_id,
@@ -85,7 +77,7 @@ def parse_params_event(env: EventEnvelope) -> FundingParamsEvent:
             block_hash=env.block_hash.lower(),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedEventError(f"{PARAMS_EVENT_NAME} args: {exc!r}") from None
+        raise MalformedEventError(f"{EventName.FundingParamsUpdated} args: {exc!r}") from None
 
 
 def parse_funding_event(raw: bytes | str) -> FundingEvent | FundingParamsEvent | None:
@@ -93,9 +85,9 @@ def parse_funding_event(raw: bytes | str) -> FundingEvent | FundingParamsEvent |
     any other event. Raises MalformedEventError when the message is not a valid envelope or
     lacks a field."""
     env = decode_event(raw)
-    if env.name == PARAMS_EVENT_NAME:
+    if env.name == EventName.FundingParamsUpdated:
         return parse_params_event(env)
-    if env.name != EVENT_NAME:
+    if env.name != EventName.FundingRateUpdated:
         return None
     mid = env.market_id or env.args.get("marketId")
     if not isinstance(mid, str):
@@ -118,31 +110,6 @@ def parse_funding_event(raw: bytes | str) -> FundingEvent | FundingParamsEvent |
         raise MalformedEventError(f"FundingRateUpdated args: {exc!r}") from None
 
 
-class Dedup:
-    """The last `size` events seen, by (event id, block hash, reverted): a reverted copy is a
-    new event, and so is the same transaction re-mined in another block after a reorg (same
-    chain/tx/log index, so the same event id, but a different block hash)."""
-
-    def __init__(self, size: int = 4096):
-        self.size = size
-        self._seen: OrderedDict[tuple[str, str, bool], None] = OrderedDict()
-
-    def first_time(self, event: FundingEvent | FundingParamsEvent) -> bool:
-        key = (event.event_id, event.block_hash, event.reverted)
-        if key in self._seen:
-            self._seen.move_to_end(key)
-            return False
-        self._seen[key] = None
-        # a fork that comes back: the event and its revert make each other new again
-        self._seen.pop((event.event_id, event.block_hash, not event.reverted), None)
-        if len(self._seen) > self.size:
-            self._seen.popitem(last=False)
-        return True
-
-
-ConsumerFactory = Callable[[], Any]
-
-
 class FundingEventListener:
     def __init__(
         self,
@@ -158,21 +125,17 @@ class FundingEventListener:
         self.market_ids = {m.lower() for m in market_ids}
         self.on_event = on_event
         self.on_params = on_params
-        self.max_backoff = max_backoff
-        self._factory = consumer_factory or (
-            lambda: make_consumer(
-                bootstrap_servers,
-                [],  # no subscription: _assign() takes the partitions itself
-                None,
-                auto_offset_reset="latest",
-                request_timeout_ms=15_000,
-            )
+        self.tail = TopicTail(
+            bootstrap_servers,
+            topic,
+            lambda record: self.handle(record.value),
+            consumer_factory=consumer_factory,
+            max_backoff=max_backoff,
+            logger=log,
         )
-        self._dedup = Dedup()
-        self.connected = False
+        self._dedup = RecentKeys()
         self.received = 0
         self.decode_errors = 0
-        self.last_error: str | None = None
 
     def handle(self, raw: bytes | str | None) -> FundingEvent | FundingParamsEvent | None:
         """Decode one message and hand a new FundingRateUpdated (FundingParamsUpdated) of one of
@@ -199,49 +162,12 @@ class FundingEventListener:
             self.on_event(event)
         return event
 
-    async def run(self, stop: asyncio.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            consumer = self._factory()
-            try:
-                await consumer.start()
-                await self._assign(consumer)
-                self.connected = True
-                failures = 0
-                log.info("listening for %s on %s", EVENT_NAME, self.topic)
-                while not stop.is_set():
-                    batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                    for records in batches.values():
-                        for record in records:
-                            self.handle(record.value)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = min(self.max_backoff, 0.5 * 2 ** min(failures, 8)) * random.uniform(
-                    0.8, 1.2
-                )
-                log.warning("kafka listener: %s; retrying in %.1fs", self.last_error, delay)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-            finally:
-                self.connected = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(consumer.stop(), 5)
+    @property
+    def connected(self) -> bool:
+        return self.tail.connected
 
-    async def _assign(self, consumer: Any) -> None:
-        """Take every partition of the topic (no group), positioned at its end: from here on,
-        every update is seen. Raises while the topic does not exist yet (retried)."""
-        await consumer.topics()  # refresh the cluster metadata
-        partitions = consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            raise LookupError(f"topic {self.topic} does not exist (yet)")
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.tail.run(stop)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -249,5 +175,5 @@ class FundingEventListener:
             "connected": self.connected,
             "events": self.received,
             "decode_errors": self.decode_errors,
-            "last_error": self.last_error,
+            "last_error": self.tail.last_error,
         }

@@ -269,14 +269,14 @@ class KubeLeaseClient:
     credentials, a kubeconfig, or a plain URL such as a `kubectl proxy` or a test emulator)."""
 
     def __init__(self, api: Any):
-        from services.operator.kube import Kind
+        from shared.kube import Kind
 
         self._api = api
         self._kind = Kind(lz.LEASE_API_VERSION, "leases")
 
     @classmethod
     async def connect(cls, api_url: str | None) -> KubeLeaseClient:
-        from services.operator.kube import KubeApi
+        from shared.kube import KubeApi
 
         api = KubeApi.for_host(api_url) if api_url else await KubeApi.from_environment()
         return cls(api)
@@ -299,7 +299,7 @@ class KubeLeaseClient:
 
     @staticmethod
     async def _call(awaitable: Any) -> Any:
-        from services.operator.kube import KubeError
+        from shared.kube import KubeError
 
         try:
             return await awaitable

@@ -23,8 +23,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from services.funding import metrics
@@ -32,6 +30,16 @@ from services.funding.chain import ChainReader, MarketRef, MarketSnapshot
 from services.funding.decision import Action, Attempt, Decision, MarketView, backoff_delay, decide
 from services.funding.events import FundingEvent, FundingEventListener, FundingParamsEvent
 from services.funding.leader import LeaderElector
+from services.funding.outcomes import (
+    MarketState,
+    Outcome,
+    UpdaterConfig,
+    failed,
+    market_report,
+    mined_reverted,
+    remember,
+    simulation_reverted,
+)
 from services.funding.rates import format_duration, format_rate, format_timestamp, rate_fraction
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
 from shared.chain.tx import PendingTx, TxSender
@@ -42,64 +50,6 @@ ListenerFactory = Callable[
 ]
 log = logging.getLogger("perpex.funding")
 _tracer = tracer("perpex.funding")
-
-TOO_EARLY = "FundingTooEarly"
-
-
-class Outcome(StrEnum):
-    CONFIRMED = "confirmed"  # our transaction updated the funding rate
-    ALREADY_UPDATED = "already_updated"  # the simulation shows someone else updated first
-    REVERTED = "reverted"  # the simulation reverted for another reason: nothing sent
-    MINED_REVERTED = "mined_reverted"  # sent, mined, reverted: gas spent
-    NOT_LEADER = "not_leader"  # leadership did not hold at the last check
-    FENCED = "fenced"  # waited for the wallet's in-flight transactions; re-read first
-    FAILED = "failed"  # not sent (RPC failure after retries, insufficient balance)
-    UNKNOWN = "unknown"  # sent, outcome unknown (timeout, nonce taken)
-    STOPPING = "stopping"  # shutting down: no new transaction is started
-
-
-@dataclass(frozen=True)
-class UpdaterConfig:
-    grace_s: int = 5
-    max_sleep_s: float = 60.0
-    min_sleep_s: float = 1.0
-    revert_backoff_s: float = 300.0
-    revert_backoff_max_s: float = 3600.0
-    error_backoff_max_s: float = 60.0
-    expected_interval_s: int | None = None
-    shutdown_timeout_s: float = 30.0
-    balance_check_s: float = 300.0
-    fence_timeout_s: float = 180.0
-
-    @property
-    def full_read_every_s(self) -> float:
-        """Re-read the whole market state (not only the clock) at least this often."""
-        return 10 * self.max_sleep_s
-
-
-@dataclass
-class MarketState:
-    ref: MarketRef
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    snapshot: MarketSnapshot | None = None
-    read_at: float = 0.0  # monotonic time of the last chain read (full or clock-only)
-    full_read_at: float = 0.0
-    needs_full_read: bool = True
-    last_read_full: bool = False
-    attempt: Attempt | None = None
-    decision: Decision | None = None
-    error_failures: int = 0
-    last_error: str | None = None
-    last_outcome: Outcome | None = None
-    # Who made the updates seen lately: lastFundingTime -> ("us" | "other", tx hash or None)
-    updates: dict[int, tuple[str, str | None]] = field(default_factory=dict)
-    our_last_tx: str | None = None  # confirmed; names the next update seen if nothing else does
-    sent: int = 0
-    confirmed: int = 0
-    reverts: int = 0
-    events: int = 0
-    interval_warned: int | None = None
-    heartbeat: float = field(default_factory=time.monotonic)
 
 
 class FundingUpdater:
@@ -206,7 +156,7 @@ class FundingUpdater:
             )
         else:
             by = "us" if self.is_our_tx(event.tx_hash) else "other"
-            _remember(state, event.timestamp, by, event.tx_hash)
+            remember(state, event.timestamp, by, event.tx_hash)
             interval = state.snapshot.interval if state.snapshot else 0
             rate = format_rate(event.rate_wad, interval) if interval else str(event.rate_wad)
             log.info(
@@ -338,9 +288,9 @@ class FundingUpdater:
         if previous is None or snapshot.last_funding_time != previous.last_funding_time:
             if previous is not None and snapshot.last_funding_time not in state.updates:
                 if state.our_last_tx is not None:
-                    _remember(state, snapshot.last_funding_time, "us", state.our_last_tx)
+                    remember(state, snapshot.last_funding_time, "us", state.our_last_tx)
                 else:
-                    _remember(state, snapshot.last_funding_time, "other", None)
+                    remember(state, snapshot.last_funding_time, "other", None)
             state.our_last_tx = None
             log.info("%s", snapshot.status().log_line())
 
@@ -390,14 +340,18 @@ class FundingUpdater:
                 pending = await self.sender.submit(tx, f"updateFundingRate {pair}")
             except TxRevertedError as exc:
                 span.set_attribute("funding.outcome", "simulation_reverted")
-                return self._simulation_reverted(state, window, exc.reason, failures, now)
+                return simulation_reverted(self.config, state, window, exc.reason, failures, now)
             except InsufficientBalanceError as exc:
-                return self._failed(state, window, f"insufficient balance: {exc}", failures, now)
+                return failed(
+                    self.config, state, window, f"insufficient balance: {exc}", failures, now
+                )
             except Exception as exc:
                 # A broadcast that failed in transit may still have reached the mempool: wait
                 # for the wallet's in-flight transactions before the next attempt.
                 self._fence_needed = True
-                return self._failed(state, window, f"{type(exc).__name__}: {exc}", failures, now)
+                return failed(
+                    self.config, state, window, f"{type(exc).__name__}: {exc}", failures, now
+                )
 
             # Sent: this window is now ours to settle; nothing else goes out for it meanwhile.
             state.sent += 1
@@ -415,7 +369,9 @@ class FundingUpdater:
             except TxMinedRevertedError as exc:
                 reason = await self._replay_reason(tx, exc.tx_hash)
                 span.set_attribute("funding.outcome", "mined_reverted")
-                return self._mined_reverted(state, window, reason, exc.tx_hash, failures, now)
+                return mined_reverted(
+                    self.config, state, window, reason, exc.tx_hash, failures, now
+                )
             except Exception as exc:
                 self._fence_needed = True
                 state.last_error = f"outcome unknown: {type(exc).__name__}: {exc}"
@@ -443,7 +399,7 @@ class FundingUpdater:
         state.last_error = None
         updated_at = self._update_time(receipt)
         if updated_at is not None:
-            _remember(state, updated_at, "us", tx_hash)
+            remember(state, updated_at, "us", tx_hash)
         else:
             state.our_last_tx = tx_hash
         metrics.instruments().confirmed.add(1, {"market": pair})
@@ -457,79 +413,6 @@ class FundingUpdater:
             int(receipt["gasUsed"]),
         )
         return Outcome.CONFIRMED
-
-    def _simulation_reverted(
-        self, state: MarketState, window: int, reason: str, failures: int, now: float
-    ) -> Outcome:
-        pair = state.ref.pair
-        if reason.startswith(TOO_EARLY):
-            # Someone else's update landed between our read and the simulation.
-            log.info("%s: already updated by someone else (%s); nothing sent", pair, reason)
-            state.attempt = Attempt(
-                window, sent=False, retry_at=now + self.config.max_sleep_s, reason=reason
-            )
-            return Outcome.ALREADY_UPDATED
-        failures += 1
-        delay = backoff_delay(
-            failures, self.config.revert_backoff_s, self.config.revert_backoff_max_s
-        )
-        state.reverts += 1
-        state.last_error = f"reverts: {reason}"
-        metrics.instruments().reverts.add(1, {"market": pair, "reason": _error_name(reason)})
-        log.error(
-            "%s: updateFundingRate would revert: %s; nothing sent; next try in %s unless the "
-            "window changes first",
-            pair,
-            reason,
-            format_duration(delay),
-        )
-        state.attempt = Attempt(window, False, now + delay, failures, reason)
-        return Outcome.REVERTED
-
-    def _mined_reverted(
-        self,
-        state: MarketState,
-        window: int,
-        reason: str,
-        tx_hash: str | None,
-        failures: int,
-        now: float,
-    ) -> Outcome:
-        pair = state.ref.pair
-        failures += 1
-        delay = backoff_delay(
-            failures, self.config.revert_backoff_s, self.config.revert_backoff_max_s
-        )
-        state.reverts += 1
-        state.last_error = f"mined but reverted: {reason}"
-        metrics.instruments().reverts.add(1, {"market": pair, "reason": _error_name(reason)})
-        log.error(
-            "%s: updateFundingRate tx %s was mined but reverted: %s; next try in %s unless the "
-            "window changes first",
-            pair,
-            tx_hash,
-            reason,
-            format_duration(delay),
-        )
-        state.attempt = Attempt(window, True, now + delay, failures, reason)
-        return Outcome.MINED_REVERTED
-
-    def _failed(
-        self, state: MarketState, window: int, why: str, failures: int, now: float
-    ) -> Outcome:
-        failures += 1
-        delay = backoff_delay(
-            failures, max(self.config.min_sleep_s, 1.0), self.config.error_backoff_max_s
-        )
-        state.last_error = why
-        log.error(
-            "%s: updateFundingRate not sent: %s; next try in %s",
-            state.ref.pair,
-            why,
-            format_duration(delay),
-        )
-        state.attempt = Attempt(window, False, now + delay, failures, why)
-        return Outcome.FAILED
 
     def _update_time(self, receipt: Any) -> int | None:
         """The new lastFundingTime, from the FundingRateUpdated log in our receipt."""
@@ -576,34 +459,7 @@ class FundingUpdater:
         return state.snapshot.chain_time + int(max(0.0, self.clock() - state.read_at))
 
     def market_status(self, state: MarketState) -> dict[str, Any]:
-        out: dict[str, Any] = {"market": state.ref.pair, "market_id": state.ref.market_id_hex}
-        if state.snapshot is not None:
-            status = state.snapshot.status()
-            out.update(status.as_dict())
-        out.update(
-            {
-                "decision": state.decision.action.value if state.decision else None,
-                "decision_reason": state.decision.reason if state.decision else None,
-                "last_outcome": state.last_outcome.value if state.last_outcome else None,
-                "last_error": state.last_error,
-                "last_update_by": self._who(state)[0],
-                "last_update_tx": self._who(state)[1],
-                "sent": state.sent,
-                "confirmed": state.confirmed,
-                "reverts": state.reverts,
-                "events": state.events,
-                "backoff_until_s": (
-                    max(0.0, state.attempt.retry_at - self.clock()) if state.attempt else None
-                ),
-            }
-        )
-        return out
-
-    @staticmethod
-    def _who(state: MarketState) -> tuple[str | None, str | None]:
-        if state.snapshot is None:
-            return None, None
-        return state.updates.get(state.snapshot.last_funding_time, (None, None))
+        return market_report(state, self.clock())
 
     @property
     def wallet_low(self) -> bool:
@@ -652,19 +508,8 @@ class FundingUpdater:
         return points
 
 
-def _remember(state: MarketState, last_funding_time: int, by: str, tx: str | None) -> None:
-    state.updates[last_funding_time] = (by, tx)
-    while len(state.updates) > 16:
-        del state.updates[min(state.updates)]
-
-
 def _hex(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     text = str(value)
     return text if text.startswith("0x") else "0x" + text
-
-
-def _error_name(reason: str) -> str:
-    """`StalePrice(0x.., 1, 3600)` -> `StalePrice` (a bounded metric label)."""
-    return reason.split("(", 1)[0].strip()[:64] or "unknown"

@@ -19,23 +19,19 @@ from eth_utils import function_signature_to_4byte_selector
 
 from services.indexer.bridge import BridgeFollower, make_follower
 from services.indexer.chunking import Outcome
-from services.indexer.decode import EventSpec, LogDecoder, build_event_table
+from services.indexer.event_specs import load_event_table
 from services.indexer.fetcher import FetchConfig, FetchPool
 from services.indexer.outbox import OutboxDrainer
 from services.indexer.rpc import JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets, resolve_targets
 from services.indexer.store import WRITER_LOCK_KEY, Store
 from services.indexer.sync import Indexer
-from shared.chain.abi import load_abi
 from shared.config import ConfigError, check_chain_id, check_markets
 from shared.db import create_pool
 from shared.dependencies import Dependencies, broker, is_transient_failure, postgres, rpc
 from shared.health import HealthState
 
 log = logging.getLogger(__name__)
-
-
-EMITTERS = ("PositionManager", "PositionNFT", "PerpExGovernor")
 
 
 def dependencies(settings: IndexerSettings, health: HealthState | None = None) -> Dependencies:
@@ -82,14 +78,6 @@ async def check_market_filter(rpc: JsonRpc, targets: IndexTargets) -> None:
     )
 
 
-def load_event_table() -> dict[str, EventSpec]:
-    return build_event_table({name: load_abi(name) for name in EMITTERS})
-
-
-def make_decoder(targets: IndexTargets, table: dict[str, EventSpec] | None = None) -> LogDecoder:
-    return LogDecoder(table or load_event_table(), targets.contracts)
-
-
 @dataclass
 class IndexerApp:
     settings: IndexerSettings
@@ -132,7 +120,7 @@ class IndexerApp:
 
     async def wait_drained(self, stop: asyncio.Event, poll: float = 0.01) -> None:
         while not stop.is_set():
-            if await self.store.outbox_pending() == 0:
+            if await self.store.outbox.pending_messages() == 0:
                 return
             self.drainer.notify()
             await asyncio.sleep(poll)
@@ -180,7 +168,7 @@ async def open_app(
         await _writer_lock(lock_conn, lock_wait, stop)
         await store.seed_markets(targets.markets.values())
         drainer = OutboxDrainer(
-            store,
+            store.outbox,
             settings.kafka_bootstrap_servers,
             settings.kafka_topic,
             batch=settings.outbox_batch,
@@ -189,7 +177,6 @@ async def open_app(
             memory_messages=settings.outbox_memory_messages,
             pairs={mid: info.pair for mid, info in targets.markets.items()},
         )
-        drainer.rebuild_upto = await store.last_outbox_id()
         fetch_pool = FetchPool(
             FetchConfig(
                 rpc_url=settings.rpc_url,

@@ -162,7 +162,7 @@ def run_bench(events: int) -> dict[str, Any]:
             position_nft_address=None,
             markets="",
         )
-        from services.indexer.app import load_event_table
+        from services.indexer.event_specs import load_event_table
         from services.indexer.rpc import JsonRpc
         from services.indexer.settings import resolve_targets
 

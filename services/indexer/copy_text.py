@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from services.indexer.decode import DecodedLog
-from services.indexer.rows import PositionRow
+from shared.readmodel.tables import PositionRow
 
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -56,7 +56,7 @@ EVENT_FIELDS = 12
 def event_line(
     chain_id: int, e: DecodedLog, funding_index_at: Mapping[tuple[int, int], int]
 ) -> str:
-    """A row of `events` (columns as store.EVENT_COLUMNS), unchecked: `events_copy` checks."""
+    """A row of `events` (columns as tables.EVENT_COLUMNS), unchecked: `events_copy` checks."""
     fidx = funding_index_at.get((e.block_number, e.log_index))
     return (
         f"{chain_id}\t{e.tx_hash}\t{e.log_index}\t{e.block_number}\t{e.block_hash}\t"
@@ -117,7 +117,7 @@ def _n(value: Any) -> Any:
 
 
 def position_line(r: PositionRow) -> str:
-    """A row of `positions` (columns as rows.POSITION_COLUMNS), unchecked."""
+    """A row of `positions` (columns as tables.POSITION_COLUMNS), unchecked."""
     return (
         f"{r.token_id}\t{r.market_id}\t{_n(r.market)}\t{r.owner}\t{'t' if r.is_long else 'f'}\t"
         f"{r.collateral}\t{r.leverage}\t{r.size}\t{r.notional}\t{r.entry_price}\t"

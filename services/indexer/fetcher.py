@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.indexer.chunking import Outcome
-from services.indexer.decode import DecodedLog, DecodeFailure, EventSpec, LogDecoder
+from services.indexer.decode import DecodedLog, DecodeFailure, LogDecoder
+from services.indexer.event_specs import EventSpec, load_event_table
 from services.indexer.rpc import BlockHeader, BlockingRpc, RpcError
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ class Fetcher:
 
     def __init__(self, config: FetchConfig, table: Mapping[str, EventSpec] | None = None):
         if table is None:
-            from services.indexer.app import load_event_table
-
             table = load_event_table()
         self.config = config
         self.decoder = LogDecoder(table, config.contracts)

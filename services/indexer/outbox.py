@@ -5,7 +5,8 @@ per-partition record batches, sent with acks=all through one producer (which kee
 per-partition order), and marked sent only after every batch is acknowledged. The database
 says which rows are unsent; their messages come from memory when the indexer handed them over
 at commit (`offer`, up to a budget of messages), otherwise from the row or rebuilt from
-`events` (after a restart, or when the budget was full during a broker outage). Any broker problem (down at start, lost mid-batch,
+`events` (after a restart, or when the budget was full during a broker outage): the policy is
+`handoff.Handoff`, the reads `outbox_store.OutboxStore`. Any broker problem (down at start, lost mid-batch,
 timeouts) closes the producer and retries the same rows with exponential backoff: a message can
 be delivered twice (consumers deduplicate on event_id) but never lost. Indexing never waits for
 the drainer.
@@ -22,9 +23,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
-from services.indexer.store import OutboxInconsistent, OutboxRow, Store
+from services.indexer.handoff import Handoff
+from services.indexer.outbox_rows import OutboxInconsistent, OutboxRow
+from services.indexer.outbox_store import OutboxStore
+from shared.events.keys import partition_for
 from shared.kafka import ensure_topic, make_producer
 from shared.telemetry import tracer
 
@@ -32,7 +35,6 @@ log = logging.getLogger(__name__)
 _tracer = tracer("perpex.indexer.outbox")
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
-OFFER_GRACE_S = 10.0
 
 
 class BrokerStateChanged(RuntimeError):
@@ -42,7 +44,7 @@ class BrokerStateChanged(RuntimeError):
 class OutboxDrainer:
     def __init__(
         self,
-        store: Store,
+        store: OutboxStore,
         bootstrap_servers: str,
         topic: str,
         batch: int = 2000,
@@ -74,23 +76,11 @@ class OutboxDrainer:
             )
         )
         self._producer: AIOKafkaProducer | None = None
-        self._partitioner = DefaultPartitioner()
         # key -> partition, for the partition list it was computed with
         self._partition_of: dict[bytes, int] = {}
         self._partitioned_for: list[int] = []
-        # committed rows handed over by the indexer, until sent
-        self._memory: dict[int, OutboxRow] = {}
-        self._memory_messages = 0
-        self.memory_budget = memory_messages
+        self.handoff = Handoff(memory_messages)  # committed rows handed over, until sent
         self.pairs = dict(pairs or {})  # configured market pairs, for rebuilt messages
-        # Rows up to this id may be rebuilt from the database: those written before this
-        # process started (set by the app) and those handed over, kept or not. A newer row is
-        # one whose commit the drainer saw before the hand-over that follows it: the drainer
-        # waits for that (OFFER_GRACE_S at most, one timer for all held rows) rather than
-        # rebuilding what is about to arrive.
-        self.rebuild_upto = 0
-        self._held_since: float | None = None
-        self.held = False  # the last round stopped at a row whose hand-over is awaited
         self.per_round = 8 * batch  # messages sent per round
         self._topic_ready = False
         self._wake = asyncio.Event()
@@ -107,36 +97,13 @@ class OutboxDrainer:
     def offer(self, rows: list[OutboxRow]) -> None:
         """Committed outbox rows with their messages: kept (within the memory budget) so that
         sending them needs no read back from the database; then drain now."""
-        for row in rows:
-            self.rebuild_upto = max(self.rebuild_upto, row.id)
-            n = len(row.messages)
-            if self._memory_messages + n <= self.memory_budget:
-                self._memory[row.id] = row
-                self._memory_messages += n
-            # else: rebuilt from the database when its turn comes
-        self._held_since = None
+        self.handoff.offer(rows)
         self._wake.set()
 
-    def _may_rebuild(self, row_id: int) -> bool:
-        if row_id <= self.rebuild_upto:
-            return True
-        now = time.monotonic()
-        if self._held_since is None:
-            self._held_since = now
-        if now - self._held_since > OFFER_GRACE_S:
-            # No hand-over for that long while rows wait (one lost with a failed commit reply,
-            # say): rebuild what is waiting, until a hand-over arrives again.
-            log.warning("outbox: row %d was not handed over; rebuilding it", row_id)
-            self.rebuild_upto = row_id
-            return True
-        self.held = True
-        return False
-
-    def _forget(self, ids: list[int]) -> None:
-        for row_id in ids:
-            row = self._memory.pop(row_id, None)
-            if row is not None:
-                self._memory_messages -= len(row.messages)
+    @property
+    def held(self) -> bool:
+        """The last round stopped at a row whose hand-over is awaited."""
+        return self.handoff.held
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -166,10 +133,7 @@ class OutboxDrainer:
 
     async def drain_once(self) -> int:
         """Send one batch; returns how many rows were sent (0: nothing pending)."""
-        self.held = False
-        rows = await self.store.fetch_unsent(
-            self.per_round, self.pairs, cached=self._memory, may_rebuild=self._may_rebuild
-        )
+        rows = await self._next_rows()
         if not rows:
             return 0
         count = sum(len(r.messages) for r in rows)
@@ -184,15 +148,27 @@ class OutboxDrainer:
             await self.store.mark_sent(ids)
         finally:
             # Sent: whether or not the UPDATE's reply arrives, memory lets them go (a row
-            # still unsent in the database is rebuilt when read again: it is <= rebuild_upto).
-            self._forget(ids)
+            # still unsent in the database is rebuilt when read again: it was handed over).
+            self.handoff.forget(ids)
         self.sent += count
         return count
 
+    async def _next_rows(self) -> list[OutboxRow]:
+        """The next rows to send: from memory where handed over, else read or rebuilt."""
+        handoff = self.handoff
+        if handoff.rebuild_upto is None:  # first look: rows before this process are rebuilt
+            handoff.start_from(await self.store.last_id())
+        async with self.store.snapshot() as snap:
+            refs = handoff.sendable(await snap.unsent(self.per_round))
+            kept = {r.id: handoff.memory[r.id] for r in refs if r.id in handoff.memory}
+            read = await snap.messages([r for r in refs if r.id not in kept], self.pairs)
+        return [kept.get(r.id) or OutboxRow(r.id, read[r.id], r.headers) for r in refs]
+
     async def _send_all(self, producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
         """Send every message of `rows`, keeping order per partition. Messages are packed into
-        record batches per partition (aiokafka's batch API) with the default partitioner (the
-        same key -> partition mapping as producer.send), which costs a fraction of one
+        record batches per partition (aiokafka's batch API) with the default partitioner
+        (shared.events.keys.partition_for: the same key -> partition mapping as producer.send,
+        and as the keeper's ownership of positions), which costs a fraction of one
         producer.send per message. A partition's next batch is handed to the producer only
         once the previous one is acknowledged (the producer sends one batch per partition at a
         time anyway): were a batch to fail, a later one must not reach the partition before it
@@ -204,7 +180,6 @@ class OutboxDrainer:
             partitions = sorted(producer.client.cluster.partitions_for_topic(topic) or ())
         if not partitions:
             raise BrokerStateChanged(f"topic {topic} has no partitions")
-        partitioner = self._partitioner
         if partitions != self._partitioned_for or len(self._partition_of) > 200_000:
             self._partition_of = {}
             self._partitioned_for = partitions
@@ -215,7 +190,7 @@ class OutboxDrainer:
             for _, key, value in row.messages:
                 part = by_key.get(key)
                 if part is None:
-                    part = by_key[key] = partitioner(key, partitions, partitions)
+                    part = by_key[key] = partition_for(key, partitions)
                 queue = batches.get(part)
                 if queue is None:
                     queue = batches[part] = [producer.create_batch()]

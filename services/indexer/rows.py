@@ -1,4 +1,4 @@
-"""Decoded events -> table rows. Pure logic.
+"""Decoded events -> table rows (shared.readmodel.tables). Pure logic.
 
 `positions` is a fold of each token's events in chain order; a position's
 `entry_funding_index` is the one its PositionOpened, MarginChanged or PositionReduced carries
@@ -12,148 +12,34 @@ rebuilds positions after a reorg from the events that stayed canonical.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from services.indexer.decode import DecodedLog
-
-OPEN, CLOSED, LIQUIDATED = "open", "closed", "liquidated"
-WAD = 10**18
-# Events that set a position's entry funding index (their `entryFundingIndex` argument).
-FUNDING_RESET_EVENTS = frozenset({"PositionOpened", "MarginChanged", "PositionReduced"})
-
-
-@dataclass(slots=True)
-class PositionRow:
-    token_id: int
-    market_id: str
-    market: str | None
-    owner: str
-    is_long: bool
-    collateral: int
-    leverage: int
-    size: int
-    notional: int
-    entry_price: int
-    entry_funding_index: int
-    open_fee: int
-    status: str
-    opened_block: int
-    opened_timestamp: int
-    opened_tx: str
-    closed_block: int | None = None
-    closed_timestamp: int | None = None
-    closed_tx: str | None = None
-    exit_price: int | None = None
-    realized_pnl: int | None = None
-    funding_payment: int | None = None
-    payout: int | None = None
-    updated_block: int = 0
-    close_fee: int | None = None
-
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in POSITION_COLUMNS)
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> PositionRow:
-        values = {}
-        for name in POSITION_COLUMNS:
-            value = record[name]
-            if name in NUMERIC_POSITION_COLUMNS and value is not None:
-                value = int(value)
-            values[name] = value
-        return cls(**values)
-
-
-POSITION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(PositionRow))
-NUMERIC_POSITION_COLUMNS = frozenset(
-    {
-        "token_id",
-        "collateral",
-        "leverage",
-        "size",
-        "notional",
-        "entry_price",
-        "entry_funding_index",
-        "open_fee",
-        "exit_price",
-        "realized_pnl",
-        "funding_payment",
-        "payout",
-        "close_fee",
-    }
+from shared.events.names import EventName
+from shared.readmodel.tables import (
+    CLOSED,
+    LIQUIDATED,
+    OPEN,
+    FundingRow,
+    LiquidationRow,
+    MarketState,
+    PositionRow,
 )
 
-
-@dataclass(slots=True)
-class LiquidationRow:
-    token_id: int
-    market_id: str
-    owner: str
-    liquidator: str
-    tx_hash: str
-    log_index: int
-    block_number: int
-    block_timestamp: int
-    price: int
-    realized_pnl: int
-    reward: int
-    owner_refund: int
-    bad_debt: int
-    size: int  # base size unwound by this call
-    remaining_size: int  # left open (0: the position is gone)
-    funding_payment: int
-    insurance_fee: int  # the insurance fund's part of the penalty (reward: the keeper's)
-
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in LIQUIDATION_COLUMNS)
-
-
-LIQUIDATION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LiquidationRow))
-
-
-@dataclass(slots=True)
-class FundingRow:
-    market_id: str
-    funding_rate: int
-    cumulative_funding_index: int
-    mark_twap: int
-    index_twap: int
-    funding_timestamp: int
-    tx_hash: str
-    log_index: int
-    block_number: int
-    block_timestamp: int
-    funding_per_second: int
-    cumulative_funding_short: int  # cumulative_funding_index is the longs'
-
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in FUNDING_COLUMNS)
-
-
-FUNDING_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(FundingRow))
-
-
-@dataclass(slots=True)
-class MarketState:
-    market_id: str
-    pair: str | None = None
-    vamm: str | None = None
-    oracle_feed: str | None = None
-    cumulative_funding_index: int = 0
-    funding_rate: int = 0
-    last_funding_time: int | None = None
-    paused: bool = False
-    added_block: int | None = None
-    updated_block: int | None = None
-    funding_per_second: int = 0
-    cumulative_funding_short: int = 0  # cumulative_funding_index is the longs'
-
-    def record(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in MARKET_COLUMNS)
-
-
-MARKET_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(MarketState))
+WAD = 10**18
+# Events that set a position's entry funding index (their `entryFundingIndex` argument).
+FUNDING_RESET_EVENTS = frozenset(
+    {EventName.PositionOpened, EventName.MarginChanged, EventName.PositionReduced}
+)
+# Events that change a position already opened (the fold needs its stored row).
+POSITION_FOLLOWUPS = frozenset(
+    {
+        EventName.MarginChanged,
+        EventName.PositionClosed,
+        EventName.PositionLiquidated,
+        EventName.PositionReduced,
+    }
+)
 
 
 @dataclass
@@ -202,7 +88,7 @@ class Fold:
         market_id = ev.market_id
         if name in FUNDING_RESET_EVENTS and market_id is not None:
             self.result.funding_index_at[ev.position] = a["entryFundingIndex"]
-        if name == "PositionOpened":
+        if name == EventName.PositionOpened:
             assert ev.token_id is not None and market_id is not None
             row = PositionRow(
                 token_id=ev.token_id,
@@ -225,23 +111,23 @@ class Fold:
             )
             self._positions[ev.token_id] = row
             self.result.positions[ev.token_id] = row
-        elif name in ("MarginChanged", "PositionClosed", "PositionLiquidated", "PositionReduced"):
+        elif name in POSITION_FOLLOWUPS:
             row_or_none = self._positions.get(ev.token_id) if ev.token_id is not None else None
             if row_or_none is None:
                 self.result.orphans.append(ev)
                 return
             row = row_or_none
             row.updated_block = ev.block_number
-            if name == "MarginChanged":
+            if name == EventName.MarginChanged:
                 row.collateral = a["newCollateral"]
                 row.entry_funding_index = a["entryFundingIndex"]
-            elif name == "PositionReduced":
+            elif name == EventName.PositionReduced:
                 row.size = a["size"]
                 row.notional = a["notional"]
                 row.collateral = a["collateral"]
                 row.entry_price = row.notional * WAD // row.size
                 row.entry_funding_index = a["entryFundingIndex"]
-            elif name == "PositionClosed":
+            elif name == EventName.PositionClosed:
                 self._close(row, ev, CLOSED, a["exitPrice"], a["payout"])
                 row.funding_payment = a["fundingPayment"]
                 row.close_fee = a["fee"]
@@ -251,7 +137,7 @@ class Fold:
                     self._close(row, ev, LIQUIDATED, a["price"], a["ownerRefund"])
                     row.funding_payment = a["fundingPayment"]
             self.result.positions[row.token_id] = row
-        elif name == "FundingRateUpdated":
+        elif name == EventName.FundingRateUpdated:
             assert market_id is not None
             m = self.market(market_id)
             m.cumulative_funding_index = a["cumulativeFundingLong"]
@@ -277,7 +163,7 @@ class Fold:
                     cumulative_funding_short=a["cumulativeFundingShort"],
                 )
             )
-        elif name == "MarketAdded":
+        elif name == EventName.MarketAdded:
             assert market_id is not None
             m = self.market(market_id)
             m.pair = a["pair"]
@@ -289,7 +175,7 @@ class Fold:
                 m.last_funding_time = ev.block_timestamp
             self._pairs[market_id] = a["pair"]
             self.result.markets[market_id] = m
-        elif name == "MarketPaused":
+        elif name == EventName.MarketPaused:
             assert market_id is not None
             m = self.market(market_id)
             m.paused = a["paused"]

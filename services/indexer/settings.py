@@ -43,6 +43,9 @@ class IndexerSettings(BaseServiceSettings):
         le=10_000_000,
         description="committed messages kept in memory for the drainer (the rest is rebuilt)",
     )
+    progress_log_s: float = Field(
+        default=10.0, ge=0, le=3600, description="seconds between backfill progress lines; 0: off"
+    )
     rpc_timeout_s: float = Field(default=15.0, gt=0, le=600)
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
     governor_address: str | None = Field(

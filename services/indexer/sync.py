@@ -10,60 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry import context as otel_context
 
 from services.indexer.chunking import ChunkPolicy
-from services.indexer.copy_text import event_line, events_copy
+from services.indexer.copy_text import events_copy
 from services.indexer.decode import DecodedLog, DecodeFailure, trace_json
-from services.indexer.fetcher import FetchJob, FetchPool, FetchResult
+from services.indexer.fetcher import FetchJob, FetchPool
+from services.indexer.gc_pause import collect_every, gc_paused
+from services.indexer.outbox_rows import OutboxRow
+from services.indexer.prepare import chunk_hashes, encode_events, positions_needed
+from services.indexer.progress import BackfillLog
 from services.indexer.reorg import ReorgKind, decide, head_matches, window_floor
-from services.indexer.rows import Fold, MarketState, PositionRow
+from services.indexer.rows import Fold
 from services.indexer.rpc import BlockHeader, JsonRpc, RpcError
 from services.indexer.settings import IndexerSettings, IndexTargets
-from services.indexer.store import ChunkWrite, ConcurrentWriterError, OutboxRow, Store
+from services.indexer.store import ChunkWrite, ConcurrentWriterError, Store
+from services.indexer.sync_types import FetchedChunk, IndexerStats, ReorgInFlight, ReorgTooDeepError
+from shared.readmodel.tables import MarketState, PositionRow
 from shared.telemetry import meter, trace_carrier, tracer
 
 log = logging.getLogger(__name__)
 _tracer = tracer("perpex.indexer")
 _meter = meter("perpex.indexer")
-
-# Preparing a chunk is CPU work on the event loop's thread; it gives the loop a turn every
-# YIELD_EVERY logs so the previous chunk's transaction (asyncpg's COPY is encoded and sent from
-# this thread too), the prefetch and the outbox drainer progress in parallel with it instead of
-# stalling until the whole chunk is prepared (PostgreSQL, anvil and the broker run on the other
-# core meanwhile).
-YIELD_EVERY = 500
-
-POSITION_FOLLOWUPS = frozenset(
-    {"MarginChanged", "PositionClosed", "PositionLiquidated", "PositionReduced"}
-)
-
-
-class ReorgTooDeepError(RuntimeError):
-    """No stored block hash is canonical any more: the reorg is deeper than REORG_WINDOW."""
-
-
-class ReorgInFlight(Exception):
-    """The chunk's logs disagree with its headers: the chain changed while fetching."""
-
-
-@dataclass
-class FetchedChunk:
-    from_block: int
-    to_block: int
-    head: int
-    parent: BlockHeader | None  # header of from_block - 1 (None when not checked)
-    headers: dict[int, BlockHeader]
-    decoding: asyncio.Future[FetchResult]  # decoded on the decode thread meanwhile
-    fetched_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -77,39 +52,6 @@ class _Prepared:
 class _InFlight:
     task: asyncio.Task[None]
     prepared: _Prepared
-
-
-@dataclass
-class IndexerStats:
-    head: int | None = None
-    last_block: int | None = None
-    events: int = 0
-    chunks: int = 0
-    reorgs: int = 0
-    reverted_events: int = 0
-    decode_failures: Counter[str] = field(default_factory=Counter)
-    rpc_errors: Counter[str] = field(default_factory=Counter)
-    filtered: int = 0
-    orphans: int = 0
-    started: float = field(default_factory=time.monotonic)
-    _recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
-
-    @property
-    def lag(self) -> int | None:
-        if self.head is None or self.last_block is None:
-            return None
-        return max(0, self.head - self.last_block)
-
-    def record_events(self, n: int) -> None:
-        self.events += n
-        self._recent.append((time.monotonic(), self.events))
-
-    @property
-    def events_per_s(self) -> float:
-        if len(self._recent) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 class Indexer:
@@ -148,6 +90,7 @@ class Indexer:
         self.pairs: dict[str, str] = {}
         self.ranges: list[tuple[int, int]] = []  # every committed range (bench / tests)
         self.ready = False
+        self.backfill = BackfillLog(log, settings.progress_log_s)
         self.heartbeat = time.monotonic()
         self._failure_logged: Counter[str] = Counter()
         self._register_metrics()
@@ -213,7 +156,7 @@ class Indexer:
         while not stop.is_set():
             self.heartbeat = time.monotonic()
             try:
-                with _gc_paused():
+                with gc_paused():
                     caught_up = await self._round(stop)
                 failures = 0
                 self.ready = True
@@ -250,8 +193,10 @@ class Indexer:
         target = head - self.settings.confirmations
         start = self.last_block + 1
         if start > target:
+            self.backfill.caught_up(time.monotonic())
             await self._check_tip()
             return True
+        self.backfill.round_started(time.monotonic(), start, target)
         pending: asyncio.Task[FetchedChunk | None] | None = None
         inflight: _InFlight | None = None
         try:
@@ -293,7 +238,7 @@ class Indexer:
                     otel_context.detach(token)
                 inflight = _InFlight(task, prepared)
                 self.heartbeat = time.monotonic()
-                _collect(self.stats.chunks + 1)
+                collect_every(self.stats.chunks + 1)
                 if stop.is_set() or pending is None:
                     break
                 chunk = await pending
@@ -308,7 +253,10 @@ class Indexer:
             if inflight is not None:  # an error elsewhere: let the open transaction end
                 with contextlib.suppress(BaseException):
                     await inflight.task
-        return self.last_block >= target
+        if self.last_block >= target:
+            self.backfill.caught_up(time.monotonic())
+            return True
+        return False
 
     async def _check_tip(self) -> None:
         """At the tip: is the last synced block still canonical?"""
@@ -405,18 +353,8 @@ class Indexer:
             span.set_attribute("indexer.to_block", chunk.to_block)
             events = await self._take(chunk)
             span.set_attribute("indexer.events", len(events))
-            hashes: dict[int, str] = {n: h.hash for n, h in chunk.headers.items()}
-            for e in events:
-                known = hashes.get(e.block_number)
-                if known is not None and known != e.block_hash:
-                    raise ReorgInFlight(f"block {e.block_number}: log hash differs from header")
-                hashes.setdefault(e.block_number, e.block_hash)
-            opened = {e.token_id for e in events if e.name == "PositionOpened"}
-            needed = {
-                e.token_id
-                for e in events
-                if e.name in POSITION_FOLLOWUPS and e.token_id is not None
-            } - opened
+            hashes = chunk_hashes(chunk.headers, events)
+            needed = positions_needed(events)
             existing: dict[int, PositionRow] = {}
             if inflight is not None:
                 recent = inflight.prepared.write.fold.positions
@@ -440,16 +378,8 @@ class Indexer:
             carrier = trace_carrier()
             trace: str | None = trace_json(carrier)
             chain_id = self.settings.chain_id
-            messages = []
-            copy_lines = []
             fidx = result.funding_index_at
-            for i, e in enumerate(events):
-                if not i % YIELD_EVERY and i:
-                    await asyncio.sleep(0)
-                pair = None if e.market_id is None else pairs.get(e.market_id)
-                value = e.encode(chain_id, pair, trace)
-                messages.append((e.event_id(chain_id), e.key(chain_id), value))
-                copy_lines.append(event_line(chain_id, e, fidx))
+            messages, copy_lines = await encode_events(events, chain_id, pairs, trace, fidx)
             floor = window_floor(chunk.to_block, self.settings.reorg_window)
             write = ChunkWrite(
                 from_block=chunk.from_block,
@@ -496,6 +426,7 @@ class Indexer:
         self.stats.last_block = write.to_block
         self.stats.chunks += 1
         self.stats.record_events(len(write.events))
+        self.backfill.committed(time.monotonic(), write.to_block, len(write.events))
         if write.events:
             self._events_counter.add(len(write.events))
             self.on_commit()
@@ -520,7 +451,7 @@ class Indexer:
                     "Raise REORG_WINDOW/CONFIRMATIONS and re-index from a known-good block."
                 )
             assert decision.first_removed_block is not None
-            result = await self.store.rollback(
+            result = await self.store.reorg.rollback(
                 decision.first_removed_block,
                 decision.ancestor_hash,
                 self.pairs,
@@ -557,32 +488,6 @@ class Indexer:
             "rpc_errors": dict(s.rpc_errors),
             "filtered": s.filtered,
         }
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic GC off for a sync round (until caught up): decoding allocates several
-    container objects per log, all acyclic and freed by reference counting, and the
-    collections they triggered rescanned every chunk still in flight again and again (about a
-    seventh of the indexer's CPU in the backfill). The round runs a full collection itself every
-    GC_EVERY_CHUNKS chunks (`_collect`), so the odd cycle (an exception's traceback, the
-    drainer's retries during a broker outage) is still freed during a long backfill."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-GC_EVERY_CHUNKS = 32
-
-
-def _collect(chunks: int) -> None:
-    if chunks % GC_EVERY_CHUNKS == 0 and not gc.isenabled():
-        gc.collect()
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

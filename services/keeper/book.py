@@ -29,27 +29,30 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shared.events.names import EventName
 from shared.events.schema import EventEnvelope
 
 Pos = tuple[int, int]  # (block number, log index)
 END_OF_BLOCK = 2**31  # log index after every log of a block
 POSITION_EVENTS = frozenset(
     {
-        "PositionMinted",
-        "PositionOpened",
-        "MarginChanged",
-        "PositionClosed",
-        "PositionLiquidated",
-        "PositionReduced",
-        "PositionBurned",
+        EventName.PositionMinted,
+        EventName.PositionOpened,
+        EventName.MarginChanged,
+        EventName.PositionClosed,
+        EventName.PositionLiquidated,
+        EventName.PositionReduced,
+        EventName.PositionBurned,
     }
 )
-REMOVING_EVENTS = frozenset({"PositionClosed", "PositionLiquidated", "PositionBurned"})
+REMOVING_EVENTS = frozenset(
+    {EventName.PositionClosed, EventName.PositionLiquidated, EventName.PositionBurned}
+)
 
 
 def removes(ev: EventEnvelope) -> bool:
     """Whether the event ends the position (a partial liquidation does not)."""
-    if ev.name == "PositionLiquidated":
+    if ev.name == EventName.PositionLiquidated:
         return int(ev.args.get("remainingSize", 0)) == 0
     return ev.name in REMOVING_EVENTS
 
@@ -271,14 +274,14 @@ class PositionBook:
             if removes(ev):
                 self.remove(token, tombstone=True, at=at)
                 return APPLIED
-            if name in ("PositionMinted", "PositionLiquidated"):
+            if name in (EventName.PositionMinted, EventName.PositionLiquidated):
                 return IGNORED  # a partial liquidation: PositionReduced carries the new state
             if token in self._tombstones:
                 return STALE
             held = self.positions.get(token)
             if held is not None and at <= held.updated:
                 return STALE
-            if name == "PositionOpened":
+            if name == EventName.PositionOpened:
                 a = ev.args
                 self.upsert(
                     BookPosition(
@@ -295,12 +298,12 @@ class PositionBook:
                     )
                 )
                 return APPLIED
-            if name in ("MarginChanged", "PositionReduced"):
+            if name in (EventName.MarginChanged, EventName.PositionReduced):
                 if held is None:
                     # Opened before what this replica knows: read the whole position.
                     return ApplyResult("applied", refresh=(token,))
                 a = ev.args
-                if name == "MarginChanged":
+                if name == EventName.MarginChanged:
                     held.collateral = int(a["newCollateral"])
                 else:
                     held.size = int(a["size"])
@@ -314,7 +317,7 @@ class PositionBook:
                 self.version += 1
                 return APPLIED
             return IGNORED
-        if name == "FundingRateUpdated":
+        if name == EventName.FundingRateUpdated:
             # the index moves every second: the health loop reads it from the chain each block;
             # a new rate only means cached triggers should be recomputed
             market_id = ev.market_id or ev.args.get("marketId")
@@ -323,7 +326,7 @@ class PositionBook:
             self.market(str(market_id))._touch()
             self.version += 1
             return APPLIED
-        if name == "MarketAdded":
+        if name == EventName.MarketAdded:
             market_id = ev.market_id or ev.args.get("marketId")
             if not market_id:
                 return IGNORED
@@ -331,7 +334,7 @@ class PositionBook:
             if ev.args.get("pair"):
                 market.pair = str(ev.args["pair"])
             return ApplyResult("applied", markets=(market.market_id,))
-        if name == "MarketPaused":
+        if name == EventName.MarketPaused:
             market_id = ev.market_id or ev.args.get("marketId")
             if not market_id:
                 return IGNORED
@@ -339,7 +342,7 @@ class PositionBook:
             paused = bool(ev.args.get("paused"))
             market.paused = (not paused) if ev.reverted else paused
             return APPLIED
-        if name == "RiskParamsUpdated":
+        if name == EventName.RiskParamsUpdated:
             # a governance change of the maintenance ratio: in force from this block, so the
             # mirror uses it at once; a reverted one (a reorg) is read back from the chain
             market_id = ev.market_id or ev.args.get("marketId")

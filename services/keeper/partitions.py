@@ -1,28 +1,17 @@
 """Which replica owns which position (pure).
 
-The indexer publishes each position's events keyed `token:<id>` (shared.events.schema), so the
-producer's default partitioner puts all of a position's events on one partition:
-murmur2(key) & 0x7fffffff mod partitions, as Kafka's Java client and aiokafka's
-DefaultPartitioner compute it. A keeper replica handles exactly the positions whose key maps to
-a partition the consumer group assigned to it, so two replicas never work on the same position.
+The indexer publishes each position's events keyed by its token (shared.events.keys.token_key),
+so the producer's default partitioner puts all of a position's events on one partition. A keeper
+replica handles exactly the positions whose key maps, by that same partitioner
+(shared.events.keys.partition_for), to a partition the consumer group assigned to it, so two
+replicas never work on the same position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aiokafka.partitioner import murmur2
-
-
-def token_key(token_id: int) -> bytes:
-    """The Kafka message key of a position's events (EventEnvelope.key)."""
-    return f"token:{token_id}".encode()
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    if partitions <= 0:
-        raise ValueError("a topic has at least one partition")
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+from shared.events.keys import partition_for, token_key
 
 
 class Ownership:
@@ -36,7 +25,7 @@ class Ownership:
     def partition_of_token(self, token_id: int) -> int:
         p = self._cache.get(token_id)
         if p is None:
-            p = partition_of(token_key(token_id), self.partitions)
+            p = partition_for(token_key(token_id), range(self.partitions))
             if len(self._cache) > 1_000_000:
                 self._cache.clear()
             self._cache[token_id] = p

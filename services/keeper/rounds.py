@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -66,7 +66,6 @@ class RoundStats:
     liquidations_started: int = 0
     last_block: int | None = None
     last_round_ms: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class HealthRounds:

@@ -1,4 +1,4 @@
-"""Book bootstrap from the indexer's PostgreSQL tables (read-only).
+"""Book bootstrap from the indexer's PostgreSQL tables (read-only; shared.readmodel).
 
 `positions` (status = 'open') gives every open position with its current size, collateral and
 entry funding index; `updated_block` is the block its state reflects, so older events replayed
@@ -15,8 +15,23 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.keeper.book import END_OF_BLOCK, BookPosition
+from shared.readmodel.queries import MARKET_PAIRS_SQL, SYNCED_BLOCK_SQL, open_positions_sql
 
 log = logging.getLogger(__name__)
+
+# what the book holds of a position (_position)
+BOOK_COLUMNS = (
+    "token_id",
+    "market_id",
+    "owner",
+    "is_long",
+    "collateral",
+    "size",
+    "notional",
+    "entry_funding_index",
+    "updated_block",
+)
+OPEN_POSITIONS_SQL = open_positions_sql(BOOK_COLUMNS)
 
 
 class IndexerNotReadyError(RuntimeError):
@@ -39,13 +54,9 @@ class BookStore:
         transaction."""
         try:
             async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-                synced = await conn.fetchval("SELECT min(last_synced_block) FROM sync_status")
-                rows = await conn.fetch(
-                    """SELECT token_id, market_id, owner, is_long, collateral, size, notional,
-                              entry_funding_index, updated_block
-                       FROM positions WHERE status = 'open'"""
-                )
-                market_rows = await conn.fetch("SELECT market_id, pair FROM markets")
+                synced = await conn.fetchval(SYNCED_BLOCK_SQL)
+                rows = await conn.fetch(OPEN_POSITIONS_SQL)
+                market_rows = await conn.fetch(MARKET_PAIRS_SQL)
         except asyncpg.UndefinedTableError as exc:
             raise IndexerNotReadyError(f"indexer tables missing: {exc}") from None
         accept = owns if callable(owns) else None

@@ -37,7 +37,7 @@ def kubernetes_api() -> Dependency:
     ServiceAccount in a cluster, else the kubeconfig. No credentials at all: ConfigError."""
     from kubernetes.config import ConfigException
 
-    from services.operator.kube import KubeApi
+    from shared.kube import KubeApi
 
     async def probe() -> None:
         try:

@@ -15,10 +15,10 @@ from typing import Any
 import kopf
 
 from services.operator.config import OperatorConfig
-from services.operator.kube import Kind, KubeApi
 from services.operator.manifests import GROUP, PLURAL, VERSION
 from services.operator.reconcile import ReconcileResult, cleanup, reconcile
 from services.operator.status import status_changed
+from shared.kube import Kind, KubeApi
 
 RETRY_DELAY = 15.0
 ANNOTATION_PREFIX = "operator.perpex.io"

@@ -14,7 +14,10 @@ from typing import Any
 
 from services.operator.config import OperatorConfig
 from services.operator.diff import Action, Decision, decide, merge_patch, owned_by
-from services.operator.kube import (
+from services.operator.manifests import COMPONENTS, Owner, desired_state, object_name
+from services.operator.spec import FundingSpec, KeeperSpec, SpecError, parse_spec
+from services.operator.status import ComponentObservation, Outcome, compute_status
+from shared.kube import (
     CONFIG_MAPS,
     DEPLOYMENTS,
     ROLE_BINDINGS,
@@ -23,9 +26,6 @@ from services.operator.kube import (
     KubeApi,
     KubeError,
 )
-from services.operator.manifests import COMPONENTS, Owner, desired_state, object_name
-from services.operator.spec import FundingSpec, KeeperSpec, SpecError, parse_spec
-from services.operator.status import ComponentObservation, Outcome, compute_status
 
 
 @dataclass

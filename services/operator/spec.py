@@ -52,7 +52,7 @@ KEEPER_DEFAULTS: dict[str, Any] = {
 FUNDING_DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "replicas": 1,
-    "intervalSeconds": 3600,
+    "intervalSeconds": 28800,  # the contract's 8 hours
 }
 SPEC_DEFAULTS: dict[str, Any] = {"paused": False}
 DEFAULT_DEPLOYMENT_KEY = "deployment.json"

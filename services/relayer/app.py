@@ -6,12 +6,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from services.relayer.relay import (
-    Relayer,
-    RelayerConfig,
-    deployment_key,
-    make_chain,
-)
+from services.relayer.chains import RelayerConfig, deployment_key, make_chain
+from services.relayer.relay import Relayer
 from services.relayer.settings import RelayerSettings
 from services.relayer.state import RelayerState
 from shared.chain.client import async_web3

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import hashlib
 import logging
 import random
 import time
@@ -41,9 +39,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 from web3 import AsyncWeb3
-from web3.contract import AsyncContract
 from web3.exceptions import BlockNotFound, TransactionNotFound
 
+from services.relayer.chains import Chain, Lane, PacketStatus, RelayerConfig
 from services.relayer.packets import (
     EMPTY_PAYLOAD_HASH,
     NIL_PAYLOAD_HASH,
@@ -53,12 +51,10 @@ from services.relayer.packets import (
     left_pad,
     packet_from_log_data,
 )
-from services.relayer.settings import RelayerSettings
-from services.relayer.state import LaneState, RelayerState, Seen
-from shared.chain.abi import load_abi
-from shared.chain.deployment import BridgeDeployment, BridgeSide
-from shared.chain.errors import ErrorDecoder, TxRevertedError
-from shared.chain.tx import TxSender, is_transient
+from services.relayer.state import RelayerState, Seen
+from shared.chain.deployment import BridgeDeployment
+from shared.chain.errors import TxRevertedError
+from shared.chain.tx import is_transient
 from shared.config import ConfigError
 from shared.telemetry import meter, tracer
 
@@ -72,70 +68,7 @@ _refused = _meter.create_counter(
 )
 
 PACKET_SENT_TOPIC = "0x" + keccak(text="PacketSent(bytes,bytes,address)").hex()
-ERROR_SOURCES = (
-    "EndpointV2",
-    "SimpleMessageLib",
-    "CollateralBridge",
-    "CollateralDepositor",
-    "Vault",
-)
 T = TypeVar("T")
-
-
-class PacketStatus(enum.Enum):
-    UNVERIFIED = "unverified"
-    VERIFIED = "verified"
-    DELIVERED = "delivered"  # or skipped / burnt by the OApp's delegate: nothing left to do
-    NILIFIED = "nilified"  # the delegate nilified it: it can be verified again only by them
-    CONFLICT = "conflict"  # another payload is verified under this nonce
-
-
-@dataclass
-class Chain:
-    name: str
-    side: BridgeSide
-    w3: AsyncWeb3
-    sender: TxSender
-    endpoint: AsyncContract
-    lib: AsyncContract | None  # the local message library (None: LayerZero's own stack)
-
-
-@dataclass
-class Lane:
-    src: Chain
-    dst: Chain
-    state: LaneState
-    idle: bool = False
-    retry_at: float = 0.0
-    failures: int = 0
-    verified: int = 0
-    delivered: int = 0
-    last_error: str | None = None
-    head: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"{self.src.name}->{self.dst.name}"
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "scanned_to": self.state.scanned_to,
-            "source_head": self.head,
-            "pending": len(self.state.pending),
-            "verified": self.verified,
-            "delivered": self.delivered,
-            "last_error": self.last_error,
-        }
-
-
-@dataclass
-class RelayerConfig:
-    confirmations: int = 0
-    log_span: int = 2000
-    poll_s: float = 1.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    max_retries: int = 5
 
 
 @dataclass
@@ -500,35 +433,3 @@ def _hex(value: Any) -> str:
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-def deployment_key(bridge: BridgeDeployment) -> str:
-    """Fingerprint of the bridge a state file belongs to."""
-    parts = [
-        str(x) for s in (bridge.home, bridge.remote) for x in (s.chain_id, s.eid, s.endpoint, s.app)
-    ]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def error_decoder() -> ErrorDecoder:
-    return ErrorDecoder([load_abi(name) for name in ERROR_SOURCES])
-
-
-def make_chain(name: str, side: BridgeSide, w3: AsyncWeb3, settings: RelayerSettings) -> Chain:
-    sender = TxSender(
-        w3,
-        settings.wallet,
-        side.chain_id,
-        gas_multiplier=settings.gas_multiplier,
-        max_retries=settings.max_retries,
-        error_decoder=error_decoder(),
-        confirm_timeout_s=settings.relayer_confirm_timeout_s,
-        replace_after_s=settings.relayer_replace_after_s,
-        poll_s=min(0.25, settings.poll_interval),
-        backoff_max_s=settings.relayer_backoff_max_s,
-    )
-    endpoint = w3.eth.contract(address=side.endpoint, abi=load_abi("EndpointV2"))
-    lib = None
-    if int(side.message_lib, 16) != 0:
-        lib = w3.eth.contract(address=side.message_lib, abi=load_abi("SimpleMessageLib"))
-    return Chain(name, side, w3, sender, endpoint, lib)

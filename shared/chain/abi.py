@@ -126,10 +126,6 @@ def load_abi(name: str) -> list[dict[str, Any]]:
     return load_artifact(name).abi
 
 
-def load_bytecode(name: str) -> str:
-    return load_artifact(name).bytecode
-
-
 def event_abi(contract: str, event: str) -> dict[str, Any]:
     """The ABI entry of `event` in `contract` (raises KeyError when absent)."""
     for entry in load_abi(contract):

@@ -1,5 +1,6 @@
+from shared.events.keys import event_key, partition_for, token_key
+from shared.events.names import EVENT_NAMES, EventName
 from shared.events.schema import (
-    EVENT_NAMES,
     SCHEMA_VERSION,
     EventEnvelope,
     MalformedEventError,
@@ -12,8 +13,12 @@ __all__ = [
     "EVENT_NAMES",
     "SCHEMA_VERSION",
     "EventEnvelope",
+    "EventName",
     "MalformedEventError",
     "decode_event",
     "encode_event",
+    "event_key",
     "make_event_id",
+    "partition_for",
+    "token_key",
 ]

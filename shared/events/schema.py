@@ -8,8 +8,9 @@ event); consumers undo its effect.
 Integers in `args` are decimal strings (uint256 does not fit a JSON double); addresses and
 bytes32 values are 0x-hex strings; bools stay bools.
 
-Message key: the token id for position events (so one position's events stay in order on one
-partition), the market id for market-wide events such as FundingRateUpdated.
+Event names: shared.events.names.EventName. Message key (shared.events.keys.event_key): the token
+id for position events (so one position's events stay in order on one partition), the market id
+for market-wide events such as FundingRateUpdated.
 
 Version 2 (the contracts' economic-safety release): funding is zero-sum between longs and shorts
 and accrues every second, each side on its own cumulative index, so FundingRateUpdated carries
@@ -37,40 +38,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.events.keys import event_key
+from shared.events.names import EVENT_NAMES
+
+__all__ = [
+    "EVENT_NAMES",
+    "SCHEMA_VERSION",
+    "EventEnvelope",
+    "MalformedEventError",
+    "decode_event",
+    "encode_event",
+    "make_event_id",
+]
+
 SCHEMA_VERSION = 2
-# the PositionManager's parameter changes (applied, or scheduled on a live market)
-PARAM_EVENT_NAMES = frozenset(
-    {
-        "RiskParamsUpdated",
-        "SafetyParamsUpdated",
-        "FundingParamsUpdated",
-        "ParamChangeScheduled",
-        "FundingRewardSet",
-        "GuardianSet",
-        "ParamChangeDelaySet",
-    }
-)
-# the Governor's proposal lifecycle
-GOVERNOR_EVENT_NAMES = frozenset(
-    {"ProposalCreated", "VoteCast", "ProposalQueued", "ProposalExecuted", "ProposalCanceled"}
-)
-EVENT_NAMES = frozenset(
-    {
-        "PositionMinted",
-        "PositionOpened",
-        "PositionClosed",
-        "PositionLiquidated",
-        "PositionReduced",
-        "PositionDecreased",
-        "MarginChanged",
-        "FundingRateUpdated",
-        "PositionBurned",
-        "MarketAdded",
-        "MarketPaused",
-    }
-    | PARAM_EVENT_NAMES
-    | GOVERNOR_EVENT_NAMES
-)
 
 
 class MalformedEventError(ValueError):
@@ -105,11 +86,7 @@ class EventEnvelope(BaseModel):
 
     @property
     def key(self) -> bytes:
-        if self.token_id is not None:
-            return f"token:{self.token_id}".encode()
-        if self.market_id is not None:
-            return f"market:{self.market_id}".encode()
-        return self.event_id.encode()
+        return event_key(self.token_id, self.market_id, self.event_id)
 
     def int_arg(self, name: str) -> int:
         return int(self.args[name])

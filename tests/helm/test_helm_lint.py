@@ -28,7 +28,7 @@ EXAMPLE_VALUES = CHART / "ci" / "markets-values.yaml"
 
 pytestmark = pytest.mark.skipif(
     not HELM_PYTHON.exists(),
-    reason=".venv-helm is absent (scripts/bootstrap.sh creates it with helm-sdkpy, which needs "
+    reason="tool missing: .venv-helm is absent (scripts/bootstrap.sh creates it with helm-sdkpy, which needs "
     "Python >= 3.12): the real Helm engine is unavailable",
 )
 
@@ -97,6 +97,7 @@ def test_lint_namespaced_operator_with_replicas(tmp_path: Path):
             "imagePullSecrets": [{"name": "registry"}],
             "image": {"digest": "sha256:" + "a" * 64},
             "grafana": {"dashboard": {"enabled": True}},
+            "dashboard": {"graphql": {"dbSecret": {"name": "perpex-graphql-db"}}},
         },
     )
     assert problems(result, stderr) == []
@@ -128,6 +129,7 @@ BAD_VALUES = {
         ]
     },
     "missing database secret": {"config": {"database": {"existingSecret": ""}}},
+    "graphql secret without a key": {"dashboard": {"graphql": {"dbSecret": {"key": ""}}}},
 }
 
 

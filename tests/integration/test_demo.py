@@ -29,6 +29,7 @@ def test_demo_liquidates_and_funds_and_links_a_trace(tmp_path: Path) -> None:
     assert summary["funding_updates"] >= 2  # one per market
     assert isinstance(summary["trace_id"], str) and len(summary["trace_id"]) == 32
     assert "perpex-keeper" in proc.stdout and "perpex-indexer" in proc.stdout
+    assert "/graphql" in proc.stdout  # the GraphQL endpoint is announced
     assert "released on chain 31338" in proc.stdout
     # every service shut down cleanly on SIGTERM
     assert "exited with" not in proc.stderr

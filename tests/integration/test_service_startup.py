@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 from web3 import Web3
 
 from shared.chain.deploy import deploy_local
@@ -27,7 +26,6 @@ from shared.devstack.fault_proxy import FaultProxy
 from shared.devstack.ports import free_port
 from shared.devstack.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DOWN_S = 10.0
 START_UP_METHODS = (

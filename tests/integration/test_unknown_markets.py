@@ -10,13 +10,11 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
 from web3 import Web3
 
 from shared.chain.deploy import deploy_local
 from shared.devstack.accounts import FUNDING, KEEPER, anvil_key
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 

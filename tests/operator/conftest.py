@@ -21,7 +21,7 @@ from operator_harness import (
 
 from services.operator.config import OperatorConfig
 from services.operator.handlers import configure_settings, register
-from services.operator.kube import KubeApi
+from shared.kube import KubeApi
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ EXAMPLE_VALUES = CHART / "ci" / "markets-values.yaml"
 
 pytestmark = pytest.mark.skipif(
     not HELM_PYTHON.exists(),
-    reason=".venv-helm is absent (scripts/bootstrap.sh creates it with helm-sdkpy, which needs "
+    reason="tool missing: .venv-helm is absent (scripts/bootstrap.sh creates it with helm-sdkpy, which needs "
     "Python >= 3.12): the real Helm engine is unavailable",
 )
 

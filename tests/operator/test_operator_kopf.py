@@ -26,9 +26,9 @@ from operator_harness import (
 
 from services.operator.config import OperatorConfig
 from services.operator.handlers import refresh
-from services.operator.kube import KubeApi
 from services.operator.spec import HEX_KEY_RE
 from services.operator.status import now_iso
+from shared.kube import KubeApi
 
 UID = "8b6f4a52-1d5e-4d0b-9d4e-0a1b2c3d4e5f"
 
@@ -98,7 +98,7 @@ async def test_new_market_creates_owned_deployments_with_env_and_secret_refs(
         "secretKeyRef": {"name": "funding-wallet", "key": "key"}
     }
     assert funding_env["LEADER_ELECTION"] == "kubernetes"
-    assert funding_env["FUNDING_INTERVAL_SECONDS"] == "3600"
+    assert funding_env["FUNDING_INTERVAL_SECONDS"] == "28800"  # the default: the contract's 8 h
     assert funding_env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert funding_env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert "KEEPER_PRIVATE_KEY" not in funding_env

@@ -44,7 +44,7 @@ def test_spec_defaults_fill_in():
         "m",
     )
     assert parsed.keeper.replicas == 1 and parsed.keeper.wallet is None
-    assert parsed.funding.interval_seconds == 3600
+    assert parsed.funding.interval_seconds == 28800  # the contract's 8 hours
     assert parsed.paused is False
     assert parsed.resources["requests"] == {"cpu": "50m", "memory": "128Mi"}
 

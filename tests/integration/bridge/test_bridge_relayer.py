@@ -25,8 +25,9 @@ from bridge_support import (
 )
 from web3 import Web3
 
+from services.relayer.chains import deployment_key
 from services.relayer.packets import Packet, packet_from_log_data
-from services.relayer.relay import PACKET_SENT_TOPIC, deployment_key
+from services.relayer.relay import PACKET_SENT_TOPIC
 from services.relayer.state import RelayerState, Seen
 
 WAD = 10**18

@@ -23,8 +23,6 @@ from dashboard_support import (
 
 from shared.db import apply_migrations
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 async def client(

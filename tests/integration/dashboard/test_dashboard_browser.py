@@ -28,13 +28,12 @@ from dashboard_support import (
     wait_feed_live,
 )
 
-pytestmark = pytest.mark.integration
-
 CHROMIUM = find_chromium()
 
 
 @pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install -y chromium)"
+    CHROMIUM is None,
+    reason="tool missing: chromium is not installed (Debian: apt-get install -y chromium)",
 )
 async def test_page_updates_live_and_screenshot(
     indexer_db: str,

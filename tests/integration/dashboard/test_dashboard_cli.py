@@ -18,8 +18,6 @@ from dashboard_support import envelope, publish
 
 from shared.devstack.ports import free_ports
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[3]
 
 

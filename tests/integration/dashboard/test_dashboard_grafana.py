@@ -18,8 +18,6 @@ from grafana_sql import expand, load_dashboard, panel_queries
 
 ROOT = Path(__file__).resolve().parents[3]
 
-pytestmark = pytest.mark.integration
-
 
 async def test_every_panel_query_runs_on_the_indexer_schema(indexer_db: str) -> None:
     dashboard = load_dashboard()
@@ -101,7 +99,8 @@ HELM_PYTHON = ROOT / ".venv-helm" / "bin" / "python"
 
 
 @pytest.mark.skipif(
-    not HELM_PYTHON.exists(), reason=".venv-helm (helm-sdkpy, Python >= 3.12) is absent"
+    not HELM_PYTHON.exists(),
+    reason="tool missing: .venv-helm (helm-sdkpy, Python >= 3.12) is absent",
 )
 @pytest.mark.parametrize("enabled", [False, True])
 def test_configmap_template_lints(tmp_path: Path, enabled: bool) -> None:

@@ -12,8 +12,6 @@ import pytest
 import websockets
 from dashboard_support import StartDashboard, envelope, publish, wait_feed_live
 
-pytestmark = pytest.mark.integration
-
 WAD = 10**18
 
 

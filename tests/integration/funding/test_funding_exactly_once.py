@@ -11,15 +11,12 @@ from typing import Any
 
 import asyncpg
 import kmock as km
-import pytest
 from funding_support import H8, Chain, funding_settings, lease_object, running, wait_for
 
 from services.funding.leader import PostgresAdvisoryLeader
 from services.funding.schedule import window_index
 from services.funding.updater import FundingUpdater
 from shared.devstack.stack import LocalStack
-
-pytestmark = pytest.mark.integration
 
 
 async def _window_done(funded: Chain, before: dict[str, int]) -> None:

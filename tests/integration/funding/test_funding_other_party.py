@@ -17,7 +17,6 @@ from services.indexer.app import open_app
 from services.indexer.settings import IndexerSettings
 from shared.devstack.accounts import TRADERS
 
-pytestmark = pytest.mark.integration
 OTHER = TRADERS[2]  # someone who is not the funding updater
 
 

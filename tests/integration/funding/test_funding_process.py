@@ -15,14 +15,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from funding_support import H8, Chain, wait_for
 
 from services.funding.schedule import window_index
 from shared.devstack.accounts import FUNDING, anvil_key
 from shared.devstack.ports import free_port
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 ARGV = [sys.executable, "-m", "perpex_cli.main", "funding"]
 

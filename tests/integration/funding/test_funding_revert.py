@@ -13,8 +13,6 @@ from funding_support import Chain, funding_settings, running, wait_for
 from shared.chain.abi import load_abi
 from shared.devstack.accounts import DEPLOYER
 
-pytestmark = pytest.mark.integration
-
 
 async def test_revert_reports_its_reason_and_does_not_loop(
     funded: Chain, deployment_file: Path, rpc_url: str, caplog: pytest.LogCaptureFixture

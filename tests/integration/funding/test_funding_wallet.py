@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from funding_support import Chain, funding_settings, running, wait_for
 
-pytestmark = pytest.mark.integration
-
 
 async def test_low_balance_warning(
     funded: Chain, deployment_file: Path, rpc_url: str, caplog: pytest.LogCaptureFixture

@@ -18,7 +18,8 @@ import asyncpg
 from eth_abi import decode as abi_decode
 from web3 import Web3
 
-from services.indexer.app import load_event_table, open_app
+from services.indexer.app import open_app
+from services.indexer.event_specs import load_event_table
 from services.indexer.loadgen import AnvilRpc
 from services.indexer.settings import IndexerSettings
 from shared.chain.abi import load_abi

@@ -5,8 +5,10 @@ handed over in memory, and a rollback must not orphan the unsent rows it cuts in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -14,8 +16,10 @@ from indexer_support import consume, db_rows, deploy, ids_of, settings_for
 from web3 import Web3
 
 from services.indexer.app import open_app
+from services.indexer.handoff import Handoff
 from services.indexer.loadgen import LoadGen
-from services.indexer.store import MIGRATIONS_DIR, OutboxRow
+from services.indexer.outbox_rows import OutboxRow
+from services.indexer.store import MIGRATIONS_DIR
 from shared.db import apply_migrations
 
 
@@ -47,24 +51,42 @@ async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
         sent_in_memory = [m for r in handed for m in r.messages]
         assert len(sent_in_memory) == app.indexer.stats.events
 
-        rebuilt = await app.store.fetch_unsent(10**6)
+        outbox = app.store.outbox
+        rebuilt = await outbox.unsent_rows(10**6, app.indexer.pairs)
         assert [r.id for r in rebuilt] == [r.id for r in handed]
-        assert app.store.rebuilt_rows == len(handed)
+        assert outbox.rebuilt_rows == len(handed)
         assert [m for r in rebuilt for m in r.messages] == sent_in_memory  # byte for byte
         assert [r.headers for r in rebuilt] == [r.headers for r in handed]
 
-        # The drainer's memory may be empty when it asks, and the hand-over arrive while the
-        # query runs: the rows are then taken from memory, not rebuilt.
-        live: dict[int, OutboxRow] = {}
+        # The drainer's memory may be empty when it reads the outbox, and the hand-over arrive
+        # while the query runs: the rows are then taken from memory, not rebuilt.
+        drainer = app.drainer
+        drainer.handoff.start_from(0)  # nothing before this process: every row awaits its offer
+        unsent = outbox.snapshot
 
-        def handed_over_meanwhile(row_id: int) -> bool:
-            live.update((r.id, r) for r in handed)
-            return True
+        @contextlib.asynccontextmanager
+        async def hand_over_meanwhile() -> AsyncIterator[Any]:
+            async with unsent() as snap:
+                drainer.offer(handed)
+                yield snap
 
-        app.store.rebuilt_rows = 0
-        taken = await app.store.fetch_unsent(10**6, cached=live, may_rebuild=handed_over_meanwhile)
-        assert app.store.rebuilt_rows == 0
+        outbox.snapshot = hand_over_meanwhile  # type: ignore[method-assign]
+        outbox.rebuilt_rows = 0
+        drainer.per_round = 10**6
+        taken = await drainer._next_rows()
+        outbox.snapshot = unsent  # type: ignore[method-assign]
+        assert outbox.rebuilt_rows == 0
         assert all(t is h for t, h in zip(taken, handed, strict=True))
+        drainer.handoff.forget(r.id for r in handed)
+
+        # Not handed over, not older than this process: held (for OFFER_GRACE_S), not rebuilt.
+        fresh = Handoff(memory_messages=10**6, grace_s=60)
+        fresh.start_from(handed[0].id - 1)
+        async with outbox.snapshot() as snap:
+            refs = await snap.unsent(10**6)
+        assert fresh.sendable(refs) == [] and fresh.held
+        fresh.start_from(handed[-1].id)  # older than the process after all
+        assert fresh.sendable(refs) == refs and not fresh.held
 
         # roll back the last third of the blocks: the unsent rows that point there become
         # inline rows (their events rows are gone), the rest still point at `events`
@@ -75,7 +97,7 @@ async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
         removed = await db_rows(
             fresh_db, "SELECT count(*) AS n FROM events WHERE block_number >= $1", cut
         )
-        result = await app.store.rollback(
+        result = await app.store.reorg.rollback(
             cut, None, app.indexer.pairs, app.targets.markets.values(), None
         )
         assert result.removed == removed[0]["n"] > 0
@@ -89,7 +111,7 @@ async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
         assert any(k["inline"] for k in forward) and not all(k["inline"] for k in forward)
         assert all(k["inline"] for k in kinds if k["reverted"])
 
-        after = await app.store.fetch_unsent(10**6)
+        after = await outbox.unsent_rows(10**6, app.indexer.pairs)
         messages = [m for r in after for m in r.messages]
         assert messages[: len(sent_in_memory)] == sent_in_memory
         reverted_ids = [m[0] for m in messages[len(sent_in_memory) :]]
@@ -97,8 +119,8 @@ async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
 
         # and the drainer sends all of it: originals, then their reverts. Its process did not
         # hand the rows over (as after a restart), so it rebuilds them from `events`.
-        app.drainer.rebuild_upto = max(r.id for r in after)
-        app.store.rebuilt_rows = 0
+        drainer.handoff.start_from(max(r.id for r in after))
+        outbox.rebuilt_rows = 0
         stop = asyncio.Event()
         drain = asyncio.create_task(app.drainer.run(stop))
         try:
@@ -111,7 +133,7 @@ async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
         )
         assert ids_of(msgs) == {m[0] for m in sent_in_memory}
         assert ids_of(msgs, reverted=True) == set(reverted_ids)
-        assert app.store.rebuilt_rows == sum(1 for k in forward if not k["inline"])
+        assert outbox.rebuilt_rows == sum(1 for k in forward if not k["inline"])
 
 
 async def test_an_inline_row_from_the_previous_version_gets_its_count(fresh_db: str) -> None:
@@ -145,19 +167,19 @@ async def test_memory_lets_go_of_rows_whose_mark_sent_reply_was_lost(
     settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file, outbox_batch=20)
     async with open_app(settings) as app:
         await app.indexer.run(asyncio.Event(), until_caught_up=True)  # hands rows over
-        assert app.drainer._memory_messages == app.indexer.stats.events > 0
-        mark_sent = app.store.mark_sent
+        assert app.drainer.handoff.messages == app.indexer.stats.events > 0
+        mark_sent = app.store.outbox.mark_sent
 
         async def reply_lost(ids: Sequence[int]) -> None:
             await mark_sent(ids)
             raise ConnectionResetError("connection lost before the reply")
 
-        app.store.mark_sent = reply_lost  # type: ignore[method-assign]
+        app.store.outbox.mark_sent = reply_lost  # type: ignore[method-assign]
         app.drainer.per_round = 10**6
         try:
             with pytest.raises(ConnectionResetError):
                 await app.drainer.drain_once()
         finally:
             await app.drainer.close()
-        assert await app.store.outbox_pending() == 0
-        assert app.drainer._memory == {} and app.drainer._memory_messages == 0
+        assert await app.store.outbox.pending_messages() == 0
+        assert app.drainer.handoff.memory == {} and app.drainer.handoff.messages == 0

@@ -148,7 +148,7 @@ async def wait_indexed(app: Any, w3: Web3, within: float = 30.0) -> None:
     while time.monotonic() < deadline:
         status = app.indexer.status()
         last = status.get("last_block") or status.get("last_synced_block") or -1
-        if last >= head and await app.store.outbox_pending() == 0:
+        if last >= head and await app.store.outbox.pending_messages() == 0:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"indexer did not reach block {head}: {app.indexer.status()}")

@@ -27,8 +27,8 @@ from keeper_support import (
 )
 from web3 import Web3
 
-from services.keeper.partitions import partition_of, token_key
 from shared.devstack.market import LocalMarket
+from shared.events.keys import partition_for, token_key
 
 SECOND_KEEPER_KEY = 9
 
@@ -41,7 +41,7 @@ async def test_two_replicas_liquidate_each_position_exactly_once(
     spec = [(ETH, True, 15 + i % 5) for i in range(14)] + [(ETH, True, 2), (BTC, True, 2)]
     book = open_positions(market, spec)
     underwater = book.tokens(lambda _p, _l, lev: lev >= 15)
-    partitions = {partition_of(token_key(t), 3) for t in underwater}
+    partitions = {partition_for(token_key(t), range(3)) for t in underwater}
     assert len(partitions) >= 2  # both replicas will have work
     isettings = indexer_settings(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file)
     group = f"g-{uuid.uuid4().hex[:8]}"

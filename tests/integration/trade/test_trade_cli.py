@@ -8,7 +8,6 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from eth_abi import decode
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector
@@ -17,8 +16,6 @@ from trade_support import Trading
 from perpex_cli.trade.chain import SIG_CLOSE, SIG_OPEN, SIG_REDUCE
 from shared.devstack.accounts import ANVIL_KEYS
 from shared.devstack.market import WAD
-
-pytestmark = pytest.mark.integration
 
 ME, OTHER, BOOK = 5, 6, 7
 

@@ -9,12 +9,9 @@ import socket
 import subprocess
 import sys
 
-import pytest
 from trade_support import CLEARED, Trading
 
 from shared.devstack.accounts import ANVIL_KEYS
-
-pytestmark = pytest.mark.integration
 
 
 def _perpex(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from shared.chain.nonces import (
     recheck_delay,
     stuck_reason,
 )
-from shared.chain.tx import NonceGapError, TxTimeoutError, _maybe_delivered, is_transient
+from shared.chain.tx_errors import NonceGapError, TxTimeoutError, is_transient, maybe_delivered
 
 
 def test_a_clean_wallet_needs_nothing() -> None:
@@ -156,8 +156,8 @@ def test_final_failures(exc: BaseException) -> None:
 
 
 def test_which_broadcast_failures_may_have_reached_the_node() -> None:
-    assert not _maybe_delivered(ConnectionRefusedError())  # never connected: not sent
-    assert not _maybe_delivered(Web3RPCError("503 busy"))  # an answer: the node refused it
-    assert _maybe_delivered(aiohttp.ServerDisconnectedError())  # dropped after sending
-    assert _maybe_delivered(TimeoutError())
-    assert _maybe_delivered(json.JSONDecodeError("cut short", "{", 1))
+    assert not maybe_delivered(ConnectionRefusedError())  # never connected: not sent
+    assert not maybe_delivered(Web3RPCError("503 busy"))  # an answer: the node refused it
+    assert maybe_delivered(aiohttp.ServerDisconnectedError())  # dropped after sending
+    assert maybe_delivered(TimeoutError())
+    assert maybe_delivered(json.JSONDecodeError("cut short", "{", 1))

@@ -5,8 +5,6 @@ from decimal import Decimal
 import pytest
 
 from services.dashboard.formatting import (
-    event_summary,
-    format_event,
     format_event_args,
     format_funding,
     format_market,
@@ -16,6 +14,7 @@ from services.dashboard.formatting import (
     wad_to_percent,
     wad_to_str,
 )
+from services.dashboard.live_format import event_summary, format_event
 from shared.events.schema import EventEnvelope
 
 WAD = 10**18

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.dashboard.formatting import event_summary
 from services.dashboard.governance import parse_governance_filter, phase, readable_values
+from services.dashboard.live_format import event_summary
 from services.dashboard.params import ParamError
 
 WAD = 10**18

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from services.funding.events import (
-    Dedup,
     FundingEvent,
     FundingEventListener,
     FundingParamsEvent,
@@ -95,14 +94,6 @@ def test_listener_handles_counts_and_deduplicates() -> None:
     assert listener.handle(None) is None
     assert len(got) == 4 and listener.received == 4 and listener.decode_errors == 1
     assert listener.status()["decode_errors"] == 1
-
-
-def test_dedup_is_bounded() -> None:
-    dedup = Dedup(size=2)
-    events = [FundingEvent(f"e{i}", ETH, 0, 0, 0, 0, i, TX, i) for i in range(3)]
-    assert all(dedup.first_time(e) for e in events)
-    assert not dedup.first_time(events[2])
-    assert dedup.first_time(events[0])  # forgotten: only the last 2 are kept
 
 
 # ---------------------------------------------------------------- settings

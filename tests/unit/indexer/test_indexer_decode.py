@@ -8,17 +8,18 @@ from eth_abi import encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.indexer.app import load_event_table
+from services.indexer import decode as decode_module
 from services.indexer.decode import (
     DecodedLog,
     DecodeFailure,
     LogDecoder,
-    compile_static_decoder,
     dump_compact,
     market_id_of,
     trace_json,
 )
-from shared.events.schema import decode_event, encode_event
+from services.indexer.event_specs import load_event_table
+from services.indexer.static_decode import compile_static_decoder
+from shared.events.schema import SCHEMA_VERSION, decode_event, encode_event
 
 PM = "0x" + "11" * 20
 NFT = "0x" + "22" * 20
@@ -287,6 +288,10 @@ def test_compiled_decoder_agrees_with_eth_abi(spec: Any, data: st.DataObject) ->
     generic = LogDecoder._decode_generic(decoder._plans[spec.topic0], topics, raw["data"])
     assert fast.args == generic and list(fast.args) == list(spec.order)
     assert fast.args_json == dump_compact(fast.json_args())
+    # the fast encoder, for every event and any arguments: byte for byte the schema's encoding
+    env = fast.envelope(31337, "ETH/USDT")
+    assert fast.encode(31337, "ETH/USDT") == encode_event(env)
+    assert fast.key(31337) == env.key
 
 
 def test_proposal_created_arrays_decode_to_the_envelope_encodings(decoder: LogDecoder) -> None:
@@ -319,6 +324,24 @@ def test_proposal_created_arrays_decode_to_the_envelope_encodings(decoder: LogDe
     assert env.args["signatures"] == ["", "f()"]
     assert env.args["description"] == "set ETH/USDT maxLeverage 15"
     assert d.encode(31337) == encode_event(d.envelope(31337))
+
+
+def test_vote_cast_encodes_byte_identical_to_the_schema(decoder: LogDecoder) -> None:
+    types = ["uint256", "uint8", "uint256", "string"]
+    raw = raw_log("VoteCast", [addr_topic(OWNER)], types, [2**200, 2, 10**24, 'no\n"€"'])
+    d = decoder.decode(raw)
+    assert isinstance(d, DecodedLog), d
+    assert d.encode(31337, None, None, True) == encode_event(d.envelope(31337, reverted=True))
+
+
+def test_the_fast_encoders_version_is_the_schemas(
+    decoder: LogDecoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = decoder.decode(opened())
+    assert isinstance(d, DecodedLog)
+    assert json.loads(d.encode(31337))["v"] == SCHEMA_VERSION
+    monkeypatch.setattr(decode_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    assert json.loads(d.encode(31337))["v"] == SCHEMA_VERSION + 1 == d.envelope(31337).v
 
 
 def test_a_governor_event_from_another_contract_is_not_ours(decoder: LogDecoder) -> None:

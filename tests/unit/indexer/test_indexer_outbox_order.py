@@ -11,7 +11,8 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.indexer.outbox import OutboxDrainer
-from services.indexer.store import OutboxRow, Store
+from services.indexer.outbox_rows import OutboxRow
+from services.indexer.outbox_store import OutboxStore
 
 PARTITIONS = [0, 1]
 
@@ -82,7 +83,7 @@ def _rows() -> tuple[list[OutboxRow], dict[int, list[bytes]]]:
 
 
 def _drainer() -> OutboxDrainer:
-    return OutboxDrainer(cast(Store, None), "127.0.0.1:1", "t")
+    return OutboxDrainer(cast(OutboxStore, None), "127.0.0.1:1", "t")
 
 
 async def test_every_message_in_order_per_partition() -> None:

@@ -1,9 +1,6 @@
-"""Partition ownership agrees with the producer's partitioner; liquidation decisions."""
+"""Partition ownership splits the positions between replicas; liquidation decisions."""
 
 from __future__ import annotations
-
-from aiokafka.partitioner import DefaultPartitioner
-from keeper_helpers import opened
 
 from services.keeper.decisions import (
     Action,
@@ -11,19 +8,7 @@ from services.keeper.decisions import (
     OnchainHealth,
     decide,
 )
-from services.keeper.partitions import Ownership, partition_of, token_key
-
-
-def test_token_key_is_the_envelope_key() -> None:
-    assert token_key(42) == opened(42, 1).key
-
-
-def test_partition_matches_aiokafka_default_partitioner() -> None:
-    for n in (1, 3, 6, 7):
-        parts = list(range(n))
-        for token in range(1, 300):
-            key = token_key(token)
-            assert partition_of(key, n) == DefaultPartitioner()(key, parts, parts)
+from services.keeper.partitions import Ownership
 
 
 def test_ownership_splits_tokens_between_replicas() -> None:
