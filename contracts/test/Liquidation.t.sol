@@ -54,8 +54,10 @@ contract LiquidationTest is Fixture {
             LiqEvent(id, alice, ETH, keeper, exitQuote * 1e18 / p.size, pnl, reward, refund, 0, p.size, 0, 0, insFee)
         );
         vm.prank(keeper);
-        pm.liquidatePosition(id);
+        (uint256 closed, uint256 paid) = pm.liquidatePosition(id);
 
+        assertEq(closed, p.size, "returns the size unwound: all of it");
+        assertEq(paid, reward, "returns the caller's reward");
         assertEq(vault.freeCollateral(keeper), reward, "keeper reward");
         assertEq(vault.insuranceFund(), insBefore + insFee, "insurance share of the penalty");
         assertEq(vault.freeCollateral(alice), freeBefore + refund, "owner refund");
@@ -167,9 +169,14 @@ contract LiquidationTest is Fixture {
         uint256 markBefore = pm.markPrice(ETH);
 
         vm.recordLogs();
+        uint256 freeBefore = vault.freeCollateral(keeper);
         vm.prank(keeper);
-        pm.liquidatePosition(big);
+        (uint256 closed, uint256 reward) = pm.liquidatePosition(big);
         IPositionManager.Position memory after1 = _pos(big);
+        assertEq(closed, before.size - after1.size, "returns the part unwound");
+        assertEq(reward, vault.freeCollateral(keeper) - freeBefore, "returns the reward paid");
+        (uint256 expected,) = _penalty(closed, pm.indexPrice(ETH));
+        assertEq(reward, expected, "the keeper's share of the penalty on the part unwound");
         assertGt(after1.size, 0, "part of it left");
         assertLt(after1.size, before.size, "part of it unwound");
         assertLe(markBefore - pm.markPrice(ETH), markBefore / 100 + 1, "the mark moved at most 1%");

@@ -2,14 +2,17 @@
 
 - Kafka consumer (consumer.EventConsumer): keeps the position book current; bootstraps the
   owned partitions' positions from PostgreSQL on every assignment.
-- Health loop: polls eth_blockNumber every POLL_INTERVAL_MS; on each new block reads each
-  served market's index price (one eth_call per market), ranks the book off-chain
-  (ranking.Ranker), confirms the candidates within MARGIN_BUFFER of maintenance through
-  getPositionsHealth (one eth_call per HEALTH_BATCH_SIZE positions, at that block), and hands
-  the liquidatable ones to the executor. Positions the view reports gone are dropped.
-- Executor (executor.Executor): simulates, sends and confirms liquidations through TxSender.
+- Health loop (rounds.HealthRounds): polls eth_blockNumber every POLL_INTERVAL_MS; on each new
+  block reads each served market's index price (one eth_call per market), ranks the book
+  off-chain (ranking.Ranker), confirms the candidates within MARGIN_BUFFER of maintenance
+  through getPositionsHealth (one eth_call per HEALTH_BATCH_SIZE positions, at that block), and
+  hands the liquidatable ones to the executor in this keeper's dispatch order (races.py).
+  Positions the view reports gone are dropped.
+- Executor (executor.Executor): re-simulates each liquidation on the pending block and prices
+  it (presend.PreSend), then sends and confirms it through TxSender.
 
-Plus a slow loop that re-reads maintenance ratios and watches the wallet balance, and the
+Plus a slow loop that re-reads market parameters (maintenance ratio, penalty, reward share),
+the native token's price when no health round reads it, and watches the wallet balance, and the
 dependency watch (shared/dependencies.py): readiness drops while the RPC node, PostgreSQL or the
 broker does not answer, and comes back with it.
 
@@ -32,27 +35,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from services.keeper.book import ApplyResult, PositionBook
-from services.keeper.chain import ChainReader, RpcCallError
+from services.keeper.chain import ChainReader, MarketParams
 from services.keeper.consumer import EventConsumer
-from services.keeper.decisions import Action, CheckTracker, decide
+from services.keeper.decisions import CheckTracker
 from services.keeper.executor import Callbacks, Executor
 from services.keeper.metrics import KeeperMetrics, LiquidatableClock
 from services.keeper.partitions import Ownership
-from services.keeper.ranking import Candidate, Ranker
+from services.keeper.pending import PendingSimulator, simulate_one
+from services.keeper.presend import NativePrice, PreSend
+from services.keeper.profit import to_wad
+from services.keeper.ranking import Ranker
+from services.keeper.rounds import HealthRounds, RoundStats, transient
 from services.keeper.rpc import RpcCounter, counting_web3
 from services.keeper.settings import KeeperSettings, KeeperTargets, resolve_targets
 from services.keeper.store import BookStore, IndexerNotReadyError
+from services.keeper.window import SendWindow
 from shared.chain.abi import load_abi
-from shared.chain.errors import ErrorDecoder, ErrorKind, classify_message
+from shared.chain.deployment import market_id_hex
+from shared.chain.errors import ErrorDecoder
 from shared.chain.tx import TxSender
 from shared.config import ConfigError, check_markets
 from shared.db import create_pool
@@ -60,42 +66,16 @@ from shared.dependencies import (
     Dependencies,
     StopRequested,
     broker,
-    is_transient_failure,
     postgres,
     retry_transient,
     rpc,
 )
 from shared.health import HealthState
-from shared.service import watchdog, wedged_after
 
 log = logging.getLogger("perpex.keeper")
 
-# A head lower than the last one seen by more than this is taken for a rewound chain (a
-# rollback); less is a lagging answer (a load-balanced provider) and is not read again.
-REWIND_BLOCKS = 64
 
-
-def transient(exc: BaseException) -> bool:
-    """Failures the keeper rides out (retried with backoff): the dependencies' transient ones
-    and JSON-RPC error answers that say so."""
-    if isinstance(exc, RpcCallError):
-        return classify_message(exc.message) == ErrorKind.TRANSIENT
-    return is_transient_failure(exc)
-
-
-@dataclass
-class RoundStats:
-    blocks: int = 0
-    rounds: int = 0
-    candidates: int = 0
-    checked: int = 0
-    batches: int = 0
-    liquidations_started: int = 0
-    last_block: int | None = None
-    last_round_ms: float = 0.0
-
-
-class Keeper:
+class Keeper(HealthRounds):
     def __init__(self, settings: KeeperSettings, health: HealthState | None = None):
         self.settings = settings
         self.health = health or HealthState()
@@ -129,8 +109,39 @@ class Keeper:
         self.book = PositionBook(owns=lambda _t: False)
         self.ranker = Ranker(settings.margin_buffer)
         self.tracker = CheckTracker()
+        self.window = SendWindow(
+            settings.liquidation_concurrency,
+            settings.keeper_contested_concurrency,
+            settings.keeper_contested_for_s,
+        )
         self.latency = LiquidatableClock(lambda n: self.metrics.liquidation_latency.record(n))
-        self.metrics = KeeperMetrics.of(self.sender, lambda: len(self.book), self.latency)
+        self.metrics = KeeperMetrics.of(
+            self.sender,
+            lambda: len(self.book),
+            self.latency,
+            send_window=lambda: (self.window.limit, self.window.contested),
+        )
+        self.native = NativePrice(
+            to_wad(settings.keeper_native_price) if settings.keeper_native_price else None,
+            market_id_hex(settings.keeper_native_price_market),
+            self.chain,
+        )
+        self.market_params: dict[str, MarketParams] = {}
+        self.pending_sim = PendingSimulator(
+            self.w3_exec,
+            self.targets.position_manager,
+            self.sender.address,
+            lambda t: simulate_one(self.sender.simulate, self.chain.liquidation_tx(t)),
+            max_retries=settings.max_retries,
+        )
+        self.presend = PreSend(
+            self.sender,
+            self.chain,
+            self.native,
+            to_wad(settings.keeper_min_profit_ratio),
+            self.market_params.get,
+            self.pending_sim,
+        )
         self.executor = Executor(
             self.sender,
             self.chain,
@@ -138,6 +149,8 @@ class Keeper:
             self.metrics,
             concurrency=settings.liquidation_concurrency,
             max_pending=settings.max_pending_txs,
+            presend=self.presend,
+            window=self.window,
         )
         self.markets: dict[str, str | None] = dict(self.targets.markets)  # served markets
         self.prices: dict[str, int] = {}
@@ -224,15 +237,30 @@ class Keeper:
         return consumer
 
     async def _check_markets(self) -> None:
-        """MARKETS must name markets the PositionManager lists (exit 2 otherwise)."""
+        """MARKETS must name markets the PositionManager lists (exit 2 otherwise); so must
+        KEEPER_NATIVE_PRICE_MARKET when the gas cost is priced with it."""
+        listed = await self.chain.market_ids()
         if not self.targets.discover_markets:
             check_markets(
                 "keeper",
                 {m: p or m for m, p in self.targets.markets.items()},
-                await self.chain.market_ids(),
+                listed,
                 self.targets.known_pairs,
                 self.targets.position_manager,
             )
+        s = self.settings
+        if s.profit_check and self.native.fixed is None:
+            if self.native.market_id not in {m.lower() for m in listed}:
+                raise ConfigError(
+                    {
+                        "KEEPER_NATIVE_PRICE_MARKET": f"{s.keeper_native_price_market} is not a "
+                        f"market of PositionManager {self.targets.position_manager}: set "
+                        "KEEPER_NATIVE_PRICE (the native token's price in collateral units), "
+                        "name a market that prices it, or set KEEPER_MIN_PROFIT_RATIO=0"
+                    },
+                    "keeper",
+                )
+            await self.native.refresh()
         await self._refresh_markets()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -292,6 +320,7 @@ class Keeper:
         if left:
             log.warning("%d liquidations still unconfirmed at the shutdown deadline", left)
         await self.executor.abort()
+        await self.pending_sim.close()
         if self.consumer is not None:
             await self.consumer.stop()
         await self.close()
@@ -422,215 +451,13 @@ class Keeper:
             except Exception as exc:
                 log.warning("could not list markets: %s", exc)
         for market_id in list(self.markets):
-            mmr = await self.chain.maintenance_margin_ratio(market_id)
+            params = await self.chain.market_params(market_id)
+            self.market_params[market_id.lower()] = params
             state = self.book.market(market_id)
-            state.set_mmr(mmr)
+            state.set_mmr(params.mmr)
             if self.markets[market_id]:
                 state.pair = self.markets[market_id]
         self._last_market_refresh = time.monotonic()
-
-    async def _watchdog(self) -> None:
-        """Liveness: the health loop must come around (even failing, it backs off <= 30 s)."""
-        wedged_s = wedged_after(self.settings.poll_interval)
-        await watchdog(self.health, lambda: self.heartbeat, wedged_s, self._stop)
-
-    async def _slow_loop(self) -> None:
-        """Market ratios every MARKET_REFRESH_S; the wallet balance."""
-        interval = self.settings.market_refresh_s
-        while not self._stop.is_set():
-            await _wait(self._stop, min(interval, 10.0))
-            if self._stop.is_set():
-                return
-            try:
-                await self.sender.balance()  # warns (log + metric) below the threshold
-                if time.monotonic() - self._last_market_refresh >= interval:
-                    await self._refresh_markets()
-            except Exception as exc:
-                log.warning("periodic refresh failed: %s", exc)
-
-    # ------------------------------------------------------------------ health
-    async def _health_loop(self) -> None:
-        failures = 0
-        last: int | None = None
-        poll = self.settings.poll_interval
-        while not self._stop.is_set():
-            self.heartbeat = time.monotonic()
-            try:
-                block = await self.chain.block_number()
-                if self._refresh_pending:
-                    await self._refresh_positions(set(self._refresh_pending))
-                if last is None or block > last or block < last - REWIND_BLOCKS:
-                    # Only forward: an answer a few blocks behind (a lagging node of a
-                    # load-balanced provider) holds nothing a later round has not read.
-                    self.sender.refresh_in_background()  # fees warm for this block's sends
-                    await self.health_round(block)
-                    last = block
-                if failures:
-                    log.info("chain reads recovered after %d failures", failures)
-                failures = 0
-                self._update_readiness()
-            except Exception as exc:
-                failures += 1
-                self.metrics.rpc_errors.add(1)
-                delay = min(30.0, poll * 2 ** min(failures, 8)) * random.uniform(0.8, 1.2)
-                log.warning(
-                    "chain read failed (%s: %s); retry %d in %.2fs",
-                    type(exc).__name__,
-                    exc,
-                    failures,
-                    delay,
-                )
-                if failures >= 2:  # one lost answer is not an outage
-                    self.health.set_ready(False, f"chain reads failing: {type(exc).__name__}")
-                await _wait(self._stop, delay)
-                continue
-            await _wait(self._stop, poll)
-
-    def _update_readiness(self) -> None:
-        stuck = self.sender.stuck()
-        if stuck is not None:
-            self.health.set_ready(False, f"transaction sender stuck: {stuck}")
-        elif self.consumer is None or self.consumer.assignments == 0:
-            self.health.set_ready(False, "waiting for partition assignment")
-        else:
-            self.health.set_ready(True, f"watching {len(self.book)} positions")
-
-    async def health_round(self, block: int) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        calls_before = self.health_rpc.total
-        self.rounds.blocks += 1
-        self.rounds.last_block = block
-        markets = list(self.markets)
-        states = await asyncio.gather(
-            *(self._read(lambda m=m: self.chain.market_state(m, block)) for m in markets)  # type: ignore[misc]
-        )
-        self.prices = {}
-        for m, (price, long, short) in zip(markets, states, strict=True):
-            self.prices[m] = price
-            self.book.set_cumulative(m, long, short)  # funding accrues every second
-        for m, p in self.prices.items():
-            if p == 0:
-                log.warning("market %s: the oracle does not answer (no liquidation possible)", m)
-        cands = self.ranker.candidates(self.book, self.prices)
-        by_token: dict[int, Candidate] = {}
-        for cand in cands:
-            if self.tracker.needs_check(
-                cand.token_id, cand.stamp, self.executor.in_flight(cand.token_id)
-            ):
-                by_token[cand.token_id] = cand
-        to_check = list(by_token)
-        sweep = self._sweep_due()
-        if sweep:
-            # Insurance against a mirror that is wrong (a missed event, stale funding): read
-            # every position once in a while, not only the ranked candidates.
-            to_check += [
-                t
-                for t in self.book.positions
-                if t not in by_token and not self.executor.in_flight(t)
-            ]
-        size = self.settings.health_batch_size
-        batches = [to_check[i : i + size] for i in range(0, len(to_check), size)]
-        results = await asyncio.gather(
-            *(self._read(lambda b=b: self.chain.positions_health(b, block)) for b in batches)  # type: ignore[misc]
-        )
-        started = 0
-        for batch_result in results:
-            for h in batch_result:
-                c = by_token.get(h.token_id)
-                action = decide(h, self.executor.in_flight(h.token_id))
-                self.latency.read(h, block, self._settled.get(h.token_id))
-                if c is None:  # swept, not a candidate: the mirror said far from maintenance
-                    if action is Action.LIQUIDATE:
-                        self.metrics.mirror_mismatch.add(1)
-                        log.warning("position %d is liquidatable but was not ranked", h.token_id)
-                elif h.exists and h.index_price and h.liquidatable != c.liquidatable:
-                    self.metrics.mirror_mismatch.add(1)
-                    log.debug(
-                        "mirror disagrees on %d: off-chain %s/%s, chain %s/%s",
-                        h.token_id,
-                        c.health.margin,
-                        c.health.maintenance,
-                        h.margin,
-                        h.maintenance,
-                    )
-                if c is not None:
-                    self.tracker.record(h.token_id, c.stamp, action)
-                if action is Action.DROP:
-                    held = self.book.get(h.token_id)
-                    if held is not None and held.updated[0] > block:
-                        # Opened (or changed) after the block this round reads: "gone" at
-                        # that block only means "not there yet".
-                        continue
-                    self._dropped(h.token_id, "gone")
-                    self.metrics.liquidations_dropped.add(1, {"reason": "gone"})
-                elif action is Action.LIQUIDATE:
-                    pos = self.book.get(h.token_id)
-                    if pos is None:
-                        continue
-                    settled = self._settled.get(h.token_id)
-                    if settled is not None:
-                        if block < settled:
-                            continue  # read before our liquidation was mined: stale
-                        del self._settled[h.token_id]
-                    if self.executor.liquidate(
-                        h.token_id, pos.market_id, h.margin, h.maintenance, block, pos.trace
-                    ):
-                        started += 1
-        self.tracker.forget_missing(self.book.positions)
-        calls = self.health_rpc.total - calls_before + 1  # + this block's eth_blockNumber
-        self.metrics.health_rpc_calls.add(calls)
-        self.metrics.health_checked.add(len(to_check))
-        self.rounds.rounds += 1
-        self.rounds.candidates += len(cands)
-        self.rounds.checked += len(to_check)
-        self.rounds.batches += len(batches)
-        self.rounds.liquidations_started += started
-        self.rounds.last_round_ms = (time.perf_counter() - t0) * 1000
-        summary = {
-            "block": block,
-            "sweep": sweep,
-            "candidates": len(cands),
-            "checked": len(to_check),
-            "batches": len(batches),
-            "liquidations_started": started,
-            "ms": round(self.rounds.last_round_ms, 2),
-        }
-        if cands or started:
-            log.info(
-                "block %d: %d candidates, %d checked in %d calls, %d liquidations started (%.1f ms)",
-                block,
-                len(cands),
-                len(to_check),
-                len(batches),
-                started,
-                self.rounds.last_round_ms,
-            )
-        for listener in self.round_listeners:
-            listener(summary)
-        return summary
-
-    async def _read(self, call: Any) -> Any:
-        """One read of a round, retried twice at once on a transient failure (a lost answer
-        would otherwise throw the whole round away and wait for the loop's backoff)."""
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(3),
-            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
-            retry=retry_if_exception(transient),
-            reraise=True,
-        ):
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _sweep_due(self) -> bool:
-        every = self.settings.full_sweep_s
-        if every <= 0 or not self.book.positions:
-            return False
-        now = time.monotonic()
-        if self._last_sweep is None or now - self._last_sweep >= every:
-            self._last_sweep = now
-            return True
-        return False
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -651,13 +478,15 @@ class Keeper:
                 "cancelled": self.sender.stats.cancelled,
             },
             "liquidations": dict(self.executor.stats),
+            "native_price": (self.native.current() or 0) / 1e18,
+            "send_window": {"limit": self.window.limit, "contested": self.window.contested},
+            "pending_simulations": {
+                "batched": self.pending_sim.batching,
+                "calls": self.pending_sim.calls,
+                "liquidations": self.pending_sim.simulated,
+            },
             "events": dict(self.consumer.stats) if self.consumer else {},
             "health_rpc_calls": self.health_rpc.total,
             "exec_rpc_calls": self.exec_rpc.total,
             "recovered_in_flight": self.recovered_in_flight,
         }
-
-
-async def _wait(stop: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)

@@ -19,7 +19,7 @@ the decoded events from Kafka (`apply`):
   PositionReduced carries (bootstrap rows and chain reads carry it too). Funding accrues every
   second (zero-sum: each side on its own index), so a market's current indexes are not in any
   event: the health loop reads them from the chain with the index price each block
-  (`MarketState.set_cumulative`).
+  (`BookMarket.set_cumulative`).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class BookPosition:
 
 
 @dataclass
-class MarketState:
+class BookMarket:
     market_id: str
     pair: str | None = None
     mmr: int | None = None  # maintenance margin ratio (WAD), read from the chain
@@ -158,7 +158,7 @@ class PositionBook:
     ):
         self._owns = owns or (lambda _t: True)
         self.positions: dict[int, BookPosition] = {}
-        self.markets: dict[str, MarketState] = {}
+        self.markets: dict[str, BookMarket] = {}
         self._by_market: dict[str, set[int]] = {}
         self._seen = _Lru(dedup_capacity)
         self._tombstones = _Lru(tombstone_capacity)
@@ -177,11 +177,11 @@ class PositionBook:
         return dropped
 
     # ---- markets ----
-    def market(self, market_id: str) -> MarketState:
+    def market(self, market_id: str) -> BookMarket:
         key = _norm(market_id)
         state = self.markets.get(key)
         if state is None:
-            state = self.markets[key] = MarketState(key)
+            state = self.markets[key] = BookMarket(key)
             self._by_market.setdefault(key, set())
         return state
 

@@ -8,6 +8,7 @@ views describe the same state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -18,8 +19,17 @@ from web3.types import RPCEndpoint
 
 from services.keeper.book import END_OF_BLOCK, BookPosition
 from services.keeper.decisions import OnchainHealth
-from shared.chain.abi import load_abi
+from shared.chain.abi import abi_type, event_topic, load_abi
 from shared.chain.errors import ErrorDecoder
+
+
+@dataclass(frozen=True, slots=True)
+class MarketParams:
+    """The parts of a market's configuration the keeper uses (WAD)."""
+
+    mmr: int  # maintenance margin ratio
+    fee_ratio: int  # liquidation penalty, of the unwound notional at the index
+    reward_share: int  # the liquidator's share of the penalty
 
 
 class RpcCallError(RuntimeError):
@@ -36,17 +46,10 @@ class RpcCallError(RuntimeError):
         return "revert" in self.message.lower()
 
 
-def _abi_type(item: dict[str, Any]) -> str:
-    t = str(item["type"])
-    if t.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + t[5:]
-    return t
-
-
 class _Fn:
     def __init__(self, entry: dict[str, Any]):
-        self.inputs = [_abi_type(i) for i in entry["inputs"]]
-        self.outputs = [_abi_type(o) for o in entry["outputs"]]
+        self.inputs = [abi_type(i) for i in entry["inputs"]]
+        self.outputs = [abi_type(o) for o in entry["outputs"]]
         sig = f"{entry['name']}({','.join(self.inputs)})"
         self.selector = function_signature_to_4byte_selector(sig)
 
@@ -88,6 +91,7 @@ class ChainReader:
         self._position = _Fn(fns["getPosition"])
         self._market_ids = _Fn(fns["marketIds"])
         self._liquidate = _Fn(fns["liquidatePosition"])
+        self._liquidated_topic = event_topic("PositionManager", "PositionLiquidated")
 
     async def _request(self, method: str, params: list[Any]) -> Any:
         resp = await self.w3.provider.make_request(RPCEndpoint(method), params)
@@ -128,8 +132,11 @@ class ChainReader:
         return int(index), int(long), int(short)
 
     async def maintenance_margin_ratio(self, market_id: str) -> int:
+        return (await self.market_params(market_id)).mmr
+
+    async def market_params(self, market_id: str) -> MarketParams:
         (cfg,) = self._market.decode(await self.call(self._market.encode(_mid(market_id))))
-        return int(cfg[3])
+        return MarketParams(mmr=int(cfg[3]), fee_ratio=int(cfg[4]), reward_share=int(cfg[9]))
 
     async def cumulative_funding_index(self, market_id: str, block: int | str = "latest") -> int:
         raw = await self.call(self._funding.encode(_mid(market_id)), block)
@@ -169,3 +176,27 @@ class ChainReader:
 
     def liquidation_tx(self, token_id: int) -> dict[str, Any]:
         return {"to": self.address, "data": self._liquidate.encode(token_id)}
+
+    def liquidation_result(self, raw: bytes) -> tuple[int, int] | None:
+        """(closed, reward) from a liquidatePosition simulation's return data; None when it
+        returned nothing (a deployment from before it returned them)."""
+        if len(raw) < 64:
+            return None
+        closed, reward = abi_decode(["uint256", "uint256"], raw[:64])
+        return int(closed), int(reward)
+
+    async def liquidators(self, token_id: int, from_block: int, to_block: int) -> list[str]:
+        """The liquidator of every PositionLiquidated of `token_id` mined in the range."""
+        logs = await self._request(
+            "eth_getLogs",
+            [
+                {
+                    "address": self.address,
+                    "topics": [self._liquidated_topic, "0x" + f"{token_id:064x}"],
+                    "fromBlock": hex(from_block),
+                    "toBlock": hex(to_block),
+                }
+            ],
+        )
+        # data: liquidator (address, the first non-indexed word), price, ...
+        return ["0x" + str(lg["data"])[26:66] for lg in logs]

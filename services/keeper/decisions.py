@@ -5,9 +5,8 @@
 - It is liquidatable and no liquidation of it is in flight: liquidate.
 - The market's oracle could not answer (index price 0): the contract refuses to liquidate;
   look again next block.
-- A liquidation's simulation reverted: PositionNotFound -> drop (lost to another liquidator,
-  no gas spent); NotLiquidatable -> the position recovered (or the view raced the price): check
-  again later; anything else -> retry later.
+
+What a liquidation's failed simulation means is races.py's (`classify_revert`).
 
 `CheckTracker` decides when a candidate needs another on-chain read: when anything that the
 margin depends on changed since its last read (price, market funding or ratio, the position),
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 
-class Action(Enum):
+class LiquidationAction(Enum):
     LIQUIDATE = "liquidate"
     DROP = "drop"
     HEALTHY = "healthy"
@@ -39,28 +38,14 @@ class OnchainHealth:
     index_price: int
 
 
-def decide(h: OnchainHealth, in_flight: bool) -> Action:
+def decide(h: OnchainHealth, in_flight: bool) -> LiquidationAction:
     if not h.exists:
-        return Action.DROP
+        return LiquidationAction.DROP
     if in_flight:
-        return Action.IN_FLIGHT
+        return LiquidationAction.IN_FLIGHT
     if h.index_price == 0:
-        return Action.ORACLE_DOWN
-    return Action.LIQUIDATE if h.liquidatable else Action.HEALTHY
-
-
-class RevertOutcome(Enum):
-    DROP = "drop"
-    RECHECK = "recheck"
-    RETRY = "retry"
-
-
-def classify_revert(reason: str) -> RevertOutcome:
-    if reason.startswith("PositionNotFound"):
-        return RevertOutcome.DROP
-    if reason.startswith("NotLiquidatable"):
-        return RevertOutcome.RECHECK
-    return RevertOutcome.RETRY
+        return LiquidationAction.ORACLE_DOWN
+    return LiquidationAction.LIQUIDATE if h.liquidatable else LiquidationAction.HEALTHY
 
 
 Stamp = tuple[int, int, int]
@@ -68,7 +53,7 @@ Stamp = tuple[int, int, int]
 
 class CheckTracker:
     def __init__(self) -> None:
-        self._last: dict[int, tuple[Stamp, Action]] = {}
+        self._last: dict[int, tuple[Stamp, LiquidationAction]] = {}
 
     def needs_check(self, token_id: int, stamp: Stamp, in_flight: bool) -> bool:
         if in_flight:
@@ -76,9 +61,9 @@ class CheckTracker:
         last = self._last.get(token_id)
         if last is None or last[0] != stamp:
             return True
-        return last[1] in (Action.LIQUIDATE, Action.ORACLE_DOWN)
+        return last[1] in (LiquidationAction.LIQUIDATE, LiquidationAction.ORACLE_DOWN)
 
-    def record(self, token_id: int, stamp: Stamp, action: Action) -> None:
+    def record(self, token_id: int, stamp: Stamp, action: LiquidationAction) -> None:
         self._last[token_id] = (stamp, action)
 
     def invalidate(self, token_id: int) -> None:

@@ -1,10 +1,11 @@
 """Liquidation executor: one task per position, never two for the same token id.
 
 Each liquidation: simulate and estimate gas (one eth_estimateGas on the latest state) x
-GAS_MULTIPLIER -> EIP-1559 fees -> balance check -> nonce -> broadcast (all in TxSender.submit, retried with
-backoff on transient errors), then wait for the receipt, replacing the transaction with a
-bumped fee while it is stuck (TxSender.finish). At most LIQUIDATION_CONCURRENCY liquidations
-are being simulated/broadcast at once, and at most MAX_PENDING_TXS wait for their receipts;
+GAS_MULTIPLIER -> EIP-1559 fees -> balance check -> nonce -> broadcast (TxSender.submit,
+retried with backoff on transient errors; with a PreSend the estimate is its own), then wait
+for the receipt, replacing the transaction with a bumped fee while it is stuck
+(TxSender.finish). At most LIQUIDATION_CONCURRENCY liquidations are being simulated/broadcast
+at once (fewer in the send window, below), and at most MAX_PENDING_TXS wait for their receipts;
 confirmation does not hold a broadcast slot, so hundreds of liquidations fit in one block.
 Tasks are started in rank order and the semaphores wake waiters first-in first-out, so the
 most underwater positions are sent first.
@@ -15,11 +16,22 @@ reverted), or filled otherwise (cancelled, used by another process). Not mined w
 CONFIRM_TIMEOUT_S, or a failure while waiting, does not end it: the transaction still holds its
 nonce and the ledger keeps replacing it, so the executor waits again.
 
+With a PreSend (presend.py), each liquidation is first estimated on the latest block, then
+simulated on the pending block just before it is signed, and priced: a revert there (another
+keeper got there first: a lost race) or an unprofitable one sends nothing; the estimate is
+handed to TxSender, which does not estimate again. From the pending-block call to the
+broadcast a liquidation holds a place in the send window (window.py): one place while the
+keeper is contested (it lost a race recently), otherwise from sqrt(backlog / 8) one wider per
+round trip up to LIQUIDATION_CONCURRENCY, so two keepers rarely simulate the same position
+while neither has broadcast it.
+
 Outcomes go back to the keeper through callbacks: `liquidated` (mined; the liquidation may have
 been partial, so the keeper's next round decides from the chain whether to liquidate again),
 `dropped` (the position is gone: the simulation said PositionNotFound), and `retry` (check
-again at the next block: the simulation said NotLiquidatable, the balance was short, a nonce gap
-blocks sending, retries ran out, our transaction was mined but reverted...).
+again at the next block: the simulation said NotLiquidatable or found no room in the vAMM, the
+liquidation does not pay its gas, the balance was short, a nonce gap blocks sending, retries ran
+out, our transaction was mined but reverted...). Lost races (races.py) are counted
+(`perpex_keeper_lost_races{reason,stage}`), as are unprofitable skips.
 """
 
 from __future__ import annotations
@@ -35,9 +47,13 @@ from typing import Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.keeper.chain import ChainReader
-from services.keeper.decisions import RevertOutcome, classify_revert
 from services.keeper.metrics import KeeperMetrics
+from services.keeper.presend import PreSend, Skip
+from services.keeper.races import MINED_REVERTED, RevertAction, RevertClass, classify_revert
+from services.keeper.window import SendWindow
+from shared.backoff import backoff_delay
 from shared.chain.errors import InsufficientBalanceError, TxMinedRevertedError, TxRevertedError
+from shared.chain.hexstr import hex_str
 from shared.chain.tx import (
     NonceGapError,
     TxCancelledError,
@@ -59,6 +75,9 @@ class Job:
     maintenance: int
     block: int
     trace: dict[str, str] | None
+    size: int = 0  # base size and index price at `block` (the reward's fallback pricing)
+    index_price: int = 0
+    reward: int | None = None  # what the pending-block simulation said it earns
     state: str = "queued"  # queued -> sending -> sent -> done
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -79,16 +98,29 @@ class Executor:
         metrics: KeeperMetrics | None = None,
         concurrency: int = 32,
         max_pending: int = 1000,
+        presend: PreSend | None = None,
+        window: SendWindow | None = None,
     ):
         self.sender = sender
         self.chain = chain
         self.cb = callbacks
         self.metrics = metrics
+        self.presend = presend
+        self.window = window or SendWindow(concurrency)
         self._send_slots = asyncio.Semaphore(concurrency)
         self._pending_slots = asyncio.Semaphore(max_pending)
         self.jobs: dict[int, Job] = {}
         self.closing = False
-        self.stats = {"sent": 0, "confirmed": 0, "dropped": 0, "mined_reverted": 0, "retry": 0}
+        self.stats = {
+            "sent": 0,
+            "confirmed": 0,
+            "dropped": 0,
+            "mined_reverted": 0,
+            "retry": 0,
+            "lost_races": 0,
+            "unprofitable": 0,
+            "reward_wad": 0,  # expected reward of the mined ones (collateral, WAD)
+        }
         self._last_funds_warning = 0.0
         self.first_sent_at: float | None = None  # time.monotonic() of broadcasts
         self.last_sent_at: float | None = None
@@ -100,6 +132,11 @@ class Executor:
     def pending_count(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state == "sent")
 
+    @property
+    def to_send(self) -> int:
+        """Liquidations started and not broadcast yet."""
+        return sum(1 for j in self.jobs.values() if j.state in ("queued", "sending"))
+
     def liquidate(
         self,
         token_id: int,
@@ -108,11 +145,13 @@ class Executor:
         maintenance: int,
         block: int,
         trace: dict[str, str] | None,
+        size: int = 0,
+        index_price: int = 0,
     ) -> bool:
         """Start liquidating `token_id` unless one is already in flight (or shutting down)."""
         if self.closing or token_id in self.jobs:
             return False
-        job = Job(token_id, market_id, margin, maintenance, block, trace)
+        job = Job(token_id, market_id, margin, maintenance, block, trace, size, index_price)
         self.jobs[token_id] = job
         job.task = asyncio.create_task(self._run(job), name=f"liquidate-{token_id}")
         return True
@@ -155,16 +194,28 @@ class Executor:
                     return "cancelled"
                 job.state = "sending"
                 try:
-                    pending = await self.sender.submit(tx, label)
-                except TxRevertedError as exc:
-                    outcome = classify_revert(exc.reason)
-                    if outcome is RevertOutcome.DROP:
-                        self._dropped(token, "gone")
-                        return "dropped"
-                    reason = "not_liquidatable" if outcome is RevertOutcome.RECHECK else "revert"
-                    log.info("simulation of %s reverted (%s): check again", label, exc.reason)
-                    self._retry(token, reason)
-                    return reason
+                    estimated: int | None = None
+                    if self.presend is not None:
+                        first = await self.presend.first_look(tx)
+                        if isinstance(first, Skip):
+                            return self._skipped(job, first)
+                        estimated = first
+                    async with self.window:  # from the pending-block call to the broadcast
+                        if self.closing:
+                            return "cancelled"
+                        if self.presend is not None and estimated is not None:
+                            verdict = await self.presend.last_look(
+                                token, job.market_id, tx, estimated, job.size, job.index_price
+                            )
+                            if isinstance(verdict, Skip):
+                                return self._skipped(job, verdict)
+                            if verdict.assessment is not None:
+                                job.reward = verdict.assessment.reward
+                        pending = await self.sender.submit(tx, label, estimated_gas=estimated)
+                        self.window.went_through()
+                except TxRevertedError as exc:  # TxSender's own simulation (no PreSend)
+                    cls = self._classify(exc)
+                    return self._skipped(job, Skip(cls.reason, "latest", exc.reason, cls))
                 except (InsufficientBalanceError, NonceGapError) as exc:
                     reason = (
                         "nonce_gap" if isinstance(exc, NonceGapError) else "insufficient_balance"
@@ -193,9 +244,13 @@ class Executor:
                 # fresh read tells which: a gone position is dropped by the next round, a
                 # still-open one stays tracked (dropping it here lost it for good).
                 self.stats["mined_reverted"] += 1
+                cls = await self._mined_revert_class(job, exc)
+                if cls.lost_race:
+                    self._lost_race(cls.reason, "mined")
                 log.warning(
-                    "%s mined but reverted (gas used %s, tx %s): checking it again",
+                    "%s mined but reverted (%s; gas used %s, tx %s): checking it again",
                     label,
+                    "another liquidator was first" if cls.lost_race else "cause unknown",
                     exc.gas_used,
                     exc.tx_hash,
                 )
@@ -206,13 +261,17 @@ class Executor:
                 self._retry(token, "unconfirmed")
                 return "unconfirmed"
         self.stats["confirmed"] += 1
+        if job.reward is not None:
+            self.stats["reward_wad"] += job.reward
         if self.metrics:
             self.metrics.liquidations_confirmed.add(1)
+            if job.reward is not None:
+                self.metrics.rewards.add(job.reward / 1e18)
         log.info(
             "liquidated %d in block %s (tx %s)",
             token,
             receipt.get("blockNumber"),
-            _hex(receipt.get("transactionHash")),
+            hex_str(receipt.get("transactionHash")),
         )
         self.cb.liquidated(token, receipt)
         return "confirmed"
@@ -244,7 +303,58 @@ class Executor:
                     exc,
                 )
                 self.sender.track(pending)
-                await asyncio.sleep(min(10.0, 0.5 * 2 ** min(failures, 5)))
+                await asyncio.sleep(backoff_delay(failures, 1.0, 10.0))
+
+    def _classify(self, exc: TxRevertedError) -> RevertClass:
+        decoder = getattr(self.sender, "decoder", None)
+        decoded = decoder.decode_error(exc.data) if decoder is not None and exc.data else None
+        return classify_revert(decoded, exc.reason)
+
+    def _skipped(self, job: Job, skip: Skip) -> str:
+        """Nothing was sent: a lost race, no room, an unprofitable or unexpected simulation."""
+        token = job.token_id
+        if skip.revert is None:  # unprofitable: a decision, not a failure
+            self.stats["unprofitable"] += 1
+            if self.metrics:
+                self.metrics.unprofitable.add(1, {"market": job.market_id})
+            self.cb.retry(token, "unprofitable")
+            return "unprofitable"
+        cls = skip.revert
+        if cls.lost_race:
+            self._lost_race(cls.reason, skip.stage)
+        if cls.action is RevertAction.DROP:
+            log.info(
+                "liquidate:%d: %s on the %s block: dropped, nothing sent",
+                token,
+                skip.detail,
+                skip.stage,
+            )
+            self._dropped(token, cls.reason)
+            return "dropped"
+        log.info(
+            "liquidate:%d: simulation on the %s block reverted (%s): nothing sent, checking "
+            "it again",
+            token,
+            skip.stage,
+            skip.detail,
+        )
+        self._retry(token, cls.reason)
+        return cls.reason
+
+    def _lost_race(self, reason: str, stage: str) -> None:
+        self.window.lost_race()
+        self.stats["lost_races"] += 1
+        if self.metrics:
+            self.metrics.lost_races.add(1, {"reason": reason, "stage": stage})
+
+    async def _mined_revert_class(self, job: Job, exc: TxMinedRevertedError) -> RevertClass:
+        if self.presend is None:
+            return MINED_REVERTED
+        try:
+            return await self.presend.mined_revert(job.token_id, job.block, exc.block_number)
+        except Exception as err:  # the logs could not be read: counted as a plain revert
+            log.debug("could not read the liquidations of %d: %s", job.token_id, err)
+            return MINED_REVERTED
 
     def _dropped(self, token: int, reason: str) -> None:
         self.stats["dropped"] += 1
@@ -286,9 +396,3 @@ class Executor:
         tasks = [j.task for j in self.jobs.values() if j.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _hex(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    return str(value)

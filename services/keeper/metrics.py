@@ -29,6 +29,7 @@ class KeeperMetrics:
         liquidatable: Callable[[], int] = lambda: 0,
         sender_stats: Callable[[], Any] = lambda: None,
         nonce_gap: Callable[[], int] = lambda: 0,
+        send_window: Callable[[], tuple[int, bool]] = lambda: (0, False),
     ):
         m = meter("perpex.keeper")
         self.liquidation_latency = m.create_histogram(
@@ -93,6 +94,22 @@ class KeeperMetrics:
             "perpex_keeper_low_balance_warnings",
             description="wallet balance seen below KEEPER_MIN_BALANCE_ETH",
         )
+        self.lost_races = m.create_counter(
+            "perpex_keeper_lost_races",
+            description="liquidations another liquidator got first, by reason (gone, "
+            "not_liquidatable, mined_after_competitor) and stage (latest, pending: nothing "
+            "sent; mined: our transaction reverted)",
+        )
+        self.unprofitable = m.create_counter(
+            "perpex_keeper_unprofitable_skips",
+            description="liquidations not sent because the reward would not pay the gas "
+            "(x KEEPER_MIN_PROFIT_RATIO), by market",
+        )
+        self.rewards = m.create_counter(
+            "perpex_keeper_rewards_collateral",
+            description="rewards of this keeper's mined liquidations (collateral units), as "
+            "their pending-block simulations returned them",
+        )
         self.mirror_mismatch = m.create_counter(
             "perpex_keeper_mirror_mismatch",
             description="off-chain margin math disagreed with the chain's health view",
@@ -143,8 +160,28 @@ class KeeperMetrics:
             description="open positions this replica watches",
         )
 
+        m.create_observable_gauge(
+            "perpex_keeper_send_window",
+            [observe(lambda: send_window()[0])],
+            description="liquidations allowed between their pending-block simulation and their "
+            "broadcast at once (1 while contested; otherwise widening up to "
+            "LIQUIDATION_CONCURRENCY)",
+        )
+        m.create_observable_gauge(
+            "perpex_keeper_contested",
+            [observe(lambda: 1 if send_window()[1] else 0)],
+            description="1 while the keeper counts itself contested (a race lost within "
+            "KEEPER_CONTESTED_FOR_S)",
+        )
+
     @classmethod
-    def of(cls, sender: Any, book_size: Callable[[], int], latency: Sized) -> KeeperMetrics:
+    def of(
+        cls,
+        sender: Any,
+        book_size: Callable[[], int],
+        latency: Sized,
+        send_window: Callable[[], tuple[int, bool]] = lambda: (0, False),
+    ) -> KeeperMetrics:
         """A keeper's metrics: its wallet's `sender` (shared.chain.tx.TxSender), its book's
         size, the positions its LiquidatableClock holds."""
         return cls(
@@ -156,6 +193,7 @@ class KeeperMetrics:
             liquidatable=lambda: len(latency),
             sender_stats=lambda: sender.stats,
             nonce_gap=sender.nonce_gap,
+            send_window=send_window,
         )
 
 

@@ -5,6 +5,17 @@ and is required. It must differ from the funding updater's wallet (FUNDING_PRIVA
 PRIVATE_KEY): two services sending from one wallet fight over nonces. ALLOW_SHARED_WALLET=true
 overrides that. Each keeper replica needs its own wallet for the same reason.
 
+Profitability (docs/keeper.md, "Competing keepers"): a liquidation is sent only when its reward
+covers its gas cost x KEEPER_MIN_PROFIT_RATIO (0: always). The gas cost is converted into
+collateral with KEEPER_NATIVE_PRICE (collateral units per native token) when set, else with the
+index price of the market KEEPER_NATIVE_PRICE_MARKET (default ETH/USDT), which must then be a
+market of the PositionManager (checked at start, exit 2 otherwise).
+
+Competition (docs/keeper.md, "Competing keepers"): after a lost race the keeper lets at most
+KEEPER_CONTESTED_CONCURRENCY liquidations (1) be between their pending-block simulation and
+their broadcast at once, for KEEPER_CONTESTED_FOR_S; otherwise up to LIQUIDATION_CONCURRENCY
+(window.py).
+
 Contract addresses come from POSITION_MANAGER_ADDRESS or the deployment JSON at
 DEPLOYMENT_FILE (explicit address wins); markets from MARKETS (pairs), else the deployment's,
 else every market the PositionManager lists.
@@ -12,10 +23,11 @@ else every market the PositionManager lists.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
 from shared.chain.deployment import Deployment, market_id_hex
@@ -27,6 +39,7 @@ from shared.config import (
 )
 
 SERVICE = "keeper"
+PAIR_RE = re.compile(r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$")
 
 
 class KeeperSettings(BaseServiceSettings):
@@ -76,9 +89,56 @@ class KeeperSettings(BaseServiceSettings):
         "stuck (log, metric, not ready)",
     )
 
+    keeper_contested_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="liquidations between their pending-block simulation and their broadcast "
+        "at once while another liquidator is competing (a race lost recently)",
+    )
+    keeper_contested_for_s: float = Field(
+        default=120.0,
+        ge=0,
+        le=86_400,
+        description="how long after a lost race the keeper counts itself contested",
+    )
+
+    keeper_min_profit_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="send a liquidation only when its reward >= its gas cost x this (0: always)",
+    )
+    keeper_native_price: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e12,
+        allow_inf_nan=False,
+        description="price of one native token (ETH) in collateral units, for the gas cost; "
+        "unset: the index price of KEEPER_NATIVE_PRICE_MARKET",
+    )
+    keeper_native_price_market: str = Field(
+        default="ETH/USDT",
+        description="the market whose index price is the native token's price (without "
+        "KEEPER_NATIVE_PRICE)",
+    )
+
+    @field_validator("keeper_native_price_market")
+    @classmethod
+    def _native_market(cls, value: str) -> str:
+        pair = value.strip().upper()
+        if not PAIR_RE.match(pair):
+            raise ValueError("must be a pair like ETH/USDT")
+        return pair
+
     @property
     def min_balance_wei(self) -> int:
         return int(self.keeper_min_balance_eth * 10**18)
+
+    @property
+    def profit_check(self) -> bool:
+        return self.keeper_min_profit_ratio > 0
 
 
 class _WalletView(BaseSettings):

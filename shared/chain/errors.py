@@ -42,10 +42,17 @@ class TxRevertedError(RuntimeError):
 class TxMinedRevertedError(TxRevertedError):
     """The transaction was mined but reverted: unlike a reverted simulation, it cost gas."""
 
-    def __init__(self, reason: str, tx_hash: str | None = None, gas_used: int | None = None):
+    def __init__(
+        self,
+        reason: str,
+        tx_hash: str | None = None,
+        gas_used: int | None = None,
+        block_number: int | None = None,
+    ):
         super().__init__(reason)
         self.tx_hash = tx_hash
         self.gas_used = gas_used
+        self.block_number = block_number
 
 
 class InsufficientBalanceError(RuntimeError):

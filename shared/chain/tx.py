@@ -261,14 +261,18 @@ class TxSender(LedgerSupervisor):
         pending = await self.submit(tx, label)
         return await self.finish(pending)
 
-    async def submit(self, tx: dict[str, Any], label: str = "tx") -> PendingTx:
+    async def submit(
+        self, tx: dict[str, Any], label: str = "tx", estimated_gas: int | None = None
+    ) -> PendingTx:
         """Simulate and broadcast `tx` (retrying transient failures); returns it tracked in
         the ledger. Raises TxRevertedError when the simulation reverts (nothing is sent),
-        NonceGapError when a nonce below cannot be filled (nothing is sent)."""
+        NonceGapError when a nonce below cannot be filled (nothing is sent). A caller that has
+        just simulated and estimated `tx` itself passes `estimated_gas` (eth_estimateGas's
+        answer, before GAS_MULTIPLIER): it is not estimated again."""
         with _tracer.start_as_current_span("tx.send", attributes={"tx.label": label}) as span:
             async for attempt in self._retrying(nonce_error):  # nonce used by someone else
                 with attempt:
-                    pending = await self._broadcast(tx, label)
+                    pending = await self._broadcast(tx, label, estimated_gas)
             span.set_attribute("tx.nonce", pending.nonce)
             span.set_attribute("tx.hash", pending.hashes[-1])
         return pending
@@ -290,6 +294,7 @@ class TxSender(LedgerSupervisor):
                 f"{label} mined but reverted (tx {hex_str(receipt['transactionHash'])})",
                 tx_hash=hex_str(receipt["transactionHash"]),
                 gas_used=int(receipt["gasUsed"]),
+                block_number=int(receipt["blockNumber"]),
             )
         self.stats.confirmed += 1
         return dict(receipt)
@@ -310,14 +315,17 @@ class TxSender(LedgerSupervisor):
             raise pending.error
         return pending.receipt
 
-    async def _broadcast(self, tx: dict[str, Any], label: str) -> PendingTx:
+    async def _broadcast(
+        self, tx: dict[str, Any], label: str, estimated_gas: int | None = None
+    ) -> PendingTx:
         """Simulate, estimate, check the balance; then, under the nonce lock (local work only),
         take the next nonce, sign and track the transaction; then deliver it outside the lock,
         so a slow or lost answer never holds up the other sends."""
         if self._unfillable:
             raise NonceGapError(self.stuck() or "nonce gap")
         # The simulation: a revert (with its decoded reason) sends nothing.
-        gas = gas_limit(await self.estimate(tx), self.gas_multiplier) + self.gas_headroom
+        estimate = estimated_gas if estimated_gas is not None else await self.estimate(tx)
+        gas = gas_limit(estimate, self.gas_multiplier) + self.gas_headroom
         _, fees = await self.current_fees()
         cost = max_cost_wei(gas, fees, int(tx.get("value", 0)))
         balance, stale = await self._cached_balance()

@@ -38,15 +38,21 @@ contract LiquidationModule is PositionManagerBase {
         Ownable(msg.sender)
     {}
 
-    function liquidatePosition(uint256 tokenId) external nonReentrant {
-        _liquidate(tokenId, 0);
+    /// @return closed the base size unwound (all of the position, or the part that fits)
+    /// @return reward the caller's reward (its share of the penalty on `closed`)
+    function liquidatePosition(uint256 tokenId) external nonReentrant returns (uint256 closed, uint256 reward) {
+        return _liquidate(tokenId, 0);
     }
 
-    function liquidatePosition(uint256 tokenId, uint256 priceLimit) external nonReentrant {
-        _liquidate(tokenId, priceLimit);
+    function liquidatePosition(uint256 tokenId, uint256 priceLimit)
+        external
+        nonReentrant
+        returns (uint256 closed, uint256 reward)
+    {
+        return _liquidate(tokenId, priceLimit);
     }
 
-    function _liquidate(uint256 tokenId, uint256 priceLimit) internal {
+    function _liquidate(uint256 tokenId, uint256 priceLimit) internal returns (uint256, uint256) {
         PositionData memory p = _positions[tokenId];
         if (p.size == 0) revert PositionNotFound(tokenId);
         MarketData storage m = _markets[p.marketIndex];
@@ -96,6 +102,7 @@ contract LiquidationModule is PositionManagerBase {
             ps.entryFundingIndex = int128(l.cum);
             emit PositionReduced(tokenId, l.owner, l.marketId, l.remaining, notional, l.rest, l.cum);
         }
+        return (l.closed, l.reward);
     }
 
     /// Unwind as much of the position as the bounds allow (all of it when they do). The mark may

@@ -422,7 +422,7 @@ contract PositionManager is PositionManagerBase, IPositionManager {
     // ================================================================ liquidation (LiquidationModule)
 
     /// @inheritdoc IPositionManager
-    function liquidatePosition(uint256) external {
+    function liquidatePosition(uint256) external returns (uint256 closed, uint256 reward) {
         _delegate(liquidationModule);
     }
 
@@ -437,8 +437,10 @@ contract PositionManager is PositionManagerBase, IPositionManager {
     /// equity allows. On a full liquidation what is left goes to the owner; a shortfall is
     /// covered by the insurance fund (then recorded as bad debt). After it, no open/close trades
     /// in this market in this block. `priceLimit` bounds the unwind price (a long sold: price >=
-    /// limit; a short bought back: price <= limit; 0 = none).
-    function liquidatePosition(uint256, uint256) external {
+    /// limit; a short bought back: price <= limit; 0 = none). Returns the base size unwound and
+    /// the caller's reward (the module's return data, passed through), so a keeper's simulation
+    /// (eth_call) tells what the liquidation earns before it is sent.
+    function liquidatePosition(uint256, uint256) external returns (uint256 closed, uint256 reward) {
         _delegate(liquidationModule);
     }
 

@@ -181,8 +181,10 @@ interface IPositionManager is IPositionManagerEvents {
         external;
 
     // ---- liquidation ----
-    function liquidatePosition(uint256 tokenId) external;
-    function liquidatePosition(uint256 tokenId, uint256 priceLimit) external;
+    /// Returns the base size unwound (`closed`, the whole position or part of it) and the
+    /// caller's reward (collateral): what a keeper's eth_call of it earns at that state.
+    function liquidatePosition(uint256 tokenId) external returns (uint256 closed, uint256 reward);
+    function liquidatePosition(uint256 tokenId, uint256 priceLimit) external returns (uint256 closed, uint256 reward);
     function isPositionLiquidatable(uint256 tokenId) external view returns (bool);
     function getPositionsHealth(uint256[] calldata tokenIds) external view returns (PositionHealth[] memory);
 

@@ -42,8 +42,11 @@ class FakeSender:
         self.in_flight_while_waiting: list[bool] = []
         self.executor: Executor | None = None
 
-    async def submit(self, tx: dict[str, Any], label: str) -> object:
+    async def submit(
+        self, tx: dict[str, Any], label: str, estimated_gas: int | None = None
+    ) -> object:
         self.submits += 1
+        self.estimated_gas = estimated_gas
         if self.submit_error is not None:
             raise self.submit_error
         return object()

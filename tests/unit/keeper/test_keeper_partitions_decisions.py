@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from services.keeper.decisions import (
-    Action,
     CheckTracker,
+    LiquidationAction,
     OnchainHealth,
-    RevertOutcome,
-    classify_revert,
     decide,
 )
 from services.keeper.partitions import Ownership
@@ -29,17 +27,11 @@ def _h(exists: bool = True, liq: bool = False, price: int = 1) -> OnchainHealth:
 
 
 def test_decide() -> None:
-    assert decide(_h(exists=False), in_flight=True) is Action.DROP
-    assert decide(_h(liq=True), in_flight=True) is Action.IN_FLIGHT
-    assert decide(_h(liq=True), in_flight=False) is Action.LIQUIDATE
-    assert decide(_h(liq=False), in_flight=False) is Action.HEALTHY
-    assert decide(_h(liq=False, price=0), in_flight=False) is Action.ORACLE_DOWN
-
-
-def test_classify_revert() -> None:
-    assert classify_revert("PositionNotFound(7)") is RevertOutcome.DROP
-    assert classify_revert("NotLiquidatable(7, 10, 5)") is RevertOutcome.RECHECK
-    assert classify_revert("Panic(0x11)") is RevertOutcome.RETRY
+    assert decide(_h(exists=False), in_flight=True) is LiquidationAction.DROP
+    assert decide(_h(liq=True), in_flight=True) is LiquidationAction.IN_FLIGHT
+    assert decide(_h(liq=True), in_flight=False) is LiquidationAction.LIQUIDATE
+    assert decide(_h(liq=False), in_flight=False) is LiquidationAction.HEALTHY
+    assert decide(_h(liq=False, price=0), in_flight=False) is LiquidationAction.ORACLE_DOWN
 
 
 def test_check_tracker() -> None:
@@ -47,11 +39,11 @@ def test_check_tracker() -> None:
     stamp = (100, 1, 0)
     assert t.needs_check(1, stamp, in_flight=False)
     assert not t.needs_check(1, stamp, in_flight=True)
-    t.record(1, stamp, Action.HEALTHY)
+    t.record(1, stamp, LiquidationAction.HEALTHY)
     assert not t.needs_check(1, stamp, in_flight=False)  # nothing changed
     assert t.needs_check(1, (99, 1, 0), in_flight=False)  # price moved
-    t.record(1, stamp, Action.LIQUIDATE)
+    t.record(1, stamp, LiquidationAction.LIQUIDATE)
     assert t.needs_check(1, stamp, in_flight=False)  # liquidatable but nothing in flight
-    t.record(1, stamp, Action.HEALTHY)
+    t.record(1, stamp, LiquidationAction.HEALTHY)
     t.invalidate(1)
     assert t.needs_check(1, stamp, in_flight=False)

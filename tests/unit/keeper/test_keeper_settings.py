@@ -38,6 +38,9 @@ ENV_KEYS = (
     "MARKETS",
     "HEALTH_BATCH_SIZE",
     "MARGIN_BUFFER",
+    "KEEPER_MIN_PROFIT_RATIO",
+    "KEEPER_NATIVE_PRICE",
+    "KEEPER_NATIVE_PRICE_MARKET",
 )
 
 
@@ -63,6 +66,44 @@ def test_defaults_and_wallet() -> None:
     assert s.health_batch_size == 500 and s.margin_buffer == 0.10
     assert s.allow_shared_wallet is False
     assert s.min_balance_wei == int(0.05 * 10**18)
+
+
+def test_profitability_defaults() -> None:
+    s = load_keeper_settings(**_base(keeper_private_key=K1, funding_private_key=K2))
+    assert s.keeper_min_profit_ratio == 1.0 and s.profit_check
+    assert s.keeper_native_price is None and s.keeper_native_price_market == "ETH/USDT"
+    s = load_keeper_settings(
+        **_base(
+            keeper_private_key=K1,
+            funding_private_key=K2,
+            keeper_min_profit_ratio="0",
+            keeper_native_price="3000.5",
+            keeper_native_price_market=" eth/usdc ",
+        )
+    )
+    assert not s.profit_check and s.keeper_native_price == 3000.5
+    assert s.keeper_native_price_market == "ETH/USDC"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("keeper_min_profit_ratio", "-0.5"),
+        ("keeper_min_profit_ratio", "nan"),
+        ("keeper_min_profit_ratio", "lots"),
+        ("keeper_native_price", "0"),
+        ("keeper_native_price", "-3000"),
+        ("keeper_native_price", "inf"),
+        ("keeper_native_price_market", "ETHUSDT"),
+        ("keeper_native_price_market", ""),
+    ],
+)
+def test_bad_profitability_settings_name_the_field(field: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_keeper_settings(
+            **_base(keeper_private_key=K1, funding_private_key=K2, **{field: value})
+        )
+    assert set(err.value.problems) == {field.upper()}
 
 
 def test_missing_wallet_is_a_config_error() -> None:
