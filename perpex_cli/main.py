@@ -7,10 +7,10 @@ import click
 from perpex_cli.lazy import LazyGroup
 
 BENCH_COMMANDS = {
-    "gas": "perpex_cli.bench_gas:gas",
-    "graphql": "services.dashboard.bench:bench",
-    "indexer": "services.indexer.bench:bench",
-    "keeper": "services.keeper.bench:bench",
+    "gas": "perpex_dev.bench.gas:gas",
+    "graphql": "perpex_dev.bench.graphql:bench",
+    "indexer": "perpex_dev.bench.indexer:bench",
+    "keeper": "perpex_dev.bench.keeper:bench",
 }
 
 
@@ -20,7 +20,7 @@ def bench() -> None:
 
 
 COMMANDS = {
-    "dev": "shared.devstack.cli:dev",
+    "dev": "perpex_dev.devstack.cli:dev",
     "config": "shared.config_cli:config",
     "deploy": "shared.chain.deploy_cli:deploy",
     "indexer": "services.indexer.commands:indexer",
@@ -29,7 +29,7 @@ COMMANDS = {
     "operator": "services.operator.cli:operator",
     "dashboard": "services.dashboard.commands:dashboard",
     "relayer": "services.relayer.cli:relayer",
-    "demo": "perpex_cli.demo:demo",
+    "demo": "perpex_dev.demo:demo",
     "gov": "perpex_cli.gov:gov",
     "trade": "perpex_cli.trade.cli:trade",
 }

@@ -19,7 +19,7 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --check .; exit 1; }
 echo "== mypy"
-.venv/bin/mypy shared services perpex_cli
+.venv/bin/mypy shared services perpex_cli perpex_dev
 
 if [ "$FAST" = "1" ]; then
   echo "== pytest (fast: not integration)"

@@ -23,8 +23,8 @@ import asyncpg
 import pytest
 from web3 import Web3
 
-from shared.devstack.ephemeral import ephemeral_stack
-from shared.devstack.stack import LocalStack
+from perpex_dev.devstack.ephemeral import ephemeral_stack
+from perpex_dev.devstack.stack import LocalStack
 
 TESTS = Path(__file__).resolve().parent
 INTEGRATION_DIRS = (TESTS / "integration", TESTS / "contracts")

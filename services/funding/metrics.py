@@ -109,7 +109,6 @@ def unregister(updater: Observable) -> None:
 
 def points(updater: Any) -> dict[str, list[tuple[float, dict[str, str]]]]:
     """Every gauge's points for one FundingUpdater."""
-    from services.funding.outcomes import UpdateOutcome
     from services.funding.rates import rate_fraction
 
     out: dict[str, list[tuple[float, dict[str, str]]]] = {name: [] for name in GAUGES}
@@ -117,7 +116,7 @@ def points(updater: Any) -> dict[str, list[tuple[float, dict[str, str]]]]:
         attrs = {"market": state.ref.pair}
         last = state.last_outcome
         if last is not None:
-            for outcome in UpdateOutcome:
+            for outcome in type(last):  # every UpdateOutcome: 1 for the last one
                 out["perpex_funding_last_outcome"].append(
                     (1 if outcome is last else 0, {**attrs, "outcome": outcome.value})
                 )

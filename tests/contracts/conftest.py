@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from shared.chain.anvil import DEV_KEYS, AnvilProcess, run_anvil
+from perpex_dev.anvil import DEV_KEYS, AnvilProcess, run_anvil
 from shared.chain.deploy import deploy_local
 from shared.chain.deployment import Deployment
 

@@ -14,8 +14,8 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint
 
+from perpex_dev.anvil import DEV_KEYS, AnvilProcess
 from shared.chain.abi import ArtifactNotFoundError, load_abi, load_artifact
-from shared.chain.anvil import DEV_KEYS, AnvilProcess
 from shared.chain.deploy_cli import deploy as deploy_cmd
 from shared.chain.deployment import Deployment, market_id, market_id_hex
 

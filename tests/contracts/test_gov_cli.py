@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from web3 import Web3
 
+from perpex_dev.anvil import DEV_KEYS, AnvilProcess
 from shared.chain.abi import load_abi
-from shared.chain.anvil import DEV_KEYS, AnvilProcess
 from shared.chain.deployment import Deployment
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.devstack.ports import free_port
+from perpex_dev.devstack.ports import free_port
 
 
 def test_demo_liquidates_and_funds_and_links_a_trace(tmp_path: Path) -> None:

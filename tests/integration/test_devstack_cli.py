@@ -12,8 +12,8 @@ from pathlib import Path
 
 import asyncpg
 
-from shared.devstack.ports import free_ports
-from shared.devstack.process import proc_start_time
+from perpex_dev.devstack.ports import free_ports
+from perpex_dev.devstack.process import proc_start_time
 
 
 def _dev(data_dir: Path, ports: list[int], *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import FUNDING, KEEPER, anvil_key
+from perpex_dev.devstack.fault_proxy import FaultProxy
+from perpex_dev.devstack.ports import free_port
+from perpex_dev.devstack.tcp_proxy import TcpProxy
 from shared.chain.deploy import deploy_local
-from shared.devstack.accounts import FUNDING, KEEPER, anvil_key
-from shared.devstack.fault_proxy import FaultProxy
-from shared.devstack.ports import free_port
-from shared.devstack.tcp_proxy import TcpProxy
 
 REPO = Path(__file__).resolve().parents[2]
 DOWN_S = 10.0

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import FUNDING, KEEPER, anvil_key
 from shared.chain.deploy import deploy_local
-from shared.devstack.accounts import FUNDING, KEEPER, anvil_key
 
 REPO = Path(__file__).resolve().parents[2]
 

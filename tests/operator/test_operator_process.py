@@ -18,7 +18,7 @@ import aiohttp
 from metrics_scrape import Scrape, scrape, scrape_until
 from operator_harness import DEPLOY, ROOT, OperatorEnv, market_spec, perpmarket
 
-from shared.devstack.tcp_proxy import TcpProxy
+from perpex_dev.devstack.tcp_proxy import TcpProxy
 
 
 def free_port() -> int:

@@ -381,8 +381,8 @@ async def test_health_endpoints_follow_kopf_start_and_stop():
 
     import aiohttp
 
+    from perpex_dev.devstack.ports import free_port
     from services.operator.cli import _follow_kopf
-    from shared.devstack.ports import free_port
     from shared.health import HealthState, serve_health
     from shared.service import Service
 

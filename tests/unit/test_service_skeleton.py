@@ -15,9 +15,9 @@ import pytest
 from metrics_scrape import Scrape, scrape_until
 
 import shared.http_server
+from perpex_dev.devstack.ports import free_port
 from shared.config import EXIT_CONFIG_ERROR, ConfigError
 from shared.dependencies import StopRequested
-from shared.devstack.ports import free_port
 from shared.health import HealthState
 from shared.http_server import EXIT_CANNOT_SERVE, CannotServe
 from shared.service import (

@@ -14,11 +14,11 @@ from eth_account import Account
 from web3 import Web3
 
 from perpex_cli.services import ServiceProcess
+from perpex_dev.devstack.accounts import ANVIL_KEYS, RELAYER
+from perpex_dev.devstack.bridge import LocalBridge
+from perpex_dev.devstack.ports import free_port
+from perpex_dev.devstack.stack import LocalStack
 from shared.chain.deployment import Deployment
-from shared.devstack.accounts import ANVIL_KEYS, RELAYER
-from shared.devstack.bridge import LocalBridge
-from shared.devstack.ports import free_port
-from shared.devstack.stack import LocalStack
 
 RELAYER_ADDRESS = Account.from_key(ANVIL_KEYS[RELAYER]).address
 LZ_RECEIVE = bytes.fromhex(

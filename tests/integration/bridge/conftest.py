@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import pytest
 from bridge_support import RELAYER_ADDRESS, BridgeEnv
 
+from perpex_dev.devstack.accounts import ANVIL_KEYS, DEPLOYER
+from perpex_dev.devstack.ephemeral import ephemeral_stack
 from shared.chain.deploy import deploy_bridge, deploy_local
-from shared.devstack.accounts import ANVIL_KEYS, DEPLOYER
-from shared.devstack.ephemeral import ephemeral_stack
 
 
 @pytest.fixture(scope="module")

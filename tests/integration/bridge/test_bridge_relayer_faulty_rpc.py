@@ -9,7 +9,7 @@ import sys
 
 from bridge_support import BridgeEnv, environ
 
-from shared.devstack.fault_proxy import FaultProxy
+from perpex_dev.devstack.fault_proxy import FaultProxy
 
 WAD = 10**18
 

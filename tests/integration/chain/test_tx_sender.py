@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import anvil_key
 from shared.chain.client import async_web3
 from shared.chain.errors import InsufficientBalanceError, TxRevertedError
 from shared.chain.tx import TxSender
-from shared.devstack.accounts import anvil_key
 
 KEY_INDEX = 8
 

@@ -11,10 +11,10 @@ import pytest
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
+from perpex_dev.devstack.accounts import anvil_key
 from shared.chain.client import async_web3
 from shared.chain.errors import InsufficientBalanceError
 from shared.chain.tx import TxSender
-from shared.devstack.accounts import anvil_key
 
 KEY_INDEX = 7
 

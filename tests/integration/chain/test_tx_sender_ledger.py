@@ -14,10 +14,10 @@ from eth_account import Account
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
+from perpex_dev.devstack.accounts import anvil_key
+from perpex_dev.devstack.fault_proxy import FaultProxy
 from shared.chain.client import async_web3
 from shared.chain.tx import NonceGapError, TxSender
-from shared.devstack.accounts import anvil_key
-from shared.devstack.fault_proxy import FaultProxy
 
 KEY_INDEX = 6
 

@@ -18,7 +18,7 @@ import websockets
 from dashboard_support import envelope, publish
 from metrics_scrape import scrape, scrape_until
 
-from shared.devstack.ports import free_ports
+from perpex_dev.devstack.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[3]
 

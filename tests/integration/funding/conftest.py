@@ -12,9 +12,9 @@ import pytest
 from funding_support import LEASES, Chain, StrictLeaseEmulator
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import DEPLOYER, anvil_key
 from shared.chain.deploy import deploy_local
 from shared.chain.deployment import Deployment
-from shared.devstack.accounts import DEPLOYER, anvil_key
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ import attrs
 import kmock as km
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import FUNDING, anvil_key
 from services.funding.app import open_updater
 from services.funding.settings import FundingSettings, load_funding_settings
 from services.funding.updater import FundingUpdater
 from shared.chain.abi import load_abi
 from shared.chain.deployment import Deployment
-from shared.devstack.accounts import FUNDING, anvil_key
 
 H8 = 8 * 3600
 LEASES = "coordination.k8s.io/v1/leases"

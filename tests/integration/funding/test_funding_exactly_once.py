@@ -13,10 +13,10 @@ import asyncpg
 import kmock as km
 from funding_support import H8, Chain, funding_settings, lease_object, running, wait_for
 
+from perpex_dev.devstack.stack import LocalStack
 from services.funding.leader import PostgresAdvisoryLeader
 from services.funding.schedule import window_index
 from services.funding.updater import FundingUpdater
-from shared.devstack.stack import LocalStack
 
 
 async def _window_done(funded: Chain, before: dict[str, int]) -> None:

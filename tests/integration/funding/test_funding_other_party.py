@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from funding_support import Chain, funding_settings, running, wait_for
 
+from perpex_dev.devstack.accounts import TRADERS
 from services.funding.app import open_updater
 from services.funding.updater import UpdateOutcome
 from services.indexer.app import open_app
 from services.indexer.settings import IndexerSettings
-from shared.devstack.accounts import TRADERS
 
 OTHER = TRADERS[2]  # someone who is not the funding updater
 

@@ -20,9 +20,9 @@ import httpx
 from funding_support import H8, Chain, wait_for
 from metrics_scrape import Scrape, scrape_until
 
+from perpex_dev.devstack.accounts import FUNDING, anvil_key
+from perpex_dev.devstack.ports import free_port
 from services.funding.schedule import window_index
-from shared.devstack.accounts import FUNDING, anvil_key
-from shared.devstack.ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 ARGV = [sys.executable, "-m", "perpex_cli.main", "funding"]

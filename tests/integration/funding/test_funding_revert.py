@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from funding_support import Chain, funding_settings, running, wait_for
 
+from perpex_dev.devstack.accounts import DEPLOYER
 from shared.chain.abi import load_abi
-from shared.devstack.accounts import DEPLOYER
 
 
 async def test_revert_reports_its_reason_and_does_not_loop(

@@ -18,12 +18,12 @@ import asyncpg
 from eth_abi import decode as abi_decode
 from web3 import Web3
 
+from perpex_dev.anvil import DEV_KEYS
+from perpex_dev.loadgen import AnvilRpc
 from services.indexer.app import open_app
 from services.indexer.event_specs import load_event_table
-from services.indexer.loadgen import AnvilRpc
 from services.indexer.settings import IndexerSettings
 from shared.chain.abi import load_abi
-from shared.chain.anvil import DEV_KEYS
 from shared.chain.deploy import deploy_local
 from shared.chain.deployment import Deployment
 from shared.events.schema import EventEnvelope, decode_event

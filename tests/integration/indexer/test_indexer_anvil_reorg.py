@@ -21,8 +21,8 @@ from indexer_support import (
 )
 from web3 import Web3
 
+from perpex_dev.loadgen import LoadGen
 from services.indexer.app import open_app
-from services.indexer.loadgen import LoadGen
 
 
 async def test_reorg_rolls_back_and_publishes_reverted_events(

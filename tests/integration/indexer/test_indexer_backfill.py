@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from web3 import Web3
 
-from services.indexer.loadgen import LoadGen
+from perpex_dev.loadgen import LoadGen
 from shared.telemetry import add_span_processor
 
 

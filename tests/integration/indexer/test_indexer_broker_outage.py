@@ -22,9 +22,9 @@ from indexer_support import (
 )
 from web3 import Web3
 
-from services.indexer.loadgen import LoadGen
-from shared.devstack.components import Broker, StackConfig
-from shared.devstack.ports import free_port
+from perpex_dev.devstack.components import Broker, StackConfig
+from perpex_dev.devstack.ports import free_port
+from perpex_dev.loadgen import LoadGen
 
 
 async def test_broker_stopped_then_restarted(

@@ -14,8 +14,8 @@ from indexer_support import (
 )
 from web3 import Web3
 
-from services.indexer.loadgen import LoadGen
-from shared.devstack.fault_proxy import FaultProxy
+from perpex_dev.devstack.fault_proxy import FaultProxy
+from perpex_dev.loadgen import LoadGen
 
 
 async def test_converges_through_faulty_rpc(

@@ -11,10 +11,10 @@ from indexer_support import db_rows, deploy, index_once, settings_for
 from starlette.testclient import TestClient
 from web3 import Web3
 
+from perpex_dev.anvil import DEV_KEYS
 from services.dashboard.app import create_app
 from services.dashboard.settings import load_dashboard_settings
 from shared.chain.abi import load_abi
-from shared.chain.anvil import DEV_KEYS
 from shared.chain.client import sync_web3
 from shared.chain.governed import GovernedChanges
 

@@ -15,9 +15,9 @@ import pytest
 from indexer_support import consume, db_rows, deploy, ids_of, settings_for
 from web3 import Web3
 
+from perpex_dev.loadgen import LoadGen
 from services.indexer.app import open_app
 from services.indexer.handoff import Handoff
-from services.indexer.loadgen import LoadGen
 from services.indexer.outbox_rows import OutboxRow
 from services.indexer.store import MIGRATIONS_DIR
 from shared.db import apply_migrations

@@ -29,9 +29,9 @@ from indexer_support import (
 from metrics_scrape import Scrape, scrape_until
 from web3 import Web3
 
-from services.indexer.loadgen import LoadGen
+from perpex_dev.devstack.ports import free_port
+from perpex_dev.loadgen import LoadGen
 from services.indexer.store import WRITER_LOCK_KEY
-from shared.devstack.ports import free_port
 
 
 async def test_sigterm_then_kill9_then_restart(

@@ -14,8 +14,8 @@ import pytest
 from indexer_support import INDEXER_ARGV, REPO, deploy, index_once, settings_for, subprocess_env
 from web3 import Web3
 
-from services.indexer.loadgen import LoadGen
-from shared.devstack.ports import free_port
+from perpex_dev.devstack.ports import free_port
+from perpex_dev.loadgen import LoadGen
 
 
 def _status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,8 @@ from typing import Any
 
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import anvil_key
+from perpex_dev.devstack.market import LocalMarket
 from services.indexer.app import open_app
 from services.indexer.settings import IndexerSettings
 from services.keeper.app import Keeper
@@ -24,8 +26,6 @@ from services.keeper.settings import KeeperSettings, load_keeper_settings
 from shared.chain.abi import load_abi
 from shared.chain.deploy import deploy_local
 from shared.chain.deployment import Deployment
-from shared.devstack.accounts import anvil_key
-from shared.devstack.market import LocalMarket
 from shared.health import HealthState
 
 WAD = 10**18

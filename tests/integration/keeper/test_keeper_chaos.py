@@ -42,12 +42,12 @@ from keeper_support import (
 )
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import anvil_key
+from perpex_dev.devstack.components import Anvil, Broker, StackConfig
+from perpex_dev.devstack.fault_proxy import FaultProxy
+from perpex_dev.devstack.market import LocalMarket
+from perpex_dev.devstack.ports import free_port
 from shared.chain.abi import load_abi
-from shared.devstack.accounts import anvil_key
-from shared.devstack.components import Anvil, Broker, StackConfig
-from shared.devstack.fault_proxy import FaultProxy
-from shared.devstack.market import LocalMarket
-from shared.devstack.ports import free_port
 from shared.kafka import ensure_topic
 
 TARGET_BLOCKS = 30  # 1 s blocks: a kill -9, a restart and its reconciliation fit well within

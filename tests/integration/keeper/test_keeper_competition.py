@@ -46,10 +46,10 @@ from keeper_support import (
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from web3 import Web3
 
+from perpex_dev.devstack.market import LocalMarket
 from services.keeper.app import Keeper
 from services.keeper.presend import Go
 from shared.config import ConfigError
-from shared.devstack.market import LocalMarket
 from shared.telemetry import setup_telemetry
 
 COMPETITOR = 5  # an unlocked anvil account that liquidates too

@@ -39,8 +39,8 @@ from keeper_support import (
 )
 from web3 import Web3
 
+from perpex_dev.bench.keeper_chain import Chain, keeper_wallet_state, measure_move, open_and_sink
 from services.keeper.app import Keeper
-from services.keeper.bench_chain import Chain, keeper_wallet_state, measure_move, open_and_sink
 
 RIVAL_KEY = 9  # an anvil account no other role uses
 POSITIONS = 1_200  # the plan needs the far-from-maintenance ones to keep the vAMMs balanced

@@ -30,8 +30,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from web3 import Web3
 
+from perpex_dev.devstack.market import LocalMarket
 from services.keeper.margin import health
-from shared.devstack.market import LocalMarket
 from shared.telemetry import setup_telemetry
 
 

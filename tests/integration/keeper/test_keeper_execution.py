@@ -32,8 +32,8 @@ from keeper_support import (
 )
 from web3 import Web3
 
-from shared.devstack.fault_proxy import FaultProxy
-from shared.devstack.market import LocalMarket
+from perpex_dev.devstack.fault_proxy import FaultProxy
+from perpex_dev.devstack.market import LocalMarket
 
 
 def _group() -> str:

@@ -25,11 +25,11 @@ from keeper_support import (
 )
 from web3 import Web3
 
+from perpex_dev.anvil import DEV_KEYS
+from perpex_dev.devstack.accounts import anvil_key
 from services.funding.app import open_updater
 from services.funding.settings import load_funding_settings
-from shared.chain.anvil import DEV_KEYS
 from shared.chain.deployment import market_id_hex
-from shared.devstack.accounts import anvil_key
 
 REPO = Path(__file__).resolve().parents[3]
 WAD = 10**18

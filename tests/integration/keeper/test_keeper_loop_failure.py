@@ -20,8 +20,8 @@ from keeper_support import (
 )
 from web3 import Web3
 
+from perpex_dev.devstack.market import LocalMarket
 from services.keeper.app import Keeper
-from shared.devstack.market import LocalMarket
 from shared.health import HealthState
 
 

@@ -27,8 +27,8 @@ from keeper_support import (
 from metrics_scrape import Scrape, scrape_until
 from web3 import Web3
 
-from shared.devstack.market import LocalMarket
-from shared.devstack.ports import free_port
+from perpex_dev.devstack.market import LocalMarket
+from perpex_dev.devstack.ports import free_port
 
 NAMED = (
     "perpex_keeper_book_positions",

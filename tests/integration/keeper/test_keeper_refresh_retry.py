@@ -21,8 +21,8 @@ from keeper_support import (
 )
 from web3 import Web3
 
+from perpex_dev.devstack.market import LocalMarket
 from services.keeper.book import ApplyResult
-from shared.devstack.market import LocalMarket
 
 
 async def test_a_failed_reread_is_retried(

@@ -27,7 +27,7 @@ from keeper_support import (
 )
 from web3 import Web3
 
-from shared.devstack.market import LocalMarket
+from perpex_dev.devstack.market import LocalMarket
 from shared.events.keys import partition_for, token_key
 
 SECOND_KEEPER_KEY = 9

@@ -33,7 +33,7 @@ from keeper_support import (
 )
 from web3 import Web3
 
-from shared.devstack.market import LocalMarket
+from perpex_dev.devstack.market import LocalMarket
 
 
 async def test_killed_mid_flight_restart_sends_no_duplicate_then_sigterm_exits_cleanly(

@@ -21,7 +21,7 @@ from keeper_support import (
 )
 from web3 import Web3
 
-from shared.devstack.market import LocalMarket
+from perpex_dev.devstack.market import LocalMarket
 
 
 async def test_revoked_positions_leave_the_book_before_the_wait(

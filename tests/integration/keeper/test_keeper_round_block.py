@@ -19,8 +19,8 @@ from keeper_support import (
 )
 from web3 import Web3
 
+from perpex_dev.devstack.market import LocalMarket
 from services.keeper.book import BookPosition
-from shared.devstack.market import LocalMarket
 
 
 async def test_a_position_newer_than_the_rounds_block_is_kept(

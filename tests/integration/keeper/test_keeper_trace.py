@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from web3 import Web3
 
-from shared.devstack.market import LocalMarket
+from perpex_dev.devstack.market import LocalMarket
 from shared.telemetry import add_span_processor
 
 

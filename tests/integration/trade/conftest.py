@@ -9,8 +9,8 @@ import pytest
 from trade_support import Trading
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import DEPLOYER, anvil_key
 from shared.chain.deploy import deploy_local
-from shared.devstack.accounts import DEPLOYER, anvil_key
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from eth_utils import function_signature_to_4byte_selector
 from trade_support import Trading
 
 from perpex_cli.trade.chain import SIG_CLOSE, SIG_OPEN, SIG_REDUCE
-from shared.devstack.accounts import ANVIL_KEYS
-from shared.devstack.market import WAD
+from perpex_dev.devstack.accounts import ANVIL_KEYS
+from perpex_dev.devstack.market import WAD
 
 ME, OTHER, BOOK = 5, 6, 7
 

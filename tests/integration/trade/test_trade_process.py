@@ -11,7 +11,7 @@ import sys
 
 from trade_support import CLEARED, Trading
 
-from shared.devstack.accounts import ANVIL_KEYS
+from perpex_dev.devstack.accounts import ANVIL_KEYS
 
 
 def _perpex(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

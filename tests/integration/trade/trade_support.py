@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 from web3 import Web3
 
 from perpex_cli.main import cli
+from perpex_dev.devstack.accounts import ANVIL_KEYS
+from perpex_dev.devstack.market import WAD, LocalMarket
 from shared.chain.deployment import Deployment
-from shared.devstack.accounts import ANVIL_KEYS
-from shared.devstack.market import WAD, LocalMarket
 
 # Variables the CLI reads; every run starts without them unless a test sets them.
 CLEARED = (

@@ -1,11 +1,11 @@
 """`perpex bench graphql`: concurrent clients reading positions pages over /graphql.
 
-1. Starts a private PostgreSQL (shared.devstack), applies the indexer's migrations to a fresh
+1. Starts a private PostgreSQL (perpex_dev.devstack), applies the indexer's migrations to a fresh
    database and bulk-loads --positions synthetic positions with COPY (the indexer's own COPY
    encoder), then ANALYZE.
 2. Starts `perpex dashboard --no-feed` on a free port as its own process, as deployed.
 3. --clients clients (one asyncio task each, one keep-alive HTTP connection each) loop without
-   pause: choose a view (services.dashboard.bench_data: a filter and an order), read its first
+   pause: choose a view (perpex_dev.bench.graphql_data: a filter and an order), read its first
    page with totalCount, then follow the cursor for 1-4 more pages. --warmup seconds are not
    measured, then --duration seconds are.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import click
 
-from services.dashboard import bench_data
+from perpex_dev.bench import graphql_data as bench_data
 
 
 def _info(msg: str, *args: Any) -> None:
@@ -259,8 +259,8 @@ async def _status(url: str) -> dict[str, Any] | None:
 def run_bench(opts: Options) -> dict[str, Any]:
     import psutil
 
-    from shared.devstack.ephemeral import ephemeral_stack
-    from shared.devstack.ports import free_port
+    from perpex_dev.devstack.ephemeral import ephemeral_stack
+    from perpex_dev.devstack.ports import free_port
 
     owners = max(10, opts.positions // 50)
     owner_list = bench_data.owners(owners, 1)

@@ -24,7 +24,7 @@ naive_rpc_calls_per_block is the baseline's requests (its eth_blockNumber reads 
 isPositionLiquidatable calls) divided by the blocks it swept.
 
 With --fault-rate R (e.g. 0.1) the keeper talks to anvil through the fault proxy
-(shared/devstack/fault_proxy.py, in a process of its own): R of its requests get HTTP 429 or
+(perpex_dev/devstack/fault_proxy.py, in a process of its own): R of its requests get HTTP 429 or
 5xx, an answer slower than RPC_TIMEOUT_S (--rpc-timeout, 2 s), a body cut short, or the
 connection dropped before or after forwarding, and eth_blockNumber answers 1-4 blocks behind at
 rate R. The naive baseline and the indexer talk to anvil directly.
@@ -57,14 +57,14 @@ from typing import Any
 import click
 from web3 import Web3
 
-from services.keeper.bench_chain import (
+from perpex_dev.bench.keeper_chain import (
     LIQUIDATED,
     Chain,
     keeper_wallet_state,
     naive_baseline,
     open_and_sink,
 )
-from services.keeper.bench_chain import info as _info
+from perpex_dev.bench.keeper_chain import info as _info
 
 KEEPER_KEY = 1
 FUNDING_KEY = 2
@@ -119,7 +119,7 @@ class ProxyProcess:
             [
                 sys.executable,
                 "-m",
-                "shared.devstack.fault_proxy",
+                "perpex_dev.devstack.fault_proxy",
                 upstream,
                 "--rate",
                 str(rate),
@@ -161,9 +161,9 @@ async def keeper_phase(
     keeper_rpc_url: str | None = None,
     rpc_timeout_s: float = 15.0,
 ) -> dict[str, Any]:
+    from perpex_dev.devstack.accounts import anvil_key
     from services.keeper.app import Keeper
     from services.keeper.settings import load_keeper_settings
-    from shared.devstack.accounts import anvil_key
     from shared.health import HealthState
 
     settings = load_keeper_settings(
@@ -319,9 +319,9 @@ def run_bench(
     fault_rate: float = 0.0,
     rpc_timeout_s: float = 2.0,
 ) -> dict[str, Any]:
+    from perpex_dev.devstack.accounts import anvil_key
+    from perpex_dev.devstack.ephemeral import ephemeral_stack
     from shared.chain.deploy import deploy_local
-    from shared.devstack.accounts import anvil_key
-    from shared.devstack.ephemeral import ephemeral_stack
     from shared.kafka import ensure_topic
 
     topic = "perpex.events"

@@ -37,7 +37,7 @@ class Chain:
     """Batched eth_sendTransaction from anvil's unlocked accounts (no signing in Python)."""
 
     def __init__(self, url: str, deployment: Any):
-        from services.indexer.loadgen import AnvilRpc
+        from perpex_dev.loadgen import AnvilRpc
         from shared.chain.abi import load_abi
 
         self.url = url

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.devstack.components import StackConfig
-from shared.devstack.ports import free_ports
-from shared.devstack.stack import LocalStack
+from perpex_dev.devstack.components import StackConfig
+from perpex_dev.devstack.ports import free_ports
+from perpex_dev.devstack.stack import LocalStack
 
 
 @contextmanager

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from shared.devstack.components import ComponentError, StackConfig
-from shared.devstack.stack import LocalStack
+from perpex_dev.devstack.components import ComponentError, StackConfig
+from perpex_dev.devstack.stack import LocalStack
 
 
 def _stack(ctx: click.Context) -> LocalStack:

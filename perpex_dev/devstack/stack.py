@@ -3,7 +3,7 @@ second anvil when the config gives it a port."""
 
 from __future__ import annotations
 
-from shared.devstack.components import (
+from perpex_dev.devstack.components import (
     Anvil,
     Broker,
     Component,

@@ -31,16 +31,16 @@ import click
 from eth_account import Account
 from web3 import Web3
 
-from perpex_cli.otlp_sink import OtlpSink, start_sink_thread
 from perpex_cli.services import ServiceProcess
+from perpex_dev.devstack.accounts import ANVIL_KEYS, DEPLOYER, FUNDING, KEEPER, RELAYER, TRADERS
+from perpex_dev.devstack.bridge import LocalBridge
+from perpex_dev.devstack.components import StackConfig
+from perpex_dev.devstack.market import WAD, LocalMarket, OpenedPosition
+from perpex_dev.devstack.paths import REPO_ROOT
+from perpex_dev.devstack.ports import free_ports
+from perpex_dev.devstack.stack import LocalStack
+from perpex_dev.otlp_sink import OtlpSink, start_sink_thread
 from shared.chain.deploy import deploy_bridge, deploy_local
-from shared.devstack.accounts import ANVIL_KEYS, DEPLOYER, FUNDING, KEEPER, RELAYER, TRADERS
-from shared.devstack.bridge import LocalBridge
-from shared.devstack.components import StackConfig
-from shared.devstack.market import WAD, LocalMarket, OpenedPosition
-from shared.devstack.paths import REPO_ROOT
-from shared.devstack.ports import free_ports
-from shared.devstack.stack import LocalStack
 
 FUNDING_INTERVAL = 8 * 3600
 

@@ -40,7 +40,7 @@ def _info(msg: str, *args: Any) -> None:
 
 def generate(rpc_url: str, deployment: Any, events: int, seed: int = 1) -> int:
     """Trade until at least `events` Perp-EX events exist; returns the estimate."""
-    from services.indexer.loadgen import LoadGen
+    from perpex_dev.loadgen import LoadGen
 
     gen = LoadGen(rpc_url, deployment, seed=seed, batch_size=100)
     gen.fund_traders()
@@ -140,9 +140,9 @@ async def topic_event_ids(bootstrap: str, topic: str, expected: int, within: flo
 
 
 def run_bench(events: int) -> dict[str, Any]:
-    from shared.chain.anvil import DEV_KEYS
+    from perpex_dev.anvil import DEV_KEYS
+    from perpex_dev.devstack.ephemeral import ephemeral_stack
     from shared.chain.deploy import deploy_local
-    from shared.devstack.ephemeral import ephemeral_stack
     from shared.telemetry import setup_telemetry
 
     setup_telemetry("perpex-indexer-bench")

@@ -18,8 +18,8 @@ import click
 from web3 import Web3
 from web3.logs import DISCARD
 
+from perpex_dev.anvil import DEV_KEYS, run_anvil
 from shared.chain.abi import load_abi
-from shared.chain.anvil import DEV_KEYS, run_anvil
 from shared.chain.deploy import deploy_local
 from shared.chain.deployment import Deployment
 

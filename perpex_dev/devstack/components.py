@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.devstack import paths
-from shared.devstack.process import PidFile, PidRecord, spawn, terminate
+from perpex_dev.devstack import paths
+from perpex_dev.devstack.process import PidFile, PidRecord, spawn, terminate
 
 
 @dataclass

@@ -247,7 +247,7 @@ def _error(payload: dict[str, Any], code: int, message: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m shared.devstack.fault_proxy UPSTREAM --rate 0.1`: run a chaos proxy in a
+    """`python -m perpex_dev.devstack.fault_proxy UPSTREAM --rate 0.1`: run a chaos proxy in a
     process of its own (benchmarks: its work stays off the measured process). Prints its URL
     on the first line; on SIGTERM/SIGINT prints a JSON object of its counters and exits."""
     import argparse

@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.devstack.accounts import ANVIL_KEYS
-from shared.devstack.ephemeral import ephemeral_stack
+from perpex_dev.devstack.accounts import ANVIL_KEYS
+from perpex_dev.devstack.ephemeral import ephemeral_stack
 
 # anvil's well-known development keys (mnemonic "test test ... junk"); local chains only.
 DEV_KEYS = ANVIL_KEYS

@@ -1,0 +1,1 @@
+"""`perpex bench gas|indexer|keeper|graphql`: each prints one JSON object on its last line."""
