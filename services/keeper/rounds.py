@@ -167,6 +167,8 @@ class HealthRounds:
                 log.warning("periodic refresh failed: %s", exc)
 
     def _update_readiness(self) -> None:
+        if self._stop.is_set():
+            return  # stopping (shut down, or a loop failed): readiness stays down
         stuck = self.sender.stuck()
         if stuck is not None:
             self.health.set_ready(False, f"transaction sender stuck: {stuck}")
