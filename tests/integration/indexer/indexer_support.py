@@ -1,5 +1,6 @@
-"""Helpers for the indexer's integration tests: run, and compare the database and the Kafka topic
-with the chain (the deployment comes from the session's `deployed` fixture, tests/conftest.py)."""
+"""Helpers for the indexer's integration tests: deploy, run, and compare the database and the
+Kafka topic with the chain. Tests on the session's anvil take its deployment from the `deployed`
+fixture (tests/conftest.py); `deploy` runs the deploy flow again (a chain of a test's own)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,20 @@ from services.indexer.app import load_event_table, open_app
 from services.indexer.loadgen import AnvilRpc
 from services.indexer.settings import IndexerSettings
 from shared.chain.abi import load_abi
+from shared.chain.anvil import DEV_KEYS
+from shared.chain.deploy import deploy_local
 from shared.chain.deployment import Deployment
 from shared.events.schema import EventEnvelope, decode_event
 from shared.kafka import make_consumer
 
 REPO = Path(__file__).resolve().parents[3]
 POSITION_TYPES = "(bytes32,bool,uint256,uint256,uint256,uint256,uint256,int256,uint64,uint64)"
+
+
+def deploy(rpc_url: str, folder: Path) -> tuple[Deployment, Path]:
+    """Deploy with the project's deploy flow (a `forge script` run)."""
+    path = folder / f"deployment-{uuid.uuid4().hex[:6]}.json"
+    return deploy_local(rpc_url, DEV_KEYS[0], path), path
 
 
 def settings_for(
