@@ -4,6 +4,12 @@
 Per-test isolation: `fresh_db` is a new empty database, `topic` a new topic, `chain` reverts
 anvil to a snapshot after the test.
 
+The protocol is deployed once per session on that anvil (`session_deployment`: the project's
+deploy flow, contracts/script/Deploy.s.sol through deploy_local, as `perpex deploy` runs it).
+`deployed` hands a test that deployment on a chain reverted after the test (through `chain`),
+with its own copy of the deployment file: the same chain a deploy inside the test left, without
+a `forge script` run per test.
+
 Markers by folder: everything under tests/integration/ and tests/contracts/ (real anvil,
 PostgreSQL, broker, forge scripts) is `integration`; `scripts/test.sh --fast` runs the rest.
 A test skipped because a tool is missing (reason starting with TOOL_MISSING: the Helm engine,
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,10 +28,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from deploy_support import Deployed
 from web3 import Web3
 
+from perpex_dev.devstack.accounts import DEPLOYER, anvil_key
 from perpex_dev.devstack.ephemeral import ephemeral_stack
 from perpex_dev.devstack.stack import LocalStack
+from shared.chain.deploy import deploy_local
+from shared.chain.deployment import Deployment
 
 TESTS = Path(__file__).resolve().parent
 INTEGRATION_DIRS = (TESTS / "integration", TESTS / "contracts")
@@ -86,6 +97,27 @@ def chain(w3: Web3) -> Iterator[Web3]:
         # anvil keeps a spiked next base fee and automine settings across evm_revert.
         w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(10**9)])  # type: ignore[arg-type]
         w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def session_deployment(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    """ETH/USDT and BTC/USDT deployed by the deployer (account 0) on the session's anvil, once.
+
+    Session-scoped fixtures are set up before function-scoped ones, so the deployment is on the
+    chain before any test's `chain` snapshot, and no revert removes it."""
+    path = tmp_path_factory.mktemp("session-deployment") / "deployment.json"
+    return Deployed(deploy_local(stack.anvil.url, anvil_key(DEPLOYER), path), path)
+
+
+@pytest.fixture
+def deployed(chain: Web3, session_deployment: Deployed, tmp_path: Path) -> Deployed:
+    """The session's deployment, on a chain reverted after the test; the file is the test's own
+    copy under a unique name (tests derive topic names from it)."""
+    code = chain.eth.get_code(session_deployment.deployment.contracts.position_manager)
+    assert code, "the session deployment is not on the chain"
+    path = tmp_path / f"deployment-{uuid.uuid4().hex[:6]}.json"
+    shutil.copyfile(session_deployment.path, path)
+    return Deployed(Deployment.load(path), path)
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+from deploy_support import Deployed
 from web3 import Web3
 
 from perpex_dev.devstack.accounts import FUNDING, KEEPER, anvil_key
 from perpex_dev.devstack.fault_proxy import FaultProxy
 from perpex_dev.devstack.ports import free_port
 from perpex_dev.devstack.tcp_proxy import TcpProxy
-from shared.chain.deploy import deploy_local
 
 REPO = Path(__file__).resolve().parents[2]
 DOWN_S = 10.0
@@ -137,10 +137,15 @@ async def _proxies(
 
 
 async def test_services_wait_for_their_dependencies_and_ride_out_start_up_errors(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    dep_file = tmp_path / "deployment.json"
-    await asyncio.to_thread(deploy_local, rpc_url, anvil_key(0), dep_file)
+    dep_file = deployed.path
     pg_port = int(fresh_db.rsplit(":", 1)[1].split("/", 1)[0])
     names = ["indexer", "keeper", "funding"]
     base = {

@@ -10,10 +10,10 @@ import sys
 import uuid
 from pathlib import Path
 
+from deploy_support import Deployed
 from web3 import Web3
 
 from perpex_dev.devstack.accounts import FUNDING, KEEPER, anvil_key
-from shared.chain.deploy import deploy_local
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,10 +35,15 @@ async def _exit(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 
 async def test_an_unknown_market_exits_2_naming_it_in_every_service(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    dep_file = tmp_path / "deployment.json"
-    await asyncio.to_thread(deploy_local, rpc_url, anvil_key(0), dep_file)
+    dep_file = deployed.path
     env = {
         **{
             k: v

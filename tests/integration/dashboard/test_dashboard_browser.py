@@ -171,7 +171,10 @@ async def test_page_updates_live_and_screenshot(
         assert await browser.evaluate("document.getElementById('feed-count').textContent") == "(3)"
 
         png = tmp_path / "dashboard.png"
-        await asyncio.sleep(1.7)  # let the highlight animation of the new rows fade
+        await browser.wait_for(  # the highlight animation of the new rows has faded
+            "document.getAnimations().every(a => a.animationName !== 'flash')",
+            what="the new rows' highlight to fade",
+        )
         data = await browser.screenshot(png)
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = struct.unpack(">II", data[16:24])

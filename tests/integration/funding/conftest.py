@@ -1,26 +1,26 @@
-"""Fixtures of the funding updater's integration tests: a deployment on the session's anvil
-(each test reverts to it through `chain`) and kmock's Kubernetes API emulator with Leases."""
+"""Fixtures of the funding updater's integration tests: the session's deployment (each test
+reverts to it through `chain`) and kmock's Kubernetes API emulator with Leases."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kmock as km
 import pytest
+from deploy_support import Deployed
 from funding_support import LEASES, Chain, StrictLeaseEmulator
 from web3 import Web3
 
-from perpex_dev.devstack.accounts import DEPLOYER, anvil_key
-from shared.chain.deploy import deploy_local
 from shared.chain.deployment import Deployment
 
 
 @pytest.fixture(scope="module")
-def deployment_file(rpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def deployment_file(session_deployment: Deployed, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("funding") / "deployment.json"
-    deploy_local(rpc_url, anvil_key(DEPLOYER), path)
+    shutil.copyfile(session_deployment.path, path)
     return path
 
 

@@ -1,5 +1,6 @@
 """Helpers for the indexer's integration tests: deploy, run, and compare the database and the
-Kafka topic with the chain."""
+Kafka topic with the chain. Tests on the session's anvil take its deployment from the `deployed`
+fixture (tests/conftest.py); `deploy` runs the deploy flow again (a chain of a test's own)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ POSITION_TYPES = "(bytes32,bool,uint256,uint256,uint256,uint256,uint256,int256,u
 
 
 def deploy(rpc_url: str, folder: Path) -> tuple[Deployment, Path]:
+    """Deploy with the project's deploy flow (a `forge script` run)."""
     path = folder / f"deployment-{uuid.uuid4().hex[:6]}.json"
     return deploy_local(rpc_url, DEV_KEYS[0], path), path
 

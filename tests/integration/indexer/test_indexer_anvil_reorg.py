@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from deploy_support import Deployed
 from indexer_support import (
     assert_db_matches_chain,
     consume,
     db_rows,
-    deploy,
     ids_of,
     matches_chain,
     outbox_empty,
@@ -26,9 +26,14 @@ from services.indexer.app import open_app
 
 
 async def test_reorg_rolls_back_and_publishes_reverted_events(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=5, batch_size=30)
     gen.fund_traders()
     gen.scenario(60)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploy_support import Deployed
 from indexer_support import (
     assert_db_matches_chain,
     chain_event_ids,
     consume,
     db_rows,
-    deploy,
     ids_of,
     index_once,
     settings_for,
@@ -24,9 +24,14 @@ from shared.telemetry import add_span_processor
 
 
 async def test_backfill_equals_chain(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=11, batch_size=40)
     gen.fund_traders()
     gen.scenario(160)

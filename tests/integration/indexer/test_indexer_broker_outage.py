@@ -8,10 +8,10 @@ import asyncio
 import signal
 from pathlib import Path
 
+from deploy_support import Deployed
 from indexer_support import (
     consume,
     db_rows,
-    deploy,
     ids_of,
     outbox_empty,
     settings_for,
@@ -28,21 +28,21 @@ from perpex_dev.loadgen import LoadGen
 
 
 async def test_broker_stopped_then_restarted(
-    chain: Web3, rpc_url: str, fresh_db: str, tmp_path: Path
+    chain: Web3, deployed: Deployed, rpc_url: str, fresh_db: str, tmp_path: Path
 ) -> None:
     broker = Broker(StackConfig(data_dir=tmp_path / "broker", kafka_port=free_port()))
     await asyncio.to_thread(broker.start)
     try:
-        await _run_outage(broker, chain, rpc_url, fresh_db, tmp_path)
+        await _run_outage(broker, chain, deployed, rpc_url, fresh_db, tmp_path)
     finally:
         await asyncio.to_thread(broker.stop)
     assert "outbox: send failed" in (tmp_path / "indexer.log").read_text()
 
 
 async def _run_outage(
-    broker: Broker, chain: Web3, rpc_url: str, fresh_db: str, tmp_path: Path
+    broker: Broker, chain: Web3, deployed: Deployed, rpc_url: str, fresh_db: str, tmp_path: Path
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=9, batch_size=20)
     gen.fund_traders()
     gen.scenario(30)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploy_support import Deployed
 from indexer_support import (
     assert_db_matches_chain,
     chain_event_ids,
-    deploy,
     index_once,
     settings_for,
 )
@@ -19,9 +19,14 @@ from perpex_dev.loadgen import LoadGen
 
 
 async def test_converges_through_faulty_rpc(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=21, batch_size=6)
     gen.fund_traders()
     gen.scenario(120)

@@ -7,7 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from indexer_support import db_rows, deploy, index_once, settings_for
+from deploy_support import Deployed
+from indexer_support import db_rows, index_once, settings_for
 from starlette.testclient import TestClient
 from web3 import Web3
 
@@ -22,9 +23,14 @@ WAD = 10**18
 
 
 async def test_proposals_and_parameter_changes_are_recorded(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     assert deployment.governance is not None
     w3 = sync_web3(rpc_url)
     pm = w3.eth.contract(

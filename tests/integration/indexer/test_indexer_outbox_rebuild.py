@@ -12,7 +12,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from indexer_support import consume, db_rows, deploy, ids_of, settings_for
+from deploy_support import Deployed
+from indexer_support import consume, db_rows, ids_of, settings_for
 from web3 import Web3
 
 from perpex_dev.loadgen import LoadGen
@@ -24,9 +25,14 @@ from shared.db import apply_migrations
 
 
 async def test_rebuilt_messages_equal_the_handed_over_ones_and_rollback_inlines(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=23, batch_size=25)
     gen.fund_traders()
     gen.scenario(60)
@@ -154,11 +160,16 @@ async def test_an_inline_row_from_the_previous_version_gets_its_count(fresh_db: 
 
 
 async def test_memory_lets_go_of_rows_whose_mark_sent_reply_was_lost(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     """The UPDATE marking rows sent commits but its reply is lost: the rows are sent, the
     database says so, and the drainer's memory must not keep them (or their budget) forever."""
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=29, batch_size=10)
     gen.fund_traders()
     gen.scenario(12)

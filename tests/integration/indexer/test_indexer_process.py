@@ -11,13 +11,13 @@ import subprocess
 from pathlib import Path
 
 import asyncpg
+from deploy_support import Deployed
 from indexer_support import (
     INDEXER_ARGV,
     assert_db_matches_chain,
     chain_event_ids,
     consume,
     db_rows,
-    deploy,
     ids_of,
     matches_chain,
     settings_for,
@@ -35,9 +35,14 @@ from services.indexer.store import WRITER_LOCK_KEY
 
 
 async def test_sigterm_then_kill9_then_restart(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=3, batch_size=2)
     gen.fund_traders()
     gen.scenario(90)
@@ -96,10 +101,15 @@ async def test_sigterm_then_kill9_then_restart(
 
 
 async def test_a_standby_exits_0_on_sigterm(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     """A second indexer waits for the writer lock; told to stop, it stops waiting."""
-    _, dep_file = deploy(rpc_url, tmp_path)
+    _, dep_file = deployed
     settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, "perpex.events.standby", dep_file)
     log = tmp_path / "standby.log"
     holder = await asyncpg.connect(fresh_db)
@@ -134,11 +144,16 @@ async def test_missing_configuration_exits_2(tmp_path: Path) -> None:
 
 
 async def test_other_contracts_on_an_indexed_database_exit_2_naming_them(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     """The database follows other contracts: their history is not here, and resuming would
     skip it or index blocks twice. Exit 2 with the reason."""
-    _, dep_file = deploy(rpc_url, tmp_path)
+    _, dep_file = deployed
     settings = settings_for(rpc_url, fresh_db, kafka_bootstrap, "perpex.events.other", dep_file)
     log = tmp_path / "first.log"
     first = start_indexer(subprocess_env(settings), log, "--until-caught-up")
@@ -152,11 +167,16 @@ async def test_other_contracts_on_an_indexed_database_exit_2_naming_them(
 
 
 async def test_metrics_from_the_running_indexer(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    deployed: Deployed,
 ) -> None:
     """Scraped from the process: caught up means 0 blocks behind, every chain event counted,
     the outbox empty; a reorg under it is counted with its depth."""
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=7, batch_size=10)
     gen.fund_traders()
     gen.scenario(20)

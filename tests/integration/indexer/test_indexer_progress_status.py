@@ -11,7 +11,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from indexer_support import INDEXER_ARGV, REPO, deploy, index_once, settings_for, subprocess_env
+from deploy_support import Deployed
+from indexer_support import INDEXER_ARGV, REPO, index_once, settings_for, subprocess_env
 from web3 import Web3
 
 from perpex_dev.devstack.ports import free_port
@@ -31,13 +32,14 @@ def _status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 async def test_backfill_progress_and_status(
     chain: Web3,
+    deployed: Deployed,
     rpc_url: str,
     fresh_db: str,
     kafka_bootstrap: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     gen = LoadGen(rpc_url, deployment, seed=5, batch_size=10)
     gen.fund_traders()
     gen.open_positions(20)

@@ -1,5 +1,7 @@
-"""Helpers for the keeper's integration tests: deploy, trade, run the real indexer in-process,
-run keepers in-process or as `perpex keeper` subprocesses, read the chain."""
+"""Helpers for the keeper's integration tests: trade, run the real indexer in-process, run
+keepers in-process or as `perpex keeper` subprocesses, read the chain. Tests on the session's
+anvil take its deployment from the `deployed` fixture (tests/conftest.py); `deploy` runs the
+deploy flow again (a chain of a test's own)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ FUNDING_KEY = 2
 
 
 def deploy(rpc_url: str, folder: Path) -> tuple[Deployment, Path]:
+    """Deploy with the project's deploy flow (a `forge script` run)."""
     path = folder / f"deployment-{uuid.uuid4().hex[:6]}.json"
     return deploy_local(rpc_url, anvil_key(0), path), path
 

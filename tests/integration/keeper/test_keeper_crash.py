@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from deploy_support import Deployed
 from keeper_support import (
     BTC,
     ETH,
     KEEPER_KEY,
     address_of,
     crash,
-    deploy,
     health_of,
     indexer_settings,
     keeper_settings,
@@ -36,7 +36,13 @@ from shared.telemetry import setup_telemetry
 
 
 async def test_price_crash_liquidates_underwater_positions_only(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
     spans = InMemorySpanExporter()
     reader = InMemoryMetricReader()
@@ -46,7 +52,7 @@ async def test_price_crash_liquidates_underwater_positions_only(
         metric_readers=[reader],
         force=True,
     )
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     spec = [
         (ETH, True, 15),

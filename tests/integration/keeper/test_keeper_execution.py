@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from deploy_support import Deployed
 from keeper_support import (
     ETH,
     KEEPER_KEY,
@@ -17,7 +18,6 @@ from keeper_support import (
     automine_off,
     crash,
     crash_and_mine,
-    deploy,
     indexer_settings,
     keeper_settings,
     liquidations,
@@ -41,9 +41,15 @@ def _group() -> str:
 
 
 async def test_stuck_liquidation_is_replaced_and_mined_once(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     book = open_positions(market, [(ETH, True, 18), (ETH, True, 2)])
     (victim,) = book.tokens(lambda _p, _l, lev: lev == 18)
@@ -78,6 +84,7 @@ async def test_stuck_liquidation_is_replaced_and_mined_once(
 
 async def test_rpc_errors_back_off_then_succeed(
     chain: Web3,
+    deployed: Deployed,
     rpc_url: str,
     fresh_db: str,
     kafka_bootstrap: str,
@@ -86,7 +93,7 @@ async def test_rpc_errors_back_off_then_succeed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     book = open_positions(market, [(ETH, True, 18), (ETH, True, 17), (ETH, True, 2)])
     underwater = book.tokens(lambda _p, _l, lev: lev > 10)
@@ -130,6 +137,7 @@ async def test_rpc_errors_back_off_then_succeed(
 
 async def test_low_balance_warns_and_no_send_without_gas_money(
     chain: Web3,
+    deployed: Deployed,
     rpc_url: str,
     fresh_db: str,
     kafka_bootstrap: str,
@@ -138,7 +146,7 @@ async def test_low_balance_warns_and_no_send_without_gas_money(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     book = open_positions(market, [(ETH, True, 18)])
     (victim,) = book.positions

@@ -13,9 +13,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from deploy_support import Deployed
 from keeper_support import (
     FUNDING_KEY,
-    deploy,
     indexer_settings,
     keeper_settings,
     running_indexer,
@@ -68,9 +68,14 @@ async def enact(w3: Web3, rpc_url: str, dep_file: Path, change: str) -> None:
 
 
 async def test_an_executed_change_reaches_the_running_keeper_and_funding_updater(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     assert deployment.governance is not None
     eth = market_id_hex("ETH/USDT")
     topic = f"perpex.events.gov.{uuid.uuid4().hex[:8]}"

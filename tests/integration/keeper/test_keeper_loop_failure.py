@@ -8,9 +8,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from deploy_support import Deployed
 from keeper_support import (
     ETH,
-    deploy,
     indexer_settings,
     keeper_settings,
     open_positions,
@@ -26,9 +26,15 @@ from shared.health import HealthState
 
 
 async def test_a_dead_consumer_stops_the_keeper(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     open_positions(LocalMarket(chain, deployment), [(ETH, True, 2)])
     isettings = indexer_settings(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file)
     async with running_indexer(isettings) as indexer:

@@ -7,9 +7,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from deploy_support import Deployed
 from keeper_support import (
     ETH,
-    deploy,
     indexer_settings,
     keeper_settings,
     open_positions,
@@ -26,9 +26,15 @@ from services.keeper.book import ApplyResult
 
 
 async def test_a_failed_reread_is_retried(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     (token,) = open_positions(LocalMarket(chain, deployment), [(ETH, True, 2)]).tokens(
         lambda *_: True
     )

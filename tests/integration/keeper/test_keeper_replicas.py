@@ -7,13 +7,13 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from deploy_support import Deployed
 from keeper_support import (
     BTC,
     ETH,
     KEEPER_KEY,
     address_of,
     crash,
-    deploy,
     indexer_settings,
     keeper_settings,
     liquidations,
@@ -34,9 +34,15 @@ SECOND_KEEPER_KEY = 9
 
 
 async def test_two_replicas_liquidate_each_position_exactly_once(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     spec = [(ETH, True, 15 + i % 5) for i in range(14)] + [(ETH, True, 2), (BTC, True, 2)]
     book = open_positions(market, spec)

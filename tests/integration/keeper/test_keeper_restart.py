@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from deploy_support import Deployed
 from keeper_support import (
     BTC,
     ETH,
@@ -19,7 +20,6 @@ from keeper_support import (
     automine_off,
     crash,
     crash_and_mine,
-    deploy,
     indexer_settings,
     keeper_env,
     keeper_settings,
@@ -37,9 +37,15 @@ from perpex_dev.devstack.market import LocalMarket
 
 
 async def test_killed_mid_flight_restart_sends_no_duplicate_then_sigterm_exits_cleanly(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     book = open_positions(market, [(ETH, True, 18), (BTC, True, 18), (ETH, True, 2)])
     (eth_victim,) = book.tokens(lambda p, _l, lev: p == ETH and lev == 18)

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from deploy_support import Deployed
 from keeper_support import (
     ETH,
-    deploy,
     indexer_settings,
     keeper_settings,
     open_positions,
@@ -25,9 +25,15 @@ from perpex_dev.devstack.market import LocalMarket
 
 
 async def test_revoked_positions_leave_the_book_before_the_wait(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     open_positions(LocalMarket(chain, deployment), [(ETH, True, 2), (ETH, False, 3)])
     isettings = indexer_settings(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file)
     async with running_indexer(isettings) as indexer:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from deploy_support import Deployed
 from keeper_support import (
     ETH,
-    deploy,
     indexer_settings,
     keeper_settings,
     open_positions,
@@ -24,9 +24,15 @@ from services.keeper.book import BookPosition
 
 
 async def test_a_position_newer_than_the_rounds_block_is_kept(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
 ) -> None:
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     (token,) = open_positions(market, [(ETH, True, 2)]).tokens(lambda *_: True)
     isettings = indexer_settings(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file)

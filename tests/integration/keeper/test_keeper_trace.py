@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from deploy_support import Deployed
 from keeper_support import (
     ETH,
     crash,
-    deploy,
     indexer_settings,
     keeper_settings,
     liquidations,
@@ -30,11 +30,16 @@ from shared.telemetry import add_span_processor
 
 
 async def test_event_to_liquidation_is_one_trace(
-    chain: Web3, rpc_url: str, fresh_db: str, kafka_bootstrap: str, tmp_path: Path
+    chain: Web3,
+    deployed: Deployed,
+    rpc_url: str,
+    fresh_db: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     exporter = InMemorySpanExporter()
     add_span_processor(SimpleSpanProcessor(exporter), "perpex-test")
-    deployment, dep_file = deploy(rpc_url, tmp_path)
+    deployment, dep_file = deployed
     market = LocalMarket(chain, deployment)
     topic = f"trace-{uuid.uuid4().hex[:8]}"
     isettings = indexer_settings(rpc_url, fresh_db, kafka_bootstrap, topic, dep_file)

@@ -1,22 +1,23 @@
-"""Fixtures of `perpex trade`'s integration tests: one deployment on the session's anvil per
-module (made with the deploy script, like `perpex deploy`); each test reverts to it."""
+"""Fixtures of `perpex trade`'s integration tests: the session's deployment on its anvil (made
+with the deploy script, like `perpex deploy`; tests/conftest.py); each test reverts to it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+from deploy_support import Deployed
 from trade_support import Trading
 from web3 import Web3
 
-from perpex_dev.devstack.accounts import DEPLOYER, anvil_key
-from shared.chain.deploy import deploy_local
-
 
 @pytest.fixture(scope="module")
-def trade_deployment(rpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trade_deployment(
+    session_deployment: Deployed, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     path = tmp_path_factory.mktemp("trade") / "deployment.json"
-    deploy_local(rpc_url, anvil_key(DEPLOYER), path)
+    shutil.copyfile(session_deployment.path, path)
     return path
 
 
