@@ -11,7 +11,8 @@ rebuilds positions after a reorg from the events that stayed canonical.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.indexer.decode import DecodedLog
@@ -83,106 +84,143 @@ class Fold:
         return self.result
 
     def apply(self, ev: DecodedLog) -> None:
-        a = ev.args
-        name = ev.name
-        market_id = ev.market_id
-        if name in FUNDING_RESET_EVENTS and market_id is not None:
-            self.result.funding_index_at[ev.position] = a["entryFundingIndex"]
-        if name == EventName.PositionOpened:
-            assert ev.token_id is not None and market_id is not None
-            row = PositionRow(
-                token_id=ev.token_id,
-                market_id=market_id,
-                market=self._pair(market_id),
-                owner=a["owner"],
-                is_long=a["isLong"],
-                collateral=a["collateral"],
-                leverage=a["leverage"],
-                size=a["size"],
-                notional=a["notional"],
-                entry_price=a["entryPrice"],
-                entry_funding_index=self.result.funding_index_at[ev.position],
-                open_fee=a["fee"],
-                status=OPEN,
-                opened_block=ev.block_number,
-                opened_timestamp=ev.block_timestamp,
-                opened_tx=ev.tx_hash,
-                updated_block=ev.block_number,
-            )
-            self._positions[ev.token_id] = row
-            self.result.positions[ev.token_id] = row
-        elif name in POSITION_FOLLOWUPS:
-            row_or_none = self._positions.get(ev.token_id) if ev.token_id is not None else None
-            if row_or_none is None:
-                self.result.orphans.append(ev)
-                return
-            row = row_or_none
-            row.updated_block = ev.block_number
-            if name == EventName.MarginChanged:
-                row.collateral = a["newCollateral"]
-                row.entry_funding_index = a["entryFundingIndex"]
-            elif name == EventName.PositionReduced:
-                row.size = a["size"]
-                row.notional = a["notional"]
-                row.collateral = a["collateral"]
-                row.entry_price = row.notional * WAD // row.size
-                row.entry_funding_index = a["entryFundingIndex"]
-            elif name == EventName.PositionClosed:
-                self._close(row, ev, CLOSED, a["exitPrice"], a["payout"])
-                row.funding_payment = a["fundingPayment"]
-                row.close_fee = a["fee"]
-            else:
-                self.result.liquidations.append(_liquidation_row(row, ev))
-                if a["remainingSize"] == 0:
-                    self._close(row, ev, LIQUIDATED, a["price"], a["ownerRefund"])
-                    row.funding_payment = a["fundingPayment"]
-            self.result.positions[row.token_id] = row
-        elif name == EventName.FundingRateUpdated:
-            assert market_id is not None
-            m = self.market(market_id)
-            m.cumulative_funding_index = a["cumulativeFundingLong"]
-            m.cumulative_funding_short = a["cumulativeFundingShort"]
-            m.funding_rate = a["fundingRate"]
-            m.funding_per_second = a["fundingPerSecond"]
-            m.last_funding_time = a["timestamp"]
-            m.updated_block = ev.block_number
-            self.result.markets[market_id] = m
-            self.result.funding.append(
-                FundingRow(
-                    market_id=market_id,
-                    funding_rate=a["fundingRate"],
-                    cumulative_funding_index=a["cumulativeFundingLong"],
-                    mark_twap=a["markTwap"],
-                    index_twap=a["indexTwap"],
-                    funding_timestamp=a["timestamp"],
-                    tx_hash=ev.tx_hash,
-                    log_index=ev.log_index,
-                    block_number=ev.block_number,
-                    block_timestamp=ev.block_timestamp,
-                    funding_per_second=a["fundingPerSecond"],
-                    cumulative_funding_short=a["cumulativeFundingShort"],
-                )
-            )
-        elif name == EventName.MarketAdded:
-            assert market_id is not None
-            m = self.market(market_id)
-            m.pair = a["pair"]
-            m.vamm = a["vamm"]
-            m.oracle_feed = a["oracleFeed"]
-            m.added_block = ev.block_number
-            m.updated_block = ev.block_number
-            if m.last_funding_time is None:  # addMarket starts the first funding window
-                m.last_funding_time = ev.block_timestamp
-            self._pairs[market_id] = a["pair"]
-            self.result.markets[market_id] = m
-        elif name == EventName.MarketPaused:
-            assert market_id is not None
-            m = self.market(market_id)
-            m.paused = a["paused"]
-            m.updated_block = ev.block_number
-            self.result.markets[market_id] = m
+        if ev.name in FUNDING_RESET_EVENTS and ev.market_id is not None:
+            self.result.funding_index_at[ev.position] = ev.args["entryFundingIndex"]
+        handler = self._handlers.get(ev.name)
+        if handler is not None:
+            handler(ev)
         # PositionMinted / PositionBurned: the position row follows PositionOpened/Closed/
         # Liquidated of the same transaction; the NFT events only go to `events` and Kafka.
+
+    @functools.cached_property
+    def _handlers(self) -> dict[str, Callable[[DecodedLog], None]]:
+        """One handler per event that changes a row."""
+        return {
+            EventName.PositionOpened: self._opened,
+            EventName.MarginChanged: self._followup(self._margin_changed),
+            EventName.PositionReduced: self._followup(self._reduced),
+            EventName.PositionClosed: self._followup(self._closed),
+            EventName.PositionLiquidated: self._followup(self._liquidated),
+            EventName.FundingRateUpdated: self._funding_updated,
+            EventName.MarketAdded: self._market_added,
+            EventName.MarketPaused: self._market_paused,
+        }
+
+    def _opened(self, ev: DecodedLog) -> None:
+        a, market_id = ev.args, ev.market_id
+        assert ev.token_id is not None and market_id is not None
+        row = PositionRow(
+            token_id=ev.token_id,
+            market_id=market_id,
+            market=self._pair(market_id),
+            owner=a["owner"],
+            is_long=a["isLong"],
+            collateral=a["collateral"],
+            leverage=a["leverage"],
+            size=a["size"],
+            notional=a["notional"],
+            entry_price=a["entryPrice"],
+            entry_funding_index=self.result.funding_index_at[ev.position],
+            open_fee=a["fee"],
+            status=OPEN,
+            opened_block=ev.block_number,
+            opened_timestamp=ev.block_timestamp,
+            opened_tx=ev.tx_hash,
+            updated_block=ev.block_number,
+        )
+        self._positions[ev.token_id] = row
+        self.result.positions[ev.token_id] = row
+
+    def _followup(
+        self, change: Callable[[PositionRow, DecodedLog], None]
+    ) -> Callable[[DecodedLog], None]:
+        """An event on an open position: its row changed, or an orphan (opened before
+        START_BLOCK) when the fold does not know the position."""
+
+        def apply(ev: DecodedLog) -> None:
+            row = self._positions.get(ev.token_id) if ev.token_id is not None else None
+            if row is None:
+                self.result.orphans.append(ev)
+                return
+            row.updated_block = ev.block_number
+            change(row, ev)
+            self.result.positions[row.token_id] = row
+
+        return apply
+
+    def _margin_changed(self, row: PositionRow, ev: DecodedLog) -> None:
+        row.collateral = ev.args["newCollateral"]
+        row.entry_funding_index = ev.args["entryFundingIndex"]
+
+    def _reduced(self, row: PositionRow, ev: DecodedLog) -> None:
+        a = ev.args
+        row.size = a["size"]
+        row.notional = a["notional"]
+        row.collateral = a["collateral"]
+        row.entry_price = row.notional * WAD // row.size
+        row.entry_funding_index = a["entryFundingIndex"]
+
+    def _closed(self, row: PositionRow, ev: DecodedLog) -> None:
+        a = ev.args
+        self._close(row, ev, CLOSED, a["exitPrice"], a["payout"])
+        row.funding_payment = a["fundingPayment"]
+        row.close_fee = a["fee"]
+
+    def _liquidated(self, row: PositionRow, ev: DecodedLog) -> None:
+        a = ev.args
+        self.result.liquidations.append(_liquidation_row(row, ev))
+        if a["remainingSize"] == 0:
+            self._close(row, ev, LIQUIDATED, a["price"], a["ownerRefund"])
+            row.funding_payment = a["fundingPayment"]
+
+    def _funding_updated(self, ev: DecodedLog) -> None:
+        a, market_id = ev.args, ev.market_id
+        assert market_id is not None
+        m = self.market(market_id)
+        m.cumulative_funding_index = a["cumulativeFundingLong"]
+        m.cumulative_funding_short = a["cumulativeFundingShort"]
+        m.funding_rate = a["fundingRate"]
+        m.funding_per_second = a["fundingPerSecond"]
+        m.last_funding_time = a["timestamp"]
+        m.updated_block = ev.block_number
+        self.result.markets[market_id] = m
+        self.result.funding.append(
+            FundingRow(
+                market_id=market_id,
+                funding_rate=a["fundingRate"],
+                cumulative_funding_index=a["cumulativeFundingLong"],
+                mark_twap=a["markTwap"],
+                index_twap=a["indexTwap"],
+                funding_timestamp=a["timestamp"],
+                tx_hash=ev.tx_hash,
+                log_index=ev.log_index,
+                block_number=ev.block_number,
+                block_timestamp=ev.block_timestamp,
+                funding_per_second=a["fundingPerSecond"],
+                cumulative_funding_short=a["cumulativeFundingShort"],
+            )
+        )
+
+    def _market_added(self, ev: DecodedLog) -> None:
+        a, market_id = ev.args, ev.market_id
+        assert market_id is not None
+        m = self.market(market_id)
+        m.pair = a["pair"]
+        m.vamm = a["vamm"]
+        m.oracle_feed = a["oracleFeed"]
+        m.added_block = ev.block_number
+        m.updated_block = ev.block_number
+        if m.last_funding_time is None:  # addMarket starts the first funding window
+            m.last_funding_time = ev.block_timestamp
+        self._pairs[market_id] = a["pair"]
+        self.result.markets[market_id] = m
+
+    def _market_paused(self, ev: DecodedLog) -> None:
+        assert ev.market_id is not None
+        m = self.market(ev.market_id)
+        m.paused = ev.args["paused"]
+        m.updated_block = ev.block_number
+        self.result.markets[ev.market_id] = m
         # PositionDecreased (a partial close) too: the PositionReduced after it has the new state.
 
     @staticmethod

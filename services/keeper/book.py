@@ -24,6 +24,7 @@ the decoded events from Kafka (`apply`):
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -263,95 +264,113 @@ class PositionBook:
         return result
 
     def _apply(self, ev: EventEnvelope, trace: dict[str, str] | None) -> ApplyResult:
-        name = ev.name
-        at: Pos = (ev.block_number, ev.log_index)
-        if name in POSITION_EVENTS:
-            token = ev.token_id
-            if token is None:
-                return IGNORED
-            if ev.reverted:
-                return ApplyResult("applied", refresh=(token,))
-            if removes(ev):
-                self.remove(token, tombstone=True, at=at)
-                return APPLIED
-            if name in (EventName.PositionMinted, EventName.PositionLiquidated):
-                return IGNORED  # a partial liquidation: PositionReduced carries the new state
-            if token in self._tombstones:
-                return STALE
-            held = self.positions.get(token)
-            if held is not None and at <= held.updated:
-                return STALE
-            if name == EventName.PositionOpened:
-                a = ev.args
-                self.upsert(
-                    BookPosition(
-                        token_id=token,
-                        market_id=str(a.get("marketId") or ev.market_id),
-                        owner=str(a["owner"]).lower(),
-                        is_long=bool(a["isLong"]),
-                        collateral=int(a["collateral"]),
-                        size=int(a["size"]),
-                        notional=int(a["notional"]),
-                        entry_funding_index=int(a["entryFundingIndex"]),
-                        updated=at,
-                        trace=trace,
-                    )
-                )
-                return APPLIED
-            if name in (EventName.MarginChanged, EventName.PositionReduced):
-                if held is None:
-                    # Opened before what this replica knows: read the whole position.
-                    return ApplyResult("applied", refresh=(token,))
-                a = ev.args
-                if name == EventName.MarginChanged:
-                    held.collateral = int(a["newCollateral"])
-                else:
-                    held.size = int(a["size"])
-                    held.notional = int(a["notional"])
-                    held.collateral = int(a["collateral"])
-                held.entry_funding_index = int(a["entryFundingIndex"])
-                held.updated = at
-                if trace is not None:
-                    held.trace = trace
-                held.version = self.version + 1
-                self.version += 1
-                return APPLIED
+        if ev.name in POSITION_EVENTS:
+            return self._position_event(ev, trace)
+        handler = self._market_handlers.get(ev.name)
+        if handler is None:
             return IGNORED
-        if name == EventName.FundingRateUpdated:
-            # the index moves every second: the health loop reads it from the chain each block;
-            # a new rate only means cached triggers should be recomputed
-            market_id = ev.market_id or ev.args.get("marketId")
-            if not market_id:
-                return IGNORED
-            self.market(str(market_id))._touch()
-            self.version += 1
+        market_id = ev.market_id or ev.args.get("marketId")
+        if not market_id:
+            return IGNORED
+        return handler(self.market(str(market_id)), ev)
+
+    @functools.cached_property
+    def _market_handlers(self) -> dict[str, Callable[[BookMarket, EventEnvelope], ApplyResult]]:
+        """One handler per market event the book follows."""
+        return {
+            EventName.FundingRateUpdated: self._funding_updated,
+            EventName.MarketAdded: self._market_added,
+            EventName.MarketPaused: self._market_paused,
+            EventName.RiskParamsUpdated: self._risk_params_updated,
+        }
+
+    def _position_event(self, ev: EventEnvelope, trace: dict[str, str] | None) -> ApplyResult:
+        token = ev.token_id
+        if token is None:
+            return IGNORED
+        at: Pos = (ev.block_number, ev.log_index)
+        if ev.reverted:
+            return ApplyResult("applied", refresh=(token,))
+        if removes(ev):
+            self.remove(token, tombstone=True, at=at)
             return APPLIED
-        if name == EventName.MarketAdded:
-            market_id = ev.market_id or ev.args.get("marketId")
-            if not market_id:
-                return IGNORED
-            market = self.market(str(market_id))
-            if ev.args.get("pair"):
-                market.pair = str(ev.args["pair"])
-            return ApplyResult("applied", markets=(market.market_id,))
-        if name == EventName.MarketPaused:
-            market_id = ev.market_id or ev.args.get("marketId")
-            if not market_id:
-                return IGNORED
-            market = self.market(str(market_id))
-            paused = bool(ev.args.get("paused"))
-            market.paused = (not paused) if ev.reverted else paused
-            return APPLIED
-        if name == EventName.RiskParamsUpdated:
-            # a governance change of the maintenance ratio: in force from this block, so the
-            # mirror uses it at once; a reverted one (a reorg) is read back from the chain
-            market_id = ev.market_id or ev.args.get("marketId")
-            if not market_id:
-                return IGNORED
-            market = self.market(str(market_id))
-            if ev.reverted:
-                return ApplyResult("applied", markets=(market.market_id,))
-            market.set_mmr(int(ev.args["maintenanceMarginRatio"]))
-            self.version += 1
-            return APPLIED
+        if ev.name in (EventName.PositionMinted, EventName.PositionLiquidated):
+            return IGNORED  # a partial liquidation: PositionReduced carries the new state
+        if token in self._tombstones:
+            return STALE
+        held = self.positions.get(token)
+        if held is not None and at <= held.updated:
+            return STALE
+        if ev.name == EventName.PositionOpened:
+            return self._opened(ev, token, at, trace)
+        if ev.name in (EventName.MarginChanged, EventName.PositionReduced):
+            if held is None:
+                # Opened before what this replica knows: read the whole position.
+                return ApplyResult("applied", refresh=(token,))
+            return self._changed(ev, held, at, trace)
         return IGNORED
+
+    def _opened(
+        self, ev: EventEnvelope, token: int, at: Pos, trace: dict[str, str] | None
+    ) -> ApplyResult:
+        a = ev.args
+        self.upsert(
+            BookPosition(
+                token_id=token,
+                market_id=str(a.get("marketId") or ev.market_id),
+                owner=str(a["owner"]).lower(),
+                is_long=bool(a["isLong"]),
+                collateral=int(a["collateral"]),
+                size=int(a["size"]),
+                notional=int(a["notional"]),
+                entry_funding_index=int(a["entryFundingIndex"]),
+                updated=at,
+                trace=trace,
+            )
+        )
+        return APPLIED
+
+    def _changed(
+        self, ev: EventEnvelope, held: BookPosition, at: Pos, trace: dict[str, str] | None
+    ) -> ApplyResult:
+        """MarginChanged or PositionReduced on a position the book holds."""
+        a = ev.args
+        if ev.name == EventName.MarginChanged:
+            held.collateral = int(a["newCollateral"])
+        else:
+            held.size = int(a["size"])
+            held.notional = int(a["notional"])
+            held.collateral = int(a["collateral"])
+        held.entry_funding_index = int(a["entryFundingIndex"])
+        held.updated = at
+        if trace is not None:
+            held.trace = trace
+        held.version = self.version + 1
+        self.version += 1
+        return APPLIED
+
+    def _funding_updated(self, market: BookMarket, ev: EventEnvelope) -> ApplyResult:
+        # the index moves every second: the health loop reads it from the chain each block;
+        # a new rate only means cached triggers should be recomputed
+        market._touch()
+        self.version += 1
+        return APPLIED
+
+    def _market_added(self, market: BookMarket, ev: EventEnvelope) -> ApplyResult:
+        if ev.args.get("pair"):
+            market.pair = str(ev.args["pair"])
+        return ApplyResult("applied", markets=(market.market_id,))
+
+    def _market_paused(self, market: BookMarket, ev: EventEnvelope) -> ApplyResult:
+        paused = bool(ev.args.get("paused"))
+        market.paused = (not paused) if ev.reverted else paused
+        return APPLIED
+
+    def _risk_params_updated(self, market: BookMarket, ev: EventEnvelope) -> ApplyResult:
+        # a governance change of the maintenance ratio: in force from this block, so the
+        # mirror uses it at once; a reverted one (a reorg) is read back from the chain
+        if ev.reverted:
+            return ApplyResult("applied", markets=(market.market_id,))
+        market.set_mmr(int(ev.args["maintenanceMarginRatio"]))
+        self.version += 1
+        return APPLIED
