@@ -178,10 +178,29 @@ class HealthRounds:
             self.health.set_ready(True, f"watching {len(self.book)} positions")
 
     async def health_round(self, block: int) -> dict[str, Any]:
+        """One block: select the positions to read, confirm them on-chain, act on what the
+        chain says, record the round."""
         t0 = time.perf_counter()
         calls_before = self.health_rpc.total
         self.rounds.blocks += 1
         self.rounds.last_block = block
+        await self._read_markets(block)
+        cands, by_token, to_check, sweep = self._select()
+        size = self.settings.health_batch_size
+        batches = [to_check[i : i + size] for i in range(0, len(to_check), size)]
+        results = await asyncio.gather(
+            *(self._read(lambda b=b: self.chain.positions_health(b, block)) for b in batches)  # type: ignore[misc]
+        )
+        targets = self._confirm([h for r in results for h in r], by_token, block)
+        started = self._act(targets, block)
+        self.tracker.forget_missing(self.book.positions)
+        calls = self.health_rpc.total - calls_before + 1  # + this block's eth_blockNumber
+        return self._record(
+            block, t0, calls, len(cands), len(to_check), len(batches), started, sweep
+        )
+
+    async def _read_markets(self, block: int) -> None:
+        """Each served market's index price and cumulative funding at `block`."""
         markets = list(self.markets)
         states = await asyncio.gather(
             *(self._read(lambda m=m: self.chain.market_state(m, block)) for m in markets)  # type: ignore[misc]
@@ -194,6 +213,9 @@ class HealthRounds:
             if p == 0:
                 log.warning("market %s: the oracle does not answer (no liquidation possible)", m)
         self.native.observe(self.prices)
+
+    def _select(self) -> tuple[list[Candidate], dict[int, Candidate], list[int], bool]:
+        """The ranked candidates due a check, plus (now and then) every other position."""
         cands = self.ranker.candidates(self.book, self.prices)
         by_token: dict[int, Candidate] = {}
         for cand in cands:
@@ -211,51 +233,56 @@ class HealthRounds:
                 for t in self.book.positions
                 if t not in by_token and not self.executor.in_flight(t)
             ]
-        size = self.settings.health_batch_size
-        batches = [to_check[i : i + size] for i in range(0, len(to_check), size)]
-        results = await asyncio.gather(
-            *(self._read(lambda b=b: self.chain.positions_health(b, block)) for b in batches)  # type: ignore[misc]
-        )
-        started = 0
+        return cands, by_token, to_check, sweep
+
+    def _confirm(
+        self, healths: list[OnchainHealth], by_token: dict[int, Candidate], block: int
+    ) -> dict[int, OnchainHealth]:
+        """What the chain says of each position read: dropped when gone, a liquidation target
+        when liquidatable; the mirror's disagreements counted."""
         targets: dict[int, OnchainHealth] = {}
-        for batch_result in results:
-            for h in batch_result:
-                c = by_token.get(h.token_id)
-                action = decide(h, self.executor.in_flight(h.token_id))
-                self.latency.read(h, block, self._settled.get(h.token_id))
-                if c is None:  # swept, not a candidate: the mirror said far from maintenance
-                    if action is LiquidationAction.LIQUIDATE:
-                        self.metrics.mirror_mismatch.add(1)
-                        log.warning("position %d is liquidatable but was not ranked", h.token_id)
-                elif h.exists and h.index_price and h.liquidatable != c.liquidatable:
+        for h in healths:
+            c = by_token.get(h.token_id)
+            action = decide(h, self.executor.in_flight(h.token_id))
+            self.latency.read(h, block, self._settled.get(h.token_id))
+            if c is None:  # swept, not a candidate: the mirror said far from maintenance
+                if action is LiquidationAction.LIQUIDATE:
                     self.metrics.mirror_mismatch.add(1)
-                    log.debug(
-                        "mirror disagrees on %d: off-chain %s/%s, chain %s/%s",
-                        h.token_id,
-                        c.health.margin,
-                        c.health.maintenance,
-                        h.margin,
-                        h.maintenance,
-                    )
-                if c is not None:
-                    self.tracker.record(h.token_id, c.stamp, action)
-                if action is LiquidationAction.DROP:
-                    held = self.book.get(h.token_id)
-                    if held is not None and held.updated[0] > block:
-                        # Opened (or changed) after the block this round reads: "gone" at
-                        # that block only means "not there yet".
-                        continue
-                    self._dropped(h.token_id, "gone")
-                    self.metrics.liquidations_dropped.add(1, {"reason": "gone"})
-                elif action is LiquidationAction.LIQUIDATE:
-                    settled = self._settled.get(h.token_id)
-                    if settled is not None:
-                        if block < settled:
-                            continue  # read before our liquidation was mined: stale
-                        del self._settled[h.token_id]
-                    if h.token_id in self.book:
-                        targets[h.token_id] = h
-        # in this keeper's own order (races.py): competing keepers take different paths
+                    log.warning("position %d is liquidatable but was not ranked", h.token_id)
+            elif h.exists and h.index_price and h.liquidatable != c.liquidatable:
+                self.metrics.mirror_mismatch.add(1)
+                log.debug(
+                    "mirror disagrees on %d: off-chain %s/%s, chain %s/%s",
+                    h.token_id,
+                    c.health.margin,
+                    c.health.maintenance,
+                    h.margin,
+                    h.maintenance,
+                )
+            if c is not None:
+                self.tracker.record(h.token_id, c.stamp, action)
+            if action is LiquidationAction.DROP:
+                held = self.book.get(h.token_id)
+                if held is not None and held.updated[0] > block:
+                    # Opened (or changed) after the block this round reads: "gone" at
+                    # that block only means "not there yet".
+                    continue
+                self._dropped(h.token_id, "gone")
+                self.metrics.liquidations_dropped.add(1, {"reason": "gone"})
+            elif action is LiquidationAction.LIQUIDATE:
+                settled = self._settled.get(h.token_id)
+                if settled is not None:
+                    if block < settled:
+                        continue  # read before our liquidation was mined: stale
+                    del self._settled[h.token_id]
+                if h.token_id in self.book:
+                    targets[h.token_id] = h
+        return targets
+
+    def _act(self, targets: dict[int, OnchainHealth], block: int) -> int:
+        """Start the liquidations, in this keeper's own order (races.py: competing keepers
+        take different paths). Returns how many started."""
+        started = 0
         salt = bytes.fromhex(self.sender.address[2:])
         for token in dispatch_order(((t, h.margin) for t, h in targets.items()), salt):
             h, pos = targets[token], self.book.get(token)
@@ -272,32 +299,44 @@ class HealthRounds:
                 started += 1
         if started:  # narrow: a competitor may have appeared (window.py)
             self.window.restart(self.executor.to_send)
-        self.tracker.forget_missing(self.book.positions)
-        calls = self.health_rpc.total - calls_before + 1  # + this block's eth_blockNumber
+        return started
+
+    def _record(
+        self,
+        block: int,
+        t0: float,
+        calls: int,
+        candidates: int,
+        checked: int,
+        batches: int,
+        started: int,
+        sweep: bool,
+    ) -> dict[str, Any]:
+        """The round's counters, metrics, log line and listeners."""
         self.metrics.health_rpc_calls.add(calls)
-        self.metrics.health_checked.add(len(to_check))
+        self.metrics.health_checked.add(checked)
         self.rounds.rounds += 1
-        self.rounds.candidates += len(cands)
-        self.rounds.checked += len(to_check)
-        self.rounds.batches += len(batches)
+        self.rounds.candidates += candidates
+        self.rounds.checked += checked
+        self.rounds.batches += batches
         self.rounds.liquidations_started += started
         self.rounds.last_round_ms = (time.perf_counter() - t0) * 1000
         summary = {
             "block": block,
             "sweep": sweep,
-            "candidates": len(cands),
-            "checked": len(to_check),
-            "batches": len(batches),
+            "candidates": candidates,
+            "checked": checked,
+            "batches": batches,
             "liquidations_started": started,
             "ms": round(self.rounds.last_round_ms, 2),
         }
-        if cands or started:
+        if candidates or started:
             log.info(
                 "block %d: %d candidates, %d checked in %d calls, %d liquidations started (%.1f ms)",
                 block,
-                len(cands),
-                len(to_check),
-                len(batches),
+                candidates,
+                checked,
+                batches,
                 started,
                 self.rounds.last_round_ms,
             )
