@@ -299,7 +299,33 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
         reason="must look like BASE/QUOTE in capitals, e.g. ETH/USDT",
     )
     chain_id = check.integer(spec, "chainId", "spec.chainId", 1, 2**53 - 1, default=None)
+    rpc_url, rpc_secret = _rpc(check, spec)
+    position_manager, position_nft, deployment_cm = _contracts(check, spec)
+    keeper = _keeper(check, spec)
+    funding = _funding(check, spec)
+    resources = _resources(check, spec)
+    paused = check.boolean(spec, "paused", "spec.paused", SPEC_DEFAULTS["paused"])
 
+    if check.problems:
+        raise SpecError(check.problems)
+    assert pair is not None
+    return MarketSpec(
+        pair=pair,
+        chain_id=chain_id,
+        rpc_url=rpc_url,
+        rpc_secret=rpc_secret,
+        position_manager=position_manager,
+        position_nft=position_nft,
+        deployment_config_map=deployment_cm,
+        keeper=keeper,
+        funding=funding,
+        resources=resources,
+        paused=paused,
+    )
+
+
+def _rpc(check: _Checker, spec: Mapping[str, Any]) -> tuple[str | None, KeyRef | None]:
+    """spec.rpc: exactly one of url or secretRef."""
     rpc = check.obj(spec, "rpc", "spec.rpc", required=True)
     rpc_url = rpc_secret = None
     if rpc is not None:
@@ -317,6 +343,13 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
         )
         rpc_secret = check.key_ref(rpc, "secretRef", "spec.rpc.secretRef")
 
+    return rpc_url, rpc_secret
+
+
+def _contracts(
+    check: _Checker, spec: Mapping[str, Any]
+) -> tuple[str | None, str | None, KeyRef | None]:
+    """spec.contracts: both addresses inline, or a deployment ConfigMap."""
     contracts = check.obj(spec, "contracts", "spec.contracts", required=True)
     position_manager = position_nft = None
     deployment_cm = None
@@ -358,6 +391,11 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
                 "set both positionManager and positionNFT, or deploymentConfigMapRef",
             )
 
+    return position_manager, position_nft, deployment_cm
+
+
+def _keeper(check: _Checker, spec: Mapping[str, Any]) -> KeeperSpec:
+    """spec.keeper, defaulted; a wallet is required when it is enabled."""
     k = check.obj(spec, "keeper", "spec.keeper", required=False) or {}
     keeper = KeeperSpec(
         enabled=check.boolean(k, "enabled", "spec.keeper.enabled", KEEPER_DEFAULTS["enabled"]),
@@ -397,6 +435,11 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
     if keeper.enabled and k.get("walletSecretRef") is None:
         check.fail("spec.keeper.walletSecretRef", "is required when the keeper is enabled")
 
+    return keeper
+
+
+def _funding(check: _Checker, spec: Mapping[str, Any]) -> FundingSpec:
+    """spec.funding, defaulted; a wallet is required when it is enabled."""
     f = check.obj(spec, "funding", "spec.funding", required=False) or {}
     funding = FundingSpec(
         enabled=check.boolean(f, "enabled", "spec.funding.enabled", FUNDING_DEFAULTS["enabled"]),
@@ -416,22 +459,4 @@ def parse_spec(spec: Mapping[str, Any] | None, name: str = "market") -> MarketSp
     if funding.enabled and f.get("walletSecretRef") is None:
         check.fail("spec.funding.walletSecretRef", "is required when funding is enabled")
 
-    resources = _resources(check, spec)
-    paused = check.boolean(spec, "paused", "spec.paused", SPEC_DEFAULTS["paused"])
-
-    if check.problems:
-        raise SpecError(check.problems)
-    assert pair is not None
-    return MarketSpec(
-        pair=pair,
-        chain_id=chain_id,
-        rpc_url=rpc_url,
-        rpc_secret=rpc_secret,
-        position_manager=position_manager,
-        position_nft=position_nft,
-        deployment_config_map=deployment_cm,
-        keeper=keeper,
-        funding=funding,
-        resources=resources,
-        paused=paused,
-    )
+    return funding
