@@ -23,6 +23,10 @@ def ephemeral_stack(
     chain, chain id 31338)."""
     owned = data_dir is None
     root = data_dir or Path(tempfile.mkdtemp(prefix="perpex-stack-"))
+    if owned:
+        # mkdtemp makes the folder 0700; PostgreSQL, run as `postgres` when we are root, could
+        # not reach its cluster inside and would get one under /tmp instead (which outlives us)
+        root.chmod(0o755)
     anvil_port, pg_port, kafka_port, remote_port = free_ports(4)
     config = StackConfig(
         data_dir=root,
@@ -43,4 +47,15 @@ def ephemeral_stack(
         for comp in reversed(wanted):
             comp.stop()
         if owned:
-            shutil.rmtree(root, ignore_errors=True)
+            _remove_tree_and_link_targets(root)
+
+
+def _remove_tree_and_link_targets(root: Path) -> None:
+    """Remove `root`, and what its symlinks point at outside it (a PostgreSQL cluster moved to
+    /tmp when `root` was not reachable by the `postgres` user)."""
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            target = path.resolve()
+            if target.name.startswith("perpex-pg-") and not target.is_relative_to(root):
+                shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
