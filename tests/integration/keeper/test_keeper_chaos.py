@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from eth_account import Account
 from keeper_support import (
     BTC,
@@ -49,6 +50,8 @@ from perpex_dev.devstack.market import LocalMarket
 from perpex_dev.devstack.ports import free_port
 from shared.chain.abi import load_abi
 from shared.kafka import ensure_topic
+
+pytestmark = pytest.mark.serial  # timing-sensitive: run alone (scripts/test.sh)
 
 TARGET_BLOCKS = 30  # 1 s blocks: a kill -9, a restart and its reconciliation fit well within
 RPC_TIMEOUT_S = 1.0

@@ -52,6 +52,8 @@ from services.keeper.presend import Go
 from shared.config import ConfigError
 from shared.telemetry import setup_telemetry
 
+pytestmark = pytest.mark.serial  # timing-sensitive: run alone (scripts/test.sh)
+
 COMPETITOR = 5  # an unlocked anvil account that liquidates too
 GWEI = 10**9
 

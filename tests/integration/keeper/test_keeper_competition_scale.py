@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 from keeper_support import (
     KEEPER_KEY,
     address_of,
@@ -41,6 +42,8 @@ from web3 import Web3
 
 from perpex_dev.bench.keeper_chain import Chain, keeper_wallet_state, measure_move, open_and_sink
 from services.keeper.app import Keeper
+
+pytestmark = pytest.mark.serial  # timing-sensitive: run alone (scripts/test.sh)
 
 RIVAL_KEY = 9  # an anvil account no other role uses
 POSITIONS = 1_200  # the plan needs the far-from-maintenance ones to keep the vAMMs balanced
