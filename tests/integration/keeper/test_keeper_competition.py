@@ -144,9 +144,12 @@ async def test_competitors_in_the_mempool_are_seen_and_cost_no_gas(
                     _liquidate_as(market, competitor, token)
                 assert len(_pool_from(chain, competitor)) == 3
                 held.clear()  # the keeper sees P: six liquidatable positions
+                # tracked in the ledger first, then broadcast: wait for the node to hold them
                 await wait_until(
                     lambda: (
-                        keeper.executor.stats["lost_races"] == 3 and len(keeper.sender.pending) == 3
+                        keeper.executor.stats["lost_races"] == 3
+                        and len(keeper.sender.pending) == 3
+                        and len(_pool_from(chain, me)) == 3
                     ),
                     within=20,
                 )
