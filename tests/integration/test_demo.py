@@ -13,10 +13,10 @@ from perpex_dev.devstack.ports import free_port
 
 def test_demo_liquidates_and_funds_and_links_a_trace(tmp_path: Path) -> None:
     # The demo moves the chain's clock 8 h ahead (step 7). The funding updater looks at chain time
-    # again after at most FUNDING_MAX_SLEEP_SECONDS (60 s by default, for chains whose clock
+    # again after at most FUNDING_MAX_SLEEP_S (60 s by default, for chains whose clock
     # jumps): with the default the test spent most of its time waiting for that look. 5 s keeps
     # what the step shows (the updater notices the jump and updates both markets) without it.
-    env = {**os.environ, "FUNDING_MAX_SLEEP_SECONDS": "5"}
+    env = {**os.environ, "FUNDING_MAX_SLEEP_S": "5"}
     proc = subprocess.run(
         [sys.executable, "-m", "perpex_cli.main", "demo", "--exit",
          "--data-dir", str(tmp_path / "demo"), "--dashboard-port", str(free_port())],
